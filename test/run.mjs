@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Runs every test file under test/ with node's built-in runner and fails when none ran.
+// Node 20 does not expand globs and a bare `node --test` silently finds nothing, so the
+// file list is built here and the reported test count is checked.
+import {readdirSync, statSync} from 'node:fs';
+import {join, relative} from 'node:path';
+import {spawn} from 'node:child_process';
+
+const root = new URL('..', import.meta.url).pathname;
+const testDir = join(root, 'test');
+const only = process.argv.slice(2);
+
+function collect(dir) {
+  const found = [];
+  for (const name of readdirSync(dir).sort()) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) {
+      if (name !== 'support' && name !== 'fixtures') found.push(...collect(full));
+    } else if (/\.test\.tsx?$/.test(name)) {
+      found.push(full);
+    }
+  }
+  return found;
+}
+
+let files = collect(testDir);
+if (only.length > 0) files = files.filter((f) => only.some((o) => f.includes(o)));
+if (files.length === 0) {
+  console.error('test/run.mjs: no test files found under test/');
+  process.exit(1);
+}
+console.error(`running ${files.length} test files: ${files.map((f) => relative(root, f)).join(' ')}`);
+
+const child = spawn(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-concurrency=1', ...files],
+  {cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: {...process.env, HYDRA_OPS_UNDER_TEST: '1'}},
+);
+let tail = '';
+child.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk);
+  tail = (tail + chunk.toString()).slice(-4096);
+});
+child.on('close', (code) => {
+  const tests = Number(/^# tests (\d+)/m.exec(tail)?.[1] ?? 0);
+  if (tests === 0) {
+    console.error('test/run.mjs: the runner reported zero tests — failing');
+    process.exit(1);
+  }
+  process.exit(code ?? 1);
+});
