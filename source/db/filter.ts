@@ -1,0 +1,33 @@
+// The filter grammar shared by the TUI's "/" and script mode's --filter (operator-ux §8):
+// parseFilter() → AST with positions, compileFilter() → parameterised SQL over Hydra's tables,
+// compileMachineFilter() → predicate over in-memory machine records, formatFilterError() → caret report.
+export {
+  FilterError,
+  formatFilterError,
+  parseFilter,
+  parseDuration,
+  STATUS_CODES,
+  PHASES,
+  MACHINE_STATES,
+  type FilterAst,
+  type FilterTerm,
+  type FieldTerm,
+  type TextTerm,
+  type FilterItem,
+  type FilterOp,
+  type FieldName,
+  type RegexValue,
+  type SourceSpan,
+  type StringPattern,
+} from './filter-syntax.js';
+export {
+  compileFilter,
+  filterRegexes,
+  escapeLike,
+  globToLike,
+  FILTER_FROM,
+  type FilterTarget,
+  type CompileOptions,
+  type CompiledFilter,
+} from './filter-sql.js';
+export {compileMachineFilter, type MachineFilterRecord, type MachinePredicate} from './filter-machines.js';
