@@ -1,0 +1,137 @@
+// hydra-ops' own tables, kept in the Postgres schema `hydra_ops` so Hydra's tables are never altered.
+//
+// Migrations are applied in version order, each recorded in hydra_ops.schema_migrations. To change the schema,
+// APPEND a new entry with the next version number; never edit or reorder an entry that has shipped (databases
+// that already applied it would not see the change). `validateMigrations` runs on import and rejects a list
+// whose versions are not 1, 2, 3, … in order.
+//
+// Design notes:
+// - No foreign keys point into Hydra's tables: a foreign key adds internal triggers to the referenced table,
+//   needs the REFERENCES privilege on it, and would make Hydra's own TRUNCATE/DROP of that table fail. Rows keep
+//   the build id (and the drv path, the stable key) and simply outlive a deleted build.
+// - Every table has the index its list view pages on (keyset pagination).
+
+export interface Migration {
+  /** 1, 2, 3, … — the position in the list. */
+  readonly version: number;
+  /** One line saying what the migration does (shown by `db status`). */
+  readonly description: string;
+  /** SQL statements, no bind parameters; run as one simple query inside the migration transaction. */
+  readonly sql: string;
+}
+
+/** Name of hydra-ops' Postgres schema. */
+export const HYDRA_OPS_SCHEMA = 'hydra_ops';
+
+/** Creates the schema (needs CREATE on the database); run only when the schema does not exist yet, so a
+ *  DBA may pre-create it for a role without that privilege. */
+export const HYDRA_OPS_CREATE_SCHEMA_SQL = 'create schema hydra_ops';
+
+/** Creates the migration ledger; idempotent. Not a migration itself. */
+export const HYDRA_OPS_LEDGER_SQL = `
+create table if not exists hydra_ops.schema_migrations (
+    version     integer primary key,
+    applied_at  timestamptz not null default now()
+);
+`;
+
+/** Values allowed in hydra_ops.audit_log.outcome. */
+export const AUDIT_OUTCOMES = ['ok', 'refused', 'failed', 'dry-run'] as const;
+export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
+
+/** Values allowed in hydra_ops.repro_checks.verdict. */
+export const REPRO_VERDICTS = ['reproducible', 'not-reproducible', 'check-failed', 'unchecked', 'running'] as const;
+export type ReproVerdict = (typeof REPRO_VERDICTS)[number];
+
+const sqlList = (values: readonly string[]): string => values.map((v) => `'${v}'`).join(', ');
+
+const migration1 = `
+-- Every operator action, allowed or refused: who, what, on which targets, with what result.
+create table hydra_ops.audit_log (
+    id            bigserial primary key,
+    at            timestamptz not null default now(),
+    unix_user     text,
+    hydra_user    text,
+    host          text,
+    action        text not null,
+    scope         text,            -- filter text or a description of the ids acted on
+    target_count  integer,
+    target_ids    integer[],
+    result_count  integer,
+    outcome       text not null,
+    message       text,
+    duration_ms   integer,
+    version       text,            -- hydra-ops version that acted
+    constraint audit_log_outcome_check check (outcome in (${sqlList(AUDIT_OUTCOMES)}))
+);
+create index audit_log_at on hydra_ops.audit_log (at desc, id desc);
+
+-- Runner-side machine state that is not part of the machines file (drain / enable).
+create table hydra_ops.machine_state (
+    machine       text primary key,
+    drained       boolean not null default false,
+    drained_by    text,
+    drained_at    timestamptz,
+    note          text
+);
+
+-- Reproducibility checks: a derivation rebuilt (possibly on another machine) and its outputs compared.
+-- outputs is a JSON array of {name, path, expected, got} (expected/got are NAR hashes).
+create table hydra_ops.repro_checks (
+    id               bigserial primary key,
+    build            integer,
+    drv_path         text not null,
+    original_machine text,
+    check_machine    text,
+    verdict          text not null,
+    rounds           integer,
+    outputs          jsonb not null default '[]'::jsonb,
+    diff_log_path    text,
+    error            text,
+    requested_by     text,
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    constraint repro_checks_verdict_check check (verdict in (${sqlList(REPRO_VERDICTS)})),
+    constraint repro_checks_outputs_array_check check (jsonb_typeof(outputs) = 'array')
+);
+create index repro_checks_build on hydra_ops.repro_checks (build);
+create index repro_checks_drv_path on hydra_ops.repro_checks (drv_path);
+create index repro_checks_started_at on hydra_ops.repro_checks (started_at desc, id desc);
+
+-- Step logs copied aside before a restart or retry would overwrite them.
+create table hydra_ops.log_archive (
+    id            bigserial primary key,
+    build         integer,
+    stepnr        integer,
+    drv_path      text,
+    archived_path text not null,
+    reason        text,
+    at            timestamptz not null default now()
+);
+create index log_archive_build_step on hydra_ops.log_archive (build, stepnr);
+create index log_archive_drv_path on hydra_ops.log_archive (drv_path);
+`;
+
+/** All hydra_ops migrations, oldest first. Append new ones at the end. */
+export const HYDRA_OPS_MIGRATIONS: readonly Migration[] = [
+  {version: 1, description: 'audit log, machine state, reproducibility checks, log archive', sql: migration1},
+];
+
+/** Throws unless the versions are exactly 1, 2, 3, … in order and every entry has SQL. */
+export function validateMigrations(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) {
+      throw new Error(
+        `hydra_ops migration list: entry ${i + 1} has version ${m.version}; versions must be 1, 2, 3, … in order`,
+      );
+    }
+    if (m.sql.trim() === '') throw new Error(`hydra_ops migration ${m.version} has no SQL`);
+  });
+}
+
+/** Highest version in the list (0 for an empty list). */
+export function latestMigrationVersion(migrations: readonly Migration[] = HYDRA_OPS_MIGRATIONS): number {
+  return migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
+}
+
+validateMigrations(HYDRA_OPS_MIGRATIONS);
