@@ -1,0 +1,317 @@
+// A fleet of real SSH build machines on loopback for tests.
+//
+// Each builder is an OpenSSH sshd on a free port, running in its own mount and PID namespace with a
+// private directory bound over /nix, so each has its own (initially empty) Nix store; the Nix
+// binaries themselves live outside /nix and work unchanged inside. Killing the namespace's helper
+// process takes sshd and every session process down with it.
+import {spawn, execFile, type ChildProcess} from 'node:child_process';
+import {mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync} from 'node:fs';
+import {createServer, connect} from 'node:net';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {promisify} from 'node:util';
+
+const execFileAsync = promisify(execFile);
+const SSHD = '/usr/sbin/sshd';
+
+export interface FleetOptions {
+  /** Column 2 of the machines file (default: the local system). */
+  system?: string;
+  maxJobs?: number;
+  speedFactor?: number;
+  supportedFeatures?: string[];
+  /** How long to wait for a builder to accept connections (default 10 s). */
+  startTimeoutMs?: number;
+}
+
+export interface FleetBuilder {
+  name: string;
+  port: number;
+  uri: string;
+  /** The directory that is /nix for this builder. */
+  storeDir: string;
+  /** PID of the namespace helper; killing it kills sshd and everything it started. */
+  pid: number;
+  machineLine: string;
+  /** `ssh-ed25519 AAAA…` */
+  hostKeyLine: string;
+  sshdConfig: string;
+  logFile: string;
+  running: boolean;
+}
+
+export interface Fleet {
+  dir: string;
+  builders: FleetBuilder[];
+  machinesFile: string;
+  /** Private key file the builders accept (column 3). */
+  clientKey: string;
+  /** The sshd log of builder i (for failure messages). */
+  log(i: number): string;
+  stop(): Promise<void>;
+  stopBuilder(i: number): Promise<void>;
+  startBuilder(i: number): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function keygen(file: string, comment: string): Promise<string> {
+  await execFileAsync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+  const [type, blob] = readFileSync(`${file}.pub`, 'utf8').trim().split(/\s+/);
+  return `${type} ${blob}`;
+}
+
+/** Resolves with the SSH banner when host:port answers like an SSH server, rejects otherwise. */
+function sshBanner(port: number, timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect({host: '127.0.0.1', port});
+    let data = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('no banner'));
+    }, timeoutMs);
+    s.on('data', (c) => {
+      data += c.toString('latin1');
+      if (data.includes('\n')) {
+        clearTimeout(timer);
+        s.destroy();
+        if (data.startsWith('SSH-')) resolve(data.trim());
+        else reject(new Error(`unexpected banner ${JSON.stringify(data.slice(0, 40))}`));
+      }
+    });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim() || '(empty)';
+  } catch {
+    return '(no log)';
+  }
+}
+
+function localSystem(): string {
+  const arch = ({x64: 'x86_64', arm64: 'aarch64', ia32: 'i686'} as Record<string, string>)[process.arch] ?? process.arch;
+  return `${arch}-${process.platform}`;
+}
+
+const live = new Set<Fleet>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const fleet of live) {
+      for (const b of fleet.builders) {
+        if (b.running) {
+          try {
+            process.kill(b.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      }
+      rmSync(fleet.dir, {recursive: true, force: true});
+    }
+  });
+}
+
+export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fleet> {
+  if (!existsSync(SSHD)) throw new Error(`startFleet: ${SSHD} not found (OpenSSH server is required)`);
+  mkdirSync('/run/sshd', {recursive: true, mode: 0o755}); // sshd's privilege-separation directory
+  const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-fleet-'));
+  chmodSync(dir, 0o755);
+  const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+  const clientKey = join(dir, 'client_ed25519');
+  const clientPub = await keygen(clientKey, 'hydra-ops-fleet-client');
+  const authorizedKeys = join(dir, 'authorized_keys');
+  writeFileSync(authorizedKeys, clientPub + '\n', {mode: 0o600});
+  const system = opts.system ?? localSystem();
+  const features = opts.supportedFeatures && opts.supportedFeatures.length > 0 ? opts.supportedFeatures.join(',') : '-';
+
+  const builders: FleetBuilder[] = [];
+  const children = new Map<number, ChildProcess>();
+
+  for (let i = 0; i < n; i++) {
+    const bdir = join(dir, `builder-${i}`);
+    const storeDir = join(bdir, 'nix');
+    mkdirSync(storeDir, {recursive: true});
+    const hostKey = join(bdir, 'ssh_host_ed25519_key');
+    const hostKeyLine = await keygen(hostKey, `builder-${i}`);
+    const port = await freePort();
+    const sshdConfig = join(bdir, 'sshd_config');
+    writeFileSync(
+      sshdConfig,
+      [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${hostKey}`,
+        'PidFile none',
+        'UsePAM no',
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        `AuthorizedKeysFile ${authorizedKeys}`,
+        'StrictModes no',
+        'MaxSessions 10',
+        'MaxStartups 100:30:200',
+        'PrintMotd no',
+        'LogLevel VERBOSE',
+        '',
+      ].join('\n'),
+    );
+    const uri = `ssh://root@127.0.0.1:${port}`;
+    const machineLine = [
+      uri,
+      system,
+      clientKey,
+      String(opts.maxJobs ?? 1),
+      String(opts.speedFactor ?? 1),
+      features,
+      '-',
+      Buffer.from(hostKeyLine).toString('base64'),
+    ].join(' ');
+    builders.push({
+      name: `builder-${i}`,
+      port,
+      uri,
+      storeDir,
+      pid: 0,
+      machineLine,
+      hostKeyLine,
+      sshdConfig,
+      logFile: join(bdir, 'sshd.log'),
+      running: false,
+    });
+  }
+  const machinesFile = join(dir, 'machines');
+  writeFileSync(machinesFile, builders.map((b) => b.machineLine).join('\n') + '\n');
+
+  async function startBuilder(i: number): Promise<void> {
+    const b = builders[i];
+    if (!b) throw new Error(`startFleet: no builder ${i}`);
+    if (b.running) return;
+    try {
+      await execFileAsync(SSHD, ['-t', '-f', b.sshdConfig]);
+    } catch (e) {
+      throw new Error(`startFleet: ${b.name}: sshd rejects its configuration: ${(e as {stderr?: string}).stderr ?? e}`);
+    }
+    const child = spawn(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        '--pid',
+        '--fork',
+        '--kill-child=SIGKILL',
+        'sh',
+        '-c',
+        'mount --bind "$1" /nix && exec "$2" -D -f "$3" -E "$4"',
+        'builder',
+        b.storeDir,
+        SSHD,
+        b.sshdConfig,
+        b.logFile,
+      ],
+      {stdio: ['ignore', 'ignore', 'pipe']},
+    );
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    let exited = false;
+    child.once('exit', () => (exited = true));
+    if (child.pid === undefined) throw new Error(`startFleet: ${b.name}: cannot spawn unshare`);
+    b.pid = child.pid;
+    b.running = true;
+    children.set(i, child);
+    const deadline = Date.now() + startTimeoutMs;
+    for (;;) {
+      if (exited) {
+        b.running = false;
+        children.delete(i);
+        throw new Error(
+          `startFleet: ${b.name}: sshd exited during start-up\nstderr: ${stderr.trim() || '(empty)'}\nsshd log:\n${readLog(b.logFile)}`,
+        );
+      }
+      try {
+        await sshBanner(b.port);
+        return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) {
+        await stopBuilder(i);
+        throw new Error(
+          `startFleet: ${b.name}: port ${b.port} did not answer within ${startTimeoutMs} ms\nstderr: ${stderr.trim() || '(empty)'}\nsshd log:\n${readLog(b.logFile)}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  async function stopBuilder(i: number): Promise<void> {
+    const b = builders[i];
+    if (!b) throw new Error(`startFleet: no builder ${i}`);
+    const child = children.get(i);
+    if (!b.running || !child) return;
+    const gone = new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+    try {
+      process.kill(b.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    await gone;
+    children.delete(i);
+    b.running = false;
+    // The namespace dies with its first process; wait until the port refuses connections.
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      try {
+        await sshBanner(b.port, 200);
+      } catch {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`startFleet: ${b.name}: port ${b.port} still answers after the builder was killed`);
+  }
+
+  const fleet: Fleet = {
+    dir,
+    builders,
+    machinesFile,
+    clientKey,
+    log: (i) => readLog(builders[i]?.logFile ?? ''),
+    stopBuilder,
+    startBuilder,
+    async stop() {
+      for (let i = 0; i < builders.length; i++) await stopBuilder(i).catch(() => {});
+      live.delete(fleet);
+      rmSync(dir, {recursive: true, force: true});
+    },
+  };
+  live.add(fleet);
+  installExitHook();
+  try {
+    await Promise.all(builders.map((_, i) => startBuilder(i)));
+  } catch (e) {
+    await fleet.stop();
+    throw e;
+  }
+  return fleet;
+}
