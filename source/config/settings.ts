@@ -1,0 +1,293 @@
+// hydra-ops' own persisted settings (`hydra-ops config get|set|unset|list`), stored with conf as
+// JSON in `$HYDRA_OPS_CONFIG_DIR/config.json`, else `$XDG_CONFIG_HOME/hydra-ops/config.json`,
+// else `~/.config/hydra-ops/config.json`. The file holds the embedded server's password, so it is
+// written with mode 0600 and a directory we create is 0700.
+//
+// Defaults live here, not in the file: opening the settings never writes anything, and a later
+// change of a default reaches every installation that did not set the key explicitly.
+// Chosen defaults:
+//   embeddedPort 5488    — outside 5432–5439, where Debian places its clusters, so a system
+//                          PostgreSQL and the embedded one never compete for a port;
+//   statusAddress 127.0.0.1:8081 — loopback only; next to the Rust runner's 8080 so both can run
+//                          on one host during a migration;
+//   refreshMs 2000       — the console's polling period (k9s' default);
+//   logFormat text, readonly false, localAdmin false.
+
+import {randomBytes} from 'node:crypto';
+import {existsSync, mkdirSync} from 'node:fs';
+import {homedir} from 'node:os';
+import {join, resolve} from 'node:path';
+import Conf from 'conf';
+import {ConfigError, quote} from './errors.js';
+import {parseDatabaseUrl, type Env} from './dbi.js';
+
+export type LogFormat = 'text' | 'json';
+
+export interface SettingValues {
+  databaseUrl: string;
+  embeddedPort: number;
+  embeddedPassword: string;
+  hydraUser: string;
+  readonly: boolean;
+  localAdmin: boolean;
+  refreshMs: number;
+  statusAddress: string;
+  logFormat: LogFormat;
+  maxUnsupportedTime: number;
+}
+
+export type SettingKey = keyof SettingValues;
+type Stored = Partial<SettingValues> & Record<string, unknown>;
+
+export const SETTING_DEFAULTS = {
+  embeddedPort: 5488,
+  readonly: false,
+  localAdmin: false,
+  refreshMs: 2000,
+  statusAddress: '127.0.0.1:8081',
+  logFormat: 'text',
+} as const satisfies Partial<SettingValues>;
+
+type Kind = 'string' | 'integer' | 'boolean' | 'enum';
+interface KeySpec {
+  kind: Kind;
+  description: string;
+  minimum?: number;
+  maximum?: number;
+  values?: readonly string[];
+  /** Extra check on the parsed value; returns a problem description or undefined. */
+  check?: (value: string) => string | undefined;
+  secret?: boolean;
+}
+
+function checkAddress(value: string): string | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):([0-9]+)$/.exec(value);
+  if (!match) return `expected host:port (e.g. 127.0.0.1:8081 or [::1]:8081), got ${quote(value)}`;
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) return `port ${quote(match[2]!)} in ${quote(value)} is not in 1..65535`;
+  return undefined;
+}
+
+function checkUrl(value: string): string | undefined {
+  try {
+    parseDatabaseUrl(value, {label: 'databaseUrl'});
+    return undefined;
+  } catch (error) {
+    return (error as Error).message.replace(/^databaseUrl: /, '');
+  }
+}
+
+export const SETTING_SPECS: Readonly<Record<SettingKey, KeySpec>> = {
+  databaseUrl: {kind: 'string', description: 'postgres:// URL of the Hydra database', check: checkUrl, secret: true},
+  embeddedPort: {kind: 'integer', minimum: 1, maximum: 65535, description: 'TCP port of the embedded PostgreSQL'},
+  embeddedPassword: {kind: 'string', description: 'password of the embedded PostgreSQL (generated)', secret: true},
+  hydraUser: {kind: 'string', description: 'Hydra user name the operator acts as'},
+  readonly: {kind: 'boolean', description: 'refuse every mutating action'},
+  localAdmin: {kind: 'boolean', description: 'treat the local operator as a Hydra admin'},
+  refreshMs: {kind: 'integer', minimum: 100, maximum: 3_600_000, description: 'console refresh period in milliseconds'},
+  statusAddress: {kind: 'string', description: 'host:port of the daemon status/metrics endpoint', check: checkAddress},
+  logFormat: {kind: 'enum', values: ['text', 'json'], description: 'daemon log format'},
+  maxUnsupportedTime: {
+    kind: 'integer',
+    minimum: 0,
+    maximum: 31_536_000,
+    description: 'seconds a step may lack a capable machine before it fails as unsupported',
+  },
+};
+
+export const SETTING_KEYS = Object.keys(SETTING_SPECS) as SettingKey[];
+
+function jsonSchema(): Record<string, Record<string, unknown>> {
+  const schema: Record<string, Record<string, unknown>> = {};
+  for (const key of SETTING_KEYS) {
+    const spec = SETTING_SPECS[key];
+    if (spec.kind === 'enum') schema[key] = {type: 'string', enum: [...spec.values!]};
+    else if (spec.kind === 'integer') schema[key] = {type: 'integer', minimum: spec.minimum, maximum: spec.maximum};
+    else if (spec.kind === 'boolean') schema[key] = {type: 'boolean'};
+    else schema[key] = {type: 'string', minLength: 1};
+  }
+  return schema;
+}
+
+/** Directory of the settings file for this environment. */
+export function settingsDir(env: Env): string {
+  if (env.HYDRA_OPS_CONFIG_DIR) return resolve(env.HYDRA_OPS_CONFIG_DIR);
+  const base = env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.startsWith('/') ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), '.config');
+  return join(base, 'hydra-ops');
+}
+
+/** Turns the text an operator typed into the setting's type; throws ConfigError naming key and type. */
+export function parseSettingValue<K extends SettingKey>(key: K, raw: string): SettingValues[K] {
+  const spec = SETTING_SPECS[key];
+  const bad = (expected: string): never => {
+    throw new ConfigError(`setting ${key}: expected ${expected}, got ${quote(raw)}`, {field: key});
+  };
+  const text = raw.trim();
+  let value: unknown;
+  switch (spec.kind) {
+    case 'integer': {
+      const range =
+        spec.maximum !== undefined ? `an integer ${spec.minimum}..${spec.maximum}` : `an integer >= ${spec.minimum}`;
+      if (!/^-?[0-9]+$/.test(text)) bad(range);
+      const n = Number(text);
+      if (!Number.isSafeInteger(n) || n < (spec.minimum ?? -Infinity) || n > (spec.maximum ?? Infinity)) bad(range);
+      value = n;
+      break;
+    }
+    case 'boolean': {
+      const lower = text.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(lower)) value = true;
+      else if (['false', '0', 'no', 'off'].includes(lower)) value = false;
+      else bad('a boolean (true/false, 1/0, yes/no, on/off)');
+      break;
+    }
+    case 'enum':
+      if (!spec.values!.includes(text)) bad(`one of ${spec.values!.join(', ')}`);
+      value = text;
+      break;
+    case 'string': {
+      if (text === '') bad('a non-empty string');
+      const problem = spec.check?.(text);
+      if (problem !== undefined) {
+        throw new ConfigError(`setting ${key}: ${problem}`, {field: key});
+      }
+      value = text;
+      break;
+    }
+  }
+  return value as SettingValues[K];
+}
+
+export interface SettingInfo {
+  key: SettingKey;
+  /** Effective value (stored, else default); secrets are not masked here. */
+  value: SettingValues[SettingKey] | undefined;
+  source: 'settings' | 'default' | 'unset';
+  description: string;
+  secret: boolean;
+}
+
+export interface SettingsStore {
+  /** The stored value, else the default, else undefined. */
+  getSetting<K extends SettingKey>(key: K): SettingValues[K] | undefined;
+  /** True when the key is stored in the file (not just defaulted). */
+  hasSetting(key: SettingKey): boolean;
+  /** Parses `raw` into the key's type and stores it. Throws ConfigError. */
+  setSetting(key: string, raw: string): void;
+  unsetSetting(key: string): void;
+  /** Path of the settings file (it may not exist yet). */
+  settingsPath(): string;
+  listSettings(): SettingInfo[];
+  /** The embedded server's password, generated and stored on first use. */
+  embeddedPassword(): string;
+}
+
+function assertKey(key: string): SettingKey {
+  if (!(SETTING_KEYS as string[]).includes(key)) {
+    throw new ConfigError(`unknown setting ${quote(key)} (known settings: ${SETTING_KEYS.join(', ')})`, {field: key});
+  }
+  return key as SettingKey;
+}
+
+/** Opens the settings for this environment. Reads nothing and writes nothing yet. */
+export function openSettings(env: Env): SettingsStore {
+  const dir = settingsDir(env);
+  let conf: Conf<Stored> | undefined;
+  const file = join(dir, 'config.json');
+
+  const wrap = (error: unknown): never => {
+    if (error instanceof ConfigError) throw error;
+    const err = error as NodeJS.ErrnoException;
+    if (err.name === 'SyntaxError') {
+      throw new ConfigError(`${file}: not valid JSON (${err.message}); fix or delete the file`, {file});
+    }
+    if (typeof err.message === 'string' && err.message.startsWith('Config schema violation:')) {
+      throw new ConfigError(`${file}: ${err.message.replace(/^Config schema violation: /, 'invalid setting ')}`, {file});
+    }
+    throw new ConfigError(`${file}: ${err.code ?? ''}${err.code ? ' ' : ''}${err.message}`, {file});
+  };
+
+  const store = (): Conf<Stored> => {
+    if (conf) return conf;
+    try {
+      if (!existsSync(dir)) mkdirSync(dir, {recursive: true, mode: 0o700});
+      conf = new Conf<Stored>({
+        projectName: 'hydra-ops',
+        projectSuffix: '',
+        cwd: dir,
+        configFileMode: 0o600,
+        schema: jsonSchema() as never,
+      });
+      return conf;
+    } catch (error) {
+      return wrap(error);
+    }
+  };
+  const read = (): Stored => {
+    try {
+      return store().store;
+    } catch (error) {
+      return wrap(error);
+    }
+  };
+
+  const api: SettingsStore = {
+    getSetting(key) {
+      assertKey(key);
+      const stored = read()[key];
+      if (stored !== undefined) return stored as SettingValues[typeof key];
+      return (SETTING_DEFAULTS as Partial<SettingValues>)[key];
+    },
+    hasSetting(key) {
+      assertKey(key);
+      return read()[key] !== undefined;
+    },
+    setSetting(key, raw) {
+      const k = assertKey(key);
+      const value = parseSettingValue(k, raw);
+      try {
+        store().set(k, value as never);
+      } catch (error) {
+        wrap(error);
+      }
+    },
+    unsetSetting(key) {
+      const k = assertKey(key);
+      try {
+        store().delete(k);
+      } catch (error) {
+        wrap(error);
+      }
+    },
+    settingsPath() {
+      return file;
+    },
+    listSettings() {
+      const stored = read();
+      return SETTING_KEYS.map((key) => {
+        const spec = SETTING_SPECS[key];
+        const own = stored[key] as SettingValues[SettingKey] | undefined;
+        const fallback = (SETTING_DEFAULTS as Partial<SettingValues>)[key];
+        return {
+          key,
+          value: own ?? fallback,
+          source: own !== undefined ? 'settings' : fallback !== undefined ? 'default' : 'unset',
+          description: spec.description,
+          secret: spec.secret === true,
+        } satisfies SettingInfo;
+      });
+    },
+    embeddedPassword() {
+      const existing = read().embeddedPassword;
+      if (typeof existing === 'string' && existing !== '') return existing;
+      const generated = randomBytes(24).toString('base64url');
+      try {
+        store().set('embeddedPassword', generated);
+      } catch (error) {
+        wrap(error);
+      }
+      return generated;
+    },
+  };
+  return api;
+}
