@@ -97,3 +97,10 @@ export function sha256HexToNix(hex: string): string {
   if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new Error(`not a base-16 SHA-256 digest: '${hex}'`);
   return 'sha256:' + toNixBase32(Buffer.from(hex, 'hex'));
 }
+
+/** Order of store paths in Nix's sets: by basename (`<hash>-<name>`), bytewise. */
+export function compareStorePaths(a: string, b: string): number {
+  const x = storePathBasename(a);
+  const y = storePathBasename(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
