@@ -14,7 +14,7 @@ import {dirname, join, resolve} from 'node:path';
 import {ConfigError} from './errors.js';
 import type {Env} from './dbi.js';
 
-export type DataDirSource = 'HYDRA_DATA' | 'system' | 'root' | 'XDG_DATA_HOME' | 'home';
+export type DataDirSource = '--data-dir' | 'HYDRA_DATA' | 'system' | 'root' | 'XDG_DATA_HOME' | 'home';
 
 export interface DataDirChoice {
   dir: string;

@@ -116,6 +116,9 @@ export function parseHydraDbi(dbi: string, opts: ParseDbiOptions = {}): DbiConfi
       fail(`a URL is not a DBI string (expected prefix "dbi:Pg:"; put URLs in HYDRA_DATABASE_URL)`);
     }
     const driver = /^dbi:([^:]*):?/i.exec(dbi);
+    if (driver && driver[1]!.toLowerCase() === 'pg' && driver[1] !== 'Pg') {
+      fail(`driver ${quote(driver[0])} at position 1: the driver name is case-sensitive, write "dbi:Pg:"`);
+    }
     if (driver && driver[1] !== 'Pg') {
       fail(`driver ${quote(driver[0])} at position 1 does not denote a PostgreSQL database (expected "dbi:Pg:")`);
     }
@@ -198,7 +201,7 @@ export function parseHydraDbi(dbi: string, opts: ParseDbiOptions = {}): DbiConfi
     if (!(DBI_KEYS as readonly string[]).includes(key)) {
       fail(`unknown key ${quote(key)} at position ${pos}${suggestion(key)}`);
     }
-    checkValue(key as DbiKey, value, (problem) => fail(`${problem} at position ${valuePos}`));
+    checkValue(key as DbiKey, value, (what, why) => fail(`${what} at position ${valuePos} (${why})`));
     if (value !== '') params.set(key as DbiKey, value);
   }
   return buildConfig(params, opts.env ?? {});
@@ -236,28 +239,28 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Validates one value; `problem` receives a description that quotes the bad value. */
-function checkValue(key: DbiKey, value: string, problem: (what: string) => never): void {
+function checkValue(key: DbiKey, value: string, problem: (what: string, why: string) => never): void {
   if (value === '') return;
   switch (key) {
     case 'port':
       if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > 65535) {
-        problem(`bad port ${quote(value)}: must be an integer 1..65535`);
+        problem(`bad port ${quote(value)}`, 'must be an integer 1..65535');
       }
       return;
     case 'host':
-      if (value.includes(',')) problem(`multiple hosts ${quote(value)} are not supported`);
+      if (value.includes(',')) problem(`multiple hosts ${quote(value)}`, 'only one host is supported');
       return;
     case 'hostaddr':
-      if (isIP(value) === 0) problem(`hostaddr ${quote(value)} is not a numeric IP address`);
+      if (isIP(value) === 0) problem(`hostaddr ${quote(value)}`, 'must be a numeric IP address');
       return;
     case 'sslmode':
       if (!(SSL_MODES as readonly string[]).includes(value)) {
-        problem(`bad sslmode ${quote(value)}: expected one of ${SSL_MODES.join(', ')}`);
+        problem(`bad sslmode ${quote(value)}`, `expected one of ${SSL_MODES.join(', ')}`);
       }
       return;
     case 'connect_timeout':
       if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-        problem(`bad connect_timeout ${quote(value)}: must be a whole number of seconds`);
+        problem(`bad connect_timeout ${quote(value)}`, 'must be a whole number of seconds');
       }
       return;
     default:
@@ -339,33 +342,43 @@ export function parseDatabaseUrl(url: string, opts: ParseDbiOptions = {}): DbiCo
   if (!url.slice(scheme!.length + 1).startsWith('//')) fail(`expected "//" after ${quote(scheme + ':')}`);
   const authority = /^[^:]+:\/\/([^/?#]*)/.exec(url)![1]!;
   const hostPart = authority.includes('@') ? authority.slice(authority.lastIndexOf('@') + 1) : authority;
-  if (hostPart.includes(',')) fail(`multiple hosts ${quote(hostPart)} are not supported`);
+  if (hostPart.includes(',')) fail(`multiple hosts ${quote(hostPart)} (only one host is supported)`);
 
+  // libpq allows an empty host after user info (`postgresql://user@/db`, `postgresql://:5433/db`),
+  // WHATWG URL parsing does not: parse with a stand-in host and drop it afterwards.
+  const emptyHost = hostPart === '' || hostPart.startsWith(':');
+  const standIn = 'empty-host.invalid';
+  const authorityStart = scheme!.length + 3;
+  const userInfo = authority.length - hostPart.length;
+  const forParsing = emptyHost
+    ? url.slice(0, authorityStart + userInfo) + standIn + url.slice(authorityStart + userInfo)
+    : url;
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    parsed = new URL(forParsing);
   } catch {
     const port = /:([^:\]]*)$/.exec(hostPart)?.[1];
-    if (port !== undefined && !/^[0-9]+$/.test(port)) fail(`bad port ${quote(port)}: must be an integer 1..65535`);
-    if (port !== undefined && Number(port) > 65535) fail(`bad port ${quote(port)}: must be an integer 1..65535`);
+    if (port !== undefined && (!/^[0-9]+$/.test(port) || Number(port) > 65535)) {
+      fail(`bad port ${quote(port)} (must be an integer 1..65535)`);
+    }
     return fail('not a valid URL');
   }
   if (parsed.hash !== '') fail(`unexpected fragment ${quote(parsed.hash)}`);
 
   const params = new Map<DbiKey, string>();
-  const set = (key: DbiKey, value: string, where: string) => {
-    checkValue(key, value, (problem) => fail(`${problem} (${where})`));
+  const set = (key: DbiKey, value: string, where?: string) => {
+    checkValue(key, value, (what, why) => fail(`${what}${where === undefined ? '' : ` in ${where}`} (${why})`));
     if (value !== '') params.set(key, value);
   };
-  if (parsed.username !== '') set('user', decode(parsed.username, 'user name', fail), 'user name');
+  if (parsed.username !== '') set('user', decode(parsed.username, 'user name', fail));
   if (parsed.password !== '') params.set('password', decode(parsed.password, 'password', fail));
-  let hostname = parsed.hostname;
+  let hostname = emptyHost ? '' : parsed.hostname;
   if (hostname.startsWith('[') && hostname.endsWith(']')) hostname = hostname.slice(1, -1);
-  if (hostname !== '') set('host', decode(hostname, 'host', fail), 'host');
-  if (parsed.port !== '') set('port', parsed.port, 'port');
+  if (hostname !== '') set('host', decode(hostname, 'host', fail));
+  if (parsed.port !== '') set('port', parsed.port);
   const path = parsed.pathname.replace(/^\//, '');
   if (path.includes('/')) fail(`database name ${quote(decode(path, 'database name', fail))} must not contain "/"`);
-  if (path !== '') set('dbname', decode(path, 'database name', fail), 'database name');
+  if (path !== '') set('dbname', decode(path, 'database name', fail));
 
   const fromQuery = new Set<string>();
   for (const [key, value] of parsed.searchParams) {
@@ -431,9 +444,8 @@ export function describeDbi(config: DbiConfig): string {
   const parts: string[] = [];
   const database = config.database !== undefined ? `database ${quote(config.database)}` : 'default database';
   const user = config.user !== undefined ? `user ${quote(config.user)}` : 'the default user';
-  const port = config.port !== undefined ? String(config.port) : 'default';
   const where = config.host.startsWith('/')
-    ? `via socket ${config.host} (port ${port})`
+    ? `via socket ${config.host} (${config.port !== undefined ? `port ${config.port}` : 'default port'})`
     : `on ${isIP(config.host) === 6 ? `[${config.host}]` : config.host}:${config.port ?? 5432}`;
   parts.push(`${database} as ${user} ${where}`);
   if (config.password !== undefined) parts.push('password set');
