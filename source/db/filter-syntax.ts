@@ -248,7 +248,7 @@ export function parseDuration(text: string): number | null {
  */
 export function checkRegex(source: string, position: number, ignoreCase = false): RegexValue {
   const token = source;
-  if (source === '') throw filterError('empty regular expression', position, token, '', 1);
+  if (source === '') throw filterError('empty regular expression ""', position, token, '', 1);
   try {
     new RegExp(source, ignoreCase ? 'i' : '');
   } catch (e) {
@@ -390,13 +390,13 @@ class Parser {
     const comparison = op === '>' || op === '>=' || op === '<' || op === '<=';
     if (comparison && raws.length > 1) {
       const second = raws[1]!;
-      throw filterError(`operator "${op}" takes a single value, not a list`, second.position - 1, t.slice(second.position - 1, second.position + second.length));
+      throw filterError(`unexpected list item "${second.text}"`, second.position, second.text, ` (operator "${op}" takes a single value)`, second.length);
     }
     const items = raws.map((raw) => decodeItem(field, kind, op, raw));
     if (kind === 'duration' && !comparison) {
       const bad = raws.find((_, k) => items[k]!.type !== 'range');
       if (bad) {
-        throw filterError(`field "${field}" needs a comparison or a range`, bad.position, bad.text, ` (e.g. ${field}>${bad.text} or ${field}:${bad.text}..)`, bad.length);
+        throw filterError(`field "${field}" needs a comparison or a range, got "${bad.text}"`, bad.position, bad.text, ` (e.g. ${field}>${bad.text} or ${field}:${bad.text}..)`, bad.length);
       }
     }
     return {
@@ -477,7 +477,7 @@ class Parser {
     const c = t[this.i]!;
     if (c === '"') {
       const raw = this.quoted();
-      if (raw.text === '') throw filterError('empty quoted text', raw.position, '""');
+      if (raw.text === '') throw filterError('empty quoted text ""', raw.position, '""');
       return {kind: 'text', negated, form: 'quoted', value: raw.text, regex: null, span: this.spanFrom(start)};
     }
     if (c === '/') {
@@ -508,7 +508,7 @@ class Parser {
       if (flags !== '' && flags !== 'i') {
         throw filterError(`unknown regular expression flag "${flags}"`, flagStart, flags, ' (only "i" is supported)');
       }
-      if (source === '') throw filterError('empty regular expression', open, '//');
+      if (source === '') throw filterError('empty regular expression "//"', open, '//');
       const regex = checkRegex(source, open + 1, flags === 'i');
       this.i = j;
       return {kind: 'text', negated, form: 'regex', value: source, regex, span: this.spanFrom(start)};
@@ -614,7 +614,7 @@ function decodeItem(field: FieldName, kind: FieldKind, op: FilterOp, raw: RawIte
       const lower = token.toLowerCase();
       if (/^\d+$/.test(token)) {
         const busy = parseInt32(field, token, pos);
-        if (busy === 0) throw filterError('phase 0 means "not running"', pos, token, ' (use status:finished)');
+        if (busy === 0) throw filterError('phase "0" means not running', pos, token, ' (use status:finished)');
         return {type: 'phase', name: token, busy};
       }
       if (!(lower in PHASES)) throw filterError(`unknown phase "${token}"`, pos, token, suggestion(lower, Object.keys(PHASES)));

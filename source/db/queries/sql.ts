@@ -1,0 +1,116 @@
+// Shared plumbing for the typed queries: bind-parameter bookkeeping, filter compilation into a
+// query, keyset cursors, and turning PostgreSQL's regex errors back into positioned FilterErrors.
+import {compileFilter, filterRegexes, parseFilter, FilterError, type FilterAst, type FilterTarget} from '../filter.js';
+import type {Queryable} from '../queryable.js';
+
+/** A filter as typed by the user, already parsed, or absent. */
+export type FilterInput = string | FilterAst | null | undefined;
+
+/** A page of rows plus the cursor for the next page (null on the last page). */
+export interface Page<T> {
+  rows: T[];
+  nextCursor: string | null;
+}
+
+export const DEFAULT_LIMIT = 100;
+export const MAX_LIMIT = 10_000;
+
+export function toAst(filter: FilterInput): FilterAst | null {
+  if (filter === null || filter === undefined) return null;
+  return typeof filter === 'string' ? parseFilter(filter) : filter;
+}
+
+export function checkLimit(limit: number | undefined): number {
+  const n = limit ?? DEFAULT_LIMIT;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT) throw new RangeError(`limit must be an integer from 1 to ${MAX_LIMIT}, got ${limit}`);
+  return n;
+}
+
+/** Collects WHERE conditions and their bind parameters. */
+export class QueryBuilder {
+  readonly params: unknown[] = [];
+  private readonly conds: string[] = [];
+  ast: FilterAst | null = null;
+
+  param(value: unknown): string {
+    this.params.push(value);
+    return `$${this.params.length}`;
+  }
+
+  where(cond: string): this {
+    this.conds.push(cond);
+    return this;
+  }
+
+  filter(filter: FilterInput, target: FilterTarget, now?: number): this {
+    const ast = toAst(filter);
+    if (!ast) return this;
+    this.ast = ast;
+    const compiled = compileFilter(ast, target, {now, paramOffset: this.params.length});
+    this.params.push(...compiled.params);
+    if (compiled.where) this.conds.push(compiled.where);
+    return this;
+  }
+
+  /** `WHERE a AND b` or ''. */
+  whereClause(): string {
+    return this.conds.length ? `WHERE ${this.conds.join(' AND ')}` : '';
+  }
+}
+
+/** SQLSTATE invalid_regular_expression. */
+const INVALID_REGEX = '2201B';
+
+/**
+ * Runs a query built from a filter. PostgreSQL's regex dialect rejects some patterns JavaScript
+ * accepts (`a{1000}`, `\8`, `[a-\d]` …); when that happens the offending regex is found and
+ * reported as a FilterError at its column instead of a bare database error.
+ */
+export async function runQuery<R extends object>(db: Queryable, q: QueryBuilder, sql: string): Promise<R[]> {
+  try {
+    const result = await db.query(sql, q.params);
+    return result.rows as R[];
+  } catch (e) {
+    if ((e as {code?: string}).code === INVALID_REGEX && q.ast) throw await locateRegexError(db, q.ast, e as Error);
+    throw e;
+  }
+}
+
+async function locateRegexError(db: Queryable, ast: FilterAst, original: Error): Promise<Error> {
+  for (const r of filterRegexes(ast)) {
+    try {
+      await db.query(`SELECT '' ~ $1`, [r.regex.sql]);
+    } catch (e) {
+      const why = (e as Error).message.replace(/^invalid regular expression: /, '');
+      return new FilterError(
+        `regular expression "${r.regex.source}" is not valid in PostgreSQL at column ${r.position + 1}: ${why}`,
+        r.position,
+        r.length,
+        r.regex.source,
+      );
+    }
+  }
+  return original;
+}
+
+/** Encodes a keyset position as `a:b:c`. */
+export function encodeCursor(kind: string, parts: number[]): string {
+  return `${kind}:${parts.join(':')}`;
+}
+
+/** Decodes a cursor made by encodeCursor; throws a clear error for anything else. */
+export function decodeCursor(cursor: string, kind: string, count: number): number[] {
+  const parts = cursor.split(':');
+  const nums = parts.slice(1).map(Number);
+  if (parts[0] !== kind || nums.length !== count || !nums.every((n) => Number.isSafeInteger(n))) {
+    throw new RangeError(`bad cursor "${cursor}" (expected a "${kind}" cursor from the previous page)`);
+  }
+  return nums;
+}
+
+/** Splits one row too many off the end and returns the page. */
+export function pageOf<T>(rows: T[], limit: number, cursorOf: (row: T) => string): Page<T> {
+  if (rows.length <= limit) return {rows, nextCursor: null};
+  const page = rows.slice(0, limit);
+  return {rows: page, nextCursor: cursorOf(page[page.length - 1]!)};
+}
