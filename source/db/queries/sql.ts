@@ -67,11 +67,27 @@ const INVALID_REGEX = '2201B';
  * reported as a FilterError at its column instead of a bare database error.
  */
 export async function runQuery<R extends object>(db: Queryable, q: QueryBuilder, sql: string): Promise<R[]> {
+  // Checked up front: PostgreSQL compiles a regex only when a row reaches it, so a bad pattern behind
+  // a selective condition would otherwise silently match nothing.
+  if (q.ast) await checkRegexes(db, q.ast);
   try {
     const result = await db.query(sql, q.params);
     return result.rows as R[];
   } catch (e) {
     if ((e as {code?: string}).code === INVALID_REGEX && q.ast) throw await locateRegexError(db, q.ast, e as Error);
+    throw e;
+  }
+}
+
+/** Throws a positioned FilterError when PostgreSQL rejects one of the filter's regexes. */
+export async function checkRegexes(db: Queryable, ast: FilterAst): Promise<void> {
+  const regexes = filterRegexes(ast);
+  if (regexes.length === 0) return;
+  const tests = regexes.map((_, k) => `'' ~ $${k + 1}`).join(', ');
+  try {
+    await db.query(`SELECT ${tests}`, regexes.map((r) => r.regex.sql));
+  } catch (e) {
+    if ((e as {code?: string}).code === INVALID_REGEX) throw await locateRegexError(db, ast, e as Error);
     throw e;
   }
 }
