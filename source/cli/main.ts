@@ -1,4 +1,55 @@
+// The hydra-ops command line: global options, subcommand registration, exit codes.
+import {Command, CommanderError, Option} from 'commander';
+import {EXIT} from './exit-codes.js';
+import {handleEpipe, reportError} from './output.js';
+import {AppContext, type GlobalOptions} from './context.js';
+import {registerCommands} from './commands/index.js';
+
+export const VERSION = '0.1.0';
+
+export function buildProgram(ctx: AppContext): Command {
+  const program = new Command('hydra-ops')
+    .description('Terminal operations console and queue runner for Nix build farms run with Hydra.')
+    .version(VERSION, '-V, --version')
+    .option('--database-url <url>', 'PostgreSQL URL (overrides HYDRA_DATABASE_URL, HYDRA_DBI, DATABASE_URL and the embedded server)')
+    .option('--user <name>', 'Hydra user to act as (default: HYDRA_OPS_USER, the setting hydraUser, or the login name)')
+    .option('--readonly', 'refuse every mutation')
+    .option('--json', 'print one JSON document (streaming commands print NDJSON)')
+    .option('--daemon', 'run the queue runner headless (same as the "daemon" subcommand)')
+    .option('--no-scheduler', 'console only: never run the scheduler in-process')
+    .addOption(new Option('--log-format <format>', 'daemon log lines').choices(['text', 'json']))
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => process.stdout.write(s),
+    })
+    .exitOverride();
+  program.hook('preAction', (_this, action) => {
+    ctx.setGlobals(program.opts<GlobalOptions>());
+    ctx.commandName = action.name();
+  });
+  registerCommands(program, ctx);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  console.log('hydra-ops', argv.join(' '));
-  return 0;
+  handleEpipe();
+  const ctx = new AppContext();
+  const program = buildProgram(ctx);
+  // `hydra-ops --daemon` is the documented way to start the queue runner.
+  if (argv.includes('--daemon') && !argv.includes('daemon')) argv = ['daemon', ...argv.filter((a) => a !== '--daemon')];
+  try {
+    await program.parseAsync(argv, {from: 'user'});
+    return ctx.exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
+      // commander already printed the message.
+      return EXIT.usage;
+    }
+    return reportError(e, ctx.json);
+  } finally {
+    await ctx.close();
+  }
 }
