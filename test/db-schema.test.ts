@@ -1,5 +1,5 @@
 // Schema recognition and initialisation against a real PostgreSQL server.
-import {test} from 'node:test';
+import {test, after} from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import {freshDatabase, testServerUrl, type TestDatabase} from './support/pg.js';
@@ -32,6 +32,29 @@ async function withDatabase(label: string, fn: (s: Session) => Promise<void>): P
     await client.end().catch(() => {});
     await db.drop();
   }
+}
+
+// One initialised database shared by the tests that only add rows of their own (saves a database per test).
+let shared: Promise<Session> | undefined;
+function sharedDatabase(): Promise<Session> {
+  shared ??= (async () => {
+    const db = await freshDatabase('schema_shared');
+    const client = new pg.Client({connectionString: db.url});
+    await client.connect();
+    await initSchema(client);
+    return {db, client};
+  })();
+  return shared;
+}
+after(async () => {
+  if (!shared) return;
+  const {db, client} = await shared;
+  await client.end().catch(() => {});
+  await db.drop();
+});
+
+async function withSharedDatabase(fn: (s: Session) => Promise<void>): Promise<void> {
+  await fn(await sharedDatabase());
 }
 
 /**
@@ -177,8 +200,7 @@ test('init on an empty database creates Hydra schema 87 and the hydra_ops schema
 });
 
 test('Builds and BuildSteps columns come in Hydra schema order', async () => {
-  await withDatabase('schema_order', async ({client}) => {
-    await initSchema(client);
+  await withSharedDatabase(async ({client}) => {
     const columns = async (table: string): Promise<string[]> => {
       const {rows} = await client.query<{column_name: string}>(
         `SELECT column_name FROM information_schema.columns
@@ -352,8 +374,7 @@ test('requiredColumns lists the columns hydra-ops relies on', () => {
 });
 
 test('CHECK constraints of Builds, Jobsets and BuildSteps hold', async () => {
-  await withDatabase('schema_checks', async ({client}) => {
-    await initSchema(client);
+  await withSharedDatabase(async ({client}) => {
     const jobset = await insertJobset(client);
     const violates = async (sql: string, params: unknown[], constraint: RegExp): Promise<void> => {
       await assert.rejects(client.query(sql, params), (err: {code?: string; constraint?: string}) => {
@@ -404,8 +425,7 @@ test('CHECK constraints of Builds, Jobsets and BuildSteps hold', async () => {
 });
 
 test('FailedPaths IdempotentInsert drops a duplicate path silently', async () => {
-  await withDatabase('schema_failedpaths', async ({client}) => {
-    await initSchema(client);
+  await withSharedDatabase(async ({client}) => {
     const path = storePath('failed-output');
     const first = await client.query('INSERT INTO failedpaths (path) VALUES ($1)', [path]);
     assert.equal(first.rowCount, 1);
@@ -459,6 +479,7 @@ test('validateMigrations rejects gaps and reordering', () => {
 test('init works for a role that may not install pg_trgm: the trigram index is skipped', async () => {
   const server = await testServerUrl();
   const role = `hydra_ops_noext_${process.pid}`;
+  const reader = `hydra_ops_reader_${process.pid}`;
   const admin = new pg.Client({connectionString: server});
   await admin.connect();
   const db = await freshDatabase('schema_noext');
@@ -489,19 +510,34 @@ test('init works for a role that may not install pg_trgm: the trigram index is s
       assert.equal(await count(client, "SELECT count(*) FROM pg_indexes WHERE indexname = 'indexbuildsondrvpath'"), 1);
       assert.equal(await count(client, 'SELECT count(*) FROM pg_indexes WHERE indexname = $1', [HYDRA_TRIGRAM_INDEX]), 0);
       assert.equal(await count(client, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'"), 0);
+
+      // A read-only role that may read Hydra's tables but not hydra_ops still gets a state, not an error.
+      await admin.query(`CREATE ROLE ${reader} LOGIN PASSWORD 'test'`);
+      await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${reader}`);
+      url.username = reader;
+      const readOnly = new pg.Client({connectionString: url.toString()});
+      await readOnly.connect();
+      try {
+        const state = await inspectSchema(readOnly);
+        assert.equal(state.supported, true, state.message);
+        assert.equal(state.hydraOpsVersion, null);
+        assert.match(state.message, /hydra_ops schema exists but this role may not read it/);
+        await assert.rejects(initSchema(readOnly), (err: unknown) => err instanceof SchemaError);
+      } finally {
+        await readOnly.end();
+      }
     } finally {
       await client.end();
     }
   } finally {
     await db.drop();
-    await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+    for (const r of [reader, role]) await admin.query(`DROP ROLE IF EXISTS ${r}`).catch(() => {});
     await admin.end();
   }
 });
 
 test('fixtures insert a consistent project / jobset / build / step chain', async () => {
-  await withDatabase('schema_fixtures', async ({client}) => {
-    await initSchema(client);
+  await withSharedDatabase(async ({client}) => {
     const project = await insertProject(client, {name: 'nixpkgs'});
     const jobset = await insertJobset(client, {project, name: 'trunk', schedulingShares: 42});
     const build = await insertBuild(client, {jobsetId: jobset.id, finished: 1, buildStatus: 1});
@@ -518,6 +554,9 @@ test('fixtures insert a consistent project / jobset / build / step chain', async
     assert.deepEqual(rows, [
       {project: 'nixpkgs', name: 'trunk', schedulingshares: 42, finished: 1, buildstatus: 1, started: true, outputs: 1, stepoutputs: 2},
     ]);
-    assert.equal(await count(client, "SELECT count FROM nrbuilds WHERE what = 'finished'"), 1);
+    assert.equal(
+      await count(client, "SELECT count FROM nrbuilds WHERE what = 'finished'"),
+      await count(client, 'SELECT count(*) FROM builds WHERE finished = 1'),
+    );
   });
 });

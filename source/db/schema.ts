@@ -133,13 +133,20 @@ async function relationNames(db: Queryable, schema: string): Promise<Set<string>
   return new Set(rows.map((r) => r.relname));
 }
 
-async function readHydraOpsVersion(db: Queryable): Promise<number | null> {
-  const {rows} = await db.query<{present: boolean}>(
-    `SELECT to_regclass('hydra_ops.schema_migrations') IS NOT NULL AS present`,
+type OpsRead = {version: number | null; readable: boolean};
+
+async function readHydraOpsVersion(db: Queryable): Promise<OpsRead> {
+  // Catalog lookup rather than to_regclass, which fails outright for a role without USAGE on the schema.
+  const {rows} = await db.query<{readable: boolean}>(
+    `SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS readable
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = 'schema_migrations'`,
+    [HYDRA_OPS_SCHEMA],
   );
-  if (!rows[0]?.present) return null;
+  if (rows.length === 0) return {version: null, readable: true};
+  if (!rows[0]!.readable) return {version: null, readable: false};
   const res = await db.query<{v: number | null}>('SELECT max(version)::int AS v FROM hydra_ops.schema_migrations');
-  return res.rows[0]?.v ?? null;
+  return {version: res.rows[0]?.v ?? null, readable: true};
 }
 
 type VersionRead = {ok: true; version: number} | {ok: false; problem: string};
@@ -194,7 +201,8 @@ async function findMissing(db: Queryable, hydraVersion: number): Promise<string[
   return missing;
 }
 
-function hydraOpsNote(version: number | null, latest: number): string {
+function hydraOpsNote({version, readable}: OpsRead, latest: number): string {
+  if (!readable) return 'hydra_ops schema exists but this role may not read it';
   if (version === null) return 'hydra_ops schema not set up';
   if (version < latest) return `hydra_ops schema at migration ${version}, ${latest - version} pending`;
   if (version > latest) return `hydra_ops schema at migration ${version}, newer than this hydra-ops (${latest})`;
@@ -205,8 +213,9 @@ function hydraOpsNote(version: number | null, latest: number): string {
 export async function inspectSchema(db: Queryable, options: SchemaOptions = {}): Promise<SchemaState> {
   const migrations = options.migrations ?? HYDRA_OPS_MIGRATIONS;
   const hydraOpsLatest = latestMigrationVersion(migrations);
-  const hydraOpsVersion = await readHydraOpsVersion(db);
-  const ops = hydraOpsNote(hydraOpsVersion, hydraOpsLatest);
+  const opsRead = await readHydraOpsVersion(db);
+  const hydraOpsVersion = opsRead.version;
+  const ops = hydraOpsNote(opsRead, hydraOpsLatest);
   const base = {hydraOpsVersion, hydraOpsLatest};
 
   const relations = await relationNames(db, 'public');
@@ -313,7 +322,9 @@ export async function initSchema(db: Queryable, options: SchemaOptions = {}): Pr
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
-      throw err;
+      if (err instanceof SchemaError) throw err;
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new SchemaError(`database initialisation failed: ${detail}; nothing was changed.`, undefined, {cause: err});
     }
     const state = await inspectSchema(client, {migrations});
     return {createdHydraSchema, appliedMigrations, state};
