@@ -2,7 +2,8 @@
 
 import {createHash, type Hash} from 'node:crypto';
 import {Writable, type Readable} from 'node:stream';
-import {ProtocolError, WireReader, WireWriter, sortedSet} from './wire.js';
+import {execa} from 'execa';
+import {ProtocolError, UnexpectedEofError, WireReader, WireWriter, sortedSet} from './wire.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Hash encodings
@@ -339,6 +340,7 @@ export async function parseNar(reader: WireReader, options: NarParseOptions = {}
     try {
       magic = (await reader.readBytes({max: MAX_TOKEN, what: `${label} magic`})).toString('latin1');
     } catch (error) {
+      if (error instanceof UnexpectedEofError && size() === 0) fail('the stream ended before the archive began');
       if (error instanceof ProtocolError) fail(`input doesn't look like a Nix archive (${error.message.replace(/ \(at byte \d+\)$/, '')})`);
       throw error;
     }
@@ -399,6 +401,34 @@ export async function writeExportEntry(
   writer.u64(EXPORT_MAGIC).string(path).strings(sortedSet(references)).string(deriver ?? '').u64(0);
   await writer.flush();
   return {narSize: result.narSize, narHash: result.narHash};
+}
+
+/**
+ * The NAR of a path in the local store, from `nix-store --dump`. The process starts when iteration starts (so
+ * no output is lost however late the consumer begins); a non-zero exit raises an error with its stderr.
+ */
+export async function* dumpLocalPath(path: string, options: {nixStore?: string} = {}): AsyncGenerator<Buffer> {
+  const child = execa(options.nixStore ?? 'nix-store', ['--dump', path], {
+    encoding: 'buffer',
+    buffer: {stdout: false, stderr: true},
+    reject: false,
+    stdin: 'ignore',
+  });
+  let finished = false;
+  try {
+    for await (const chunk of child.stdout) yield chunk as Buffer;
+    const result = await child;
+    finished = true;
+    if (result.exitCode !== 0) {
+      const stderr = Buffer.from(result.stderr as Uint8Array).toString('utf8').trim();
+      throw new Error(`nix-store --dump ${path} failed (${result.exitCode ?? result.signal}): ${stderr || 'no message'}`);
+    }
+  } finally {
+    if (!finished) {
+      child.kill();
+      await child.catch(() => undefined);
+    }
+  }
 }
 
 /** Terminate an export stream (`0`). */
