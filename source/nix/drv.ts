@@ -494,6 +494,11 @@ export class InputResolutionError extends Error {
   }
 }
 
+/** The resolver returned by resolveFromDrvFiles; `cache` holds the parsed input derivations. */
+export type DrvFileResolver = ((drvPath: string, outputNames: readonly string[]) => Promise<string[]>) & {
+  cache: Map<string, Promise<Derivation>>;
+};
+
 /**
  * A resolver for input-addressed inputs: reads each input's `.drv` (through `read`, default readDrv) and returns
  * the paths of the wanted outputs. Parsed derivations are kept in a bounded cache (most recently used kept).
@@ -501,7 +506,7 @@ export class InputResolutionError extends Error {
  */
 export function resolveFromDrvFiles(
   options: {cacheSize?: number; read?: (drvPath: string) => Promise<Derivation>} = {},
-): InputOutputResolver & {cache: Map<string, Promise<Derivation>>} {
+): DrvFileResolver {
   const cacheSize = options.cacheSize ?? 2000;
   const read = options.read ?? readDrv;
   const cache = new Map<string, Promise<Derivation>>();

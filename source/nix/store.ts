@@ -99,31 +99,31 @@ export async function queryPathInfos(paths: Iterable<string>): Promise<Map<strin
 
 /** Parses `nix-store --dump-db` output (validity registration with hashes and derivers). */
 export function parseValidityRegistration(text: string, into = new Map<string, PathInfo>()): Map<string, PathInfo> {
-  const ls = text.split('\n');
+  const ls = text === '' ? [] : (text.endsWith('\n') ? text.slice(0, -1) : text).split('\n');
   let i = 0;
-  const next = (what: string): string => {
-    if (i >= ls.length) throw new Error(`nix-store --dump-db output ended early: expected ${what} on line ${i + 1}`);
+  const next = (what: string, nonEmpty = true): string => {
+    if (i >= ls.length || (nonEmpty && ls[i] === '')) {
+      throw new Error(`nix-store --dump-db output ended early: expected ${what} on line ${i + 1}`);
+    }
     return ls[i++]!;
   };
-  while (i < ls.length && ls[i] !== '') {
+  while (i < ls.length) {
     const path = next('a store path');
     const hash = next('a NAR hash');
     const sizeS = next('a NAR size');
-    const deriver = next('a deriver');
+    const deriver = next('a deriver', false);
     const countS = next('a reference count');
-    const size = Number(sizeS);
-    const count = Number(countS);
     if (!/^\d+$/.test(sizeS) || !/^\d+$/.test(countS)) {
       throw new Error(`nix-store --dump-db output for ${path}: bad size '${sizeS}' or reference count '${countS}'`);
     }
+    const count = Number(countS);
     const references: string[] = [];
     for (let k = 0; k < count; k++) references.push(next('a reference'));
-    into.set(path, {
-      narHash: hash.includes(':') ? hash : sha256HexToNix(hash),
-      narSize: size,
-      references: references.sort(),
-      deriver: deriver === '' ? null : deriver,
-    });
+    let narHash: string;
+    if (hash.includes(':')) narHash = hash;
+    else if (/^[0-9a-f]{64}$/.test(hash)) narHash = sha256HexToNix(hash);
+    else throw new Error(`nix-store --dump-db output for ${path}: bad NAR hash '${hash}'`);
+    into.set(path, {narHash, narSize: Number(sizeS), references: references.sort(), deriver: deriver === '' ? null : deriver});
   }
   return into;
 }

@@ -7,8 +7,9 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {randomBytes} from 'node:crypto';
 
-// No binary caches: builds are local and never wait for the network.
-const NIX_OPTS = ['--option', 'substituters', ''];
+// No binary caches: builds are local and never wait for the network. No build users either: concurrent builds
+// from other processes sharing a build user's uid can kill each other's clean-up ("cannot kill processes for uid").
+const NIX_OPTS = ['--option', 'substituters', '', '--option', 'build-users-group', ''];
 
 export interface NixFixture {
   /** Unique per fixture; put it into derivation names/attributes to get fresh store paths. */
@@ -17,7 +18,7 @@ export interface NixFixture {
   dir: string;
   /** nix-instantiate a file with this expression; returns the .drv paths (one per top-level derivation). */
   instantiate(expr: string): Promise<string[]>;
-  /** nix-build (no out-link) an expression; returns the output paths. */
+  /** nix-build (no out-link) an expression; returns every output path of the top-level derivations. */
   build(expr: string): Promise<string[]>;
   /** Registers extra store paths to delete at cleanup. */
   track(...paths: string[]): void;
@@ -52,8 +53,8 @@ export async function nixFixture(label: string): Promise<NixFixture> {
     async build(expr) {
       const file = await writeExpr(expr);
       const drvs = await fixture.instantiate(expr);
-      const r = await execa('nix-build', [...NIX_OPTS, '--no-out-link', file], {stdin: 'ignore'});
-      const outs = r.stdout.split('\n').filter((l) => l.length > 0);
+      await execa('nix-build', [...NIX_OPTS, '--no-out-link', file], {stdin: 'ignore'});
+      const outs = (await execa('nix-store', ['--query', '--outputs', ...drvs])).stdout.split('\n').filter((l) => l.length > 0);
       const all = await execa('nix-store', ['--query', '--outputs', ...drvs, ...(await requisiteDrvs(drvs))]);
       for (const p of all.stdout.split('\n')) if (p.length > 0) tracked.add(p);
       return outs;
