@@ -159,4 +159,6 @@ test('drvLogBucketPath and findDrvLog: plain, then .bz2, then .zst', async () =>
   assert.equal(await findDrvLog(dataDir, drv), bucket);
   assert.equal(await readFile(bucket, 'utf8'), 'plain');
   assert.throws(() => drvLogBucketPath(dataDir, '/nix/store/'), /not a derivation path/);
+  assert.throws(() => drvLogBucketPath(dataDir, '/nix/store/../../etc/passwd'), /not a derivation path/);
+  assert.throws(() => drvLogBucketPath(dataDir, '..x.drv'), /not a derivation path/);
 });

@@ -188,9 +188,9 @@ test('collectNixSupport over recorded members: products, failed marker, release 
     [`${DOC}/nix-support/hydra-build-products`, file(`doc manual ${DOC}/manual.html\n`)],
     [`${DOC}/nix-support/hydra-metrics`, file('a 3\n')],
   ]);
-  const outputs = [{name: 'out', path: OUT}, {name: 'doc', path: DOC}];
+  // Given in name order (doc, out) but visited in store-path order: OUT (0123…) before DOC (abcd…).
+  const outputs = [{name: 'doc', path: DOC}, {name: 'out', path: OUT}];
   const r = await collectNixSupport(outputs, memberMapFs(m), {storeDir: SD});
-  // Outputs are visited in store-path order: DOC (abcd…) before OUT (0123…)? No: '0' < 'a', so OUT first.
   assert.deepEqual(r.products.map((p) => [p.productnr, p.name]), [[1, 'text.txt'], [2, 'manual.html']]);
   assert.equal(r.failed, true);
   assert.equal(r.releaseName, 'pkg-1.0');
@@ -243,6 +243,9 @@ test('local file system reader: confined to outputs, never follows symlinks', as
   assert.deepEqual(await fs.fileInfo(`${out}/escape/secret`), {type: 'missing'});
   assert.deepEqual(await fs.fileInfo(`${outside}/secret`), {type: 'missing'});
   assert.deepEqual(await fs.fileInfo(`${out}/a.txt/x`), {type: 'missing'});
+  assert.equal(await fs.typeOf(`${out}/escape`), 'symlink');
+  assert.equal(await fs.typeOf(out), 'directory');
+  assert.equal(await fs.typeOf(`${out}/escape/secret`), 'missing');
   assert.deepEqual(await fs.readRegular(`${out}/nix-support/hydra-metrics`, 100), {kind: 'absent'}, 'symlinked file not read');
   const r = await collectNixSupport([{name: 'out', path: out}], fs, {storeDir: sd});
   assert.deepEqual(r.products.map((p) => [p.name, p.fileSize]), [['a.txt', 3], ['escape', null]]);

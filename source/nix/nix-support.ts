@@ -226,6 +226,8 @@ export type MemberContents = {kind: 'absent'} | {kind: 'too-large'; size: number
 export interface NixSupportFs {
   /** See ProductFileInfo. */
   fileInfo: ProductFileInfo;
+  /** Like fileInfo without size and hash (cheap: no hashing of large files). */
+  typeOf(path: string): Promise<ProductFileType>;
   /** Contents of a regular-file member; `absent` for other types or when missing; `too-large` beyond `maxBytes`. */
   readRegular(path: string, maxBytes: number): Promise<MemberContents>;
 }
@@ -275,7 +277,7 @@ export async function collectNixSupport(
   if (options.storeDir !== undefined) ctx.storeDir = options.storeDir;
   for (const out of byPath) {
     const support = `${out}/nix-support`;
-    if ((await fs.fileInfo(`${support}/failed`)).type !== 'missing') result.failed = true;
+    if ((await fs.typeOf(`${support}/failed`)) !== 'missing') result.failed = true;
     const products = await read(`${support}/hydra-build-products`);
     if (products === null) continue;
     explicitProducts = true;
@@ -284,7 +286,7 @@ export async function collectNixSupport(
 
   if (!explicitProducts) {
     const typed = [];
-    for (const o of outputs) typed.push({name: o.name, path: canonPath(o.path), type: (await fs.fileInfo(canonPath(o.path))).type});
+    for (const o of outputs) typed.push({name: o.name, path: canonPath(o.path), type: await fs.typeOf(canonPath(o.path))});
     result.products = defaultProducts(typed);
   }
 
@@ -323,6 +325,7 @@ export function memberMapFs(members: ReadonlyMap<string, RecordedMember>): NixSu
       }
       return e;
     },
+    typeOf: async (path) => members.get(path)?.type ?? 'missing',
     readRegular: async (path, maxBytes) => {
       const m = members.get(path);
       if (m === undefined || m.type !== 'regular' || m.contents === undefined) return {kind: 'absent'};
@@ -362,7 +365,16 @@ export function localNixSupportFs(outputs: readonly string[]): NixSupportFs {
     }
   };
 
+  const typeOf = async (path: string): Promise<ProductFileType> => {
+    const st = await memberStat(path);
+    if (st === null) return 'missing';
+    if (st.isDirectory()) return 'directory';
+    if (st.isSymbolicLink()) return 'symlink';
+    return st.isFile() ? 'regular' : 'missing';
+  };
+
   return {
+    typeOf,
     fileInfo: async (path) => {
       const st = await memberStat(path);
       if (st === null) return {type: 'missing'};

@@ -4,7 +4,7 @@
 import {execa} from 'execa';
 import {access, mkdir, open} from 'node:fs/promises';
 import {join} from 'node:path';
-import {isStorePath, sha256HexToNix, storeDir, storePathBasename} from './store-path.js';
+import {isStoreBasename, isStorePath, sha256HexToNix, storeDir, storePathBasename} from './store-path.js';
 
 export {storeDir} from './store-path.js';
 
@@ -210,7 +210,7 @@ export async function addGcRoot(gcRootsDir: string, storePath: string): Promise<
 /** `<dataDir>/build-logs/<first 2 chars of the drv basename>/<rest of it>`. */
 export function drvLogBucketPath(dataDir: string, drvPath: string): string {
   const base = storePathBasename(drvPath);
-  if (base.length < 3 || base === '..' || base.includes('\0')) throw new Error(`not a derivation path: '${drvPath}'`);
+  if (!isStoreBasename(base)) throw new Error(`not a derivation path: '${drvPath}'`);
   return join(dataDir, 'build-logs', base.slice(0, 2), base.slice(2));
 }
 
