@@ -189,6 +189,10 @@ function assertKey(key: string): SettingKey {
   return key as SettingKey;
 }
 
+// One conf instance per settings file: conf compiles the JSON schema (tens of milliseconds) in its
+// constructor but reads the file on every access, so sharing an instance never serves stale data.
+const instances = new Map<string, Conf<Stored>>();
+
 /** Opens the settings for this environment. Reads nothing and writes nothing yet. */
 export function openSettings(env: Env): SettingsStore {
   const dir = settingsDir(env);
@@ -208,6 +212,7 @@ export function openSettings(env: Env): SettingsStore {
   };
 
   const store = (): Conf<Stored> => {
+    conf ??= instances.get(file);
     if (conf) return conf;
     try {
       if (!existsSync(dir)) mkdirSync(dir, {recursive: true, mode: 0o700});
@@ -218,6 +223,7 @@ export function openSettings(env: Env): SettingsStore {
         configFileMode: 0o600,
         schema: jsonSchema() as never,
       });
+      instances.set(file, conf);
       return conf;
     } catch (error) {
       return wrap(error);
