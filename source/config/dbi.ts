@@ -18,8 +18,10 @@
 //   TLS, so allow/prefer behave like disable); require → TLS without certificate checks;
 //   verify-ca → certificate chain checked, host name not; verify-full → both. Without sslmode
 //   node-postgres reads PGSSLMODE itself, like libpq.
-// - an empty value (`host=`) means "not given", as in libpq; duplicate keys are an error.
+// - an empty value (`host=`) means "not given", as in libpq.
 // - a key given twice is an error (libpq silently takes the last one).
+// Error messages quote the offending part with its 1-based position; password values are masked
+// with as many `*` as they have characters, so positions still line up.
 
 import {isIP} from 'node:net';
 import {ConfigError, quote} from './errors.js';
