@@ -40,10 +40,13 @@ async function nixStore(...args: string[]): Promise<string> {
   return (await execa('nix-store', args)).stdout.trim();
 }
 
+const instantiated: string[] = [];
 async function instantiate(expr: string, attr: string): Promise<string> {
   const file = join(work, `${attr}.nix`);
   await writeFile(file, expr);
-  return (await execa('nix-instantiate', [file])).stdout.trim();
+  const drvPath = (await execa('nix-instantiate', [file])).stdout.trim();
+  if (expr.includes(nonce)) instantiated.push(drvPath);
+  return drvPath;
 }
 
 /** A derivation expression using only /bin/sh (no nixpkgs). */
@@ -62,7 +65,8 @@ before(async () => {
 
 after(async () => {
   for (const {transport} of open) await transport.kill(200);
-  for (const p of coordinatorPathsToDelete) await execa('nix-store', ['--delete', p], {reject: false});
+  // Per-run garbage in the coordinator's store: the imported output, then the per-run derivations.
+  for (const p of [...coordinatorPathsToDelete, ...instantiated]) await execa('nix-store', ['--delete', p], {reject: false});
   await rm(work, {recursive: true, force: true});
 });
 
@@ -226,11 +230,13 @@ test('build failures map to step statuses: exit 1, silence timeout, log limit', 
   await client.close();
 });
 
-test('killing the transport mid-build ends the remote build within 2 s', async () => {
+/** Start a long build on a fresh connection and wait until its builder process runs. */
+async function startLongBuild(name: string) {
   const {client, transport, log} = await connect();
   await client.handshake();
+  // The sleep duration doubles as a unique marker for pgrep.
   const marker = `29.${String(process.pid).padStart(7, '0')}${randomBytes(3).readUIntBE(0, 3)}`;
-  const drvPath = await instantiate(shDrv('hydra-ops-test-long', `echo started >&2; /bin/sleep ${marker}; echo done`, `nonce = "${nonce}";`), 'long');
+  const drvPath = await instantiate(shDrv(name, `echo started >&2; /bin/sleep ${marker}; echo done`, `nonce = "${nonce}";`), name);
   const basic = await toBasicDerivation(parseDrv(await readFile(drvPath, 'utf8'), drvPath), resolveFromDrvFiles());
   const building = client.buildDerivation(drvPath, basic, {maxSilentTime: 60});
   building.catch(() => undefined);
@@ -240,18 +246,39 @@ test('killing the transport mid-build ends the remote build within 2 s', async (
     assert.ok(Date.now() < deadline, `build never started; log: ${log()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  const killedAt = Date.now();
-  await transport.kill();
-  let gone = false;
-  while (Date.now() - killedAt < 2000) {
-    if (!(await pgrep())) {
-      gone = true;
-      break;
+  /** Milliseconds until the builder is gone, or -1 if it is still there after `limitMs`. */
+  const goneWithin = async (limitMs: number): Promise<number> => {
+    const from = Date.now();
+    while (Date.now() - from < limitMs) {
+      if (!(await pgrep())) return Date.now() - from;
+      await new Promise((r) => setTimeout(r, 25));
     }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(gone, `build process still running 2 s after kill: ${await pgrep()}`);
+    return -1;
+  };
+  return {client, transport, building, goneWithin, pgrep};
+}
+
+test('killing the transport mid-build ends the remote build within 2 s', async (t) => {
+  const {transport, building, goneWithin, pgrep} = await startLongBuild('hydra-ops-test-long-kill');
+  const killed = transport.kill();
+  const ms = await goneWithin(2000);
+  assert.notEqual(ms, -1, `build process still running 2 s after kill: ${await pgrep()}`);
+  t.diagnostic(`builder gone ${ms} ms after kill()`);
   await assert.rejects(building, ServeError);
+  const exit = await killed;
+  assert.ok(exit.code !== 0 || exit.signal !== null);
+});
+
+test('closing the connection (EOF on stdin) aborts the remote build', async (t) => {
+  const {client, transport, building, goneWithin, pgrep} = await startLongBuild('hydra-ops-test-long-eof');
+  // abort() ends stdin with the build request still in flight, the way a cancelled step does.
+  client.abort();
+  const ms = await goneWithin(5000);
+  assert.notEqual(ms, -1, `build process still running 5 s after EOF: ${await pgrep()}`);
+  t.diagnostic(`builder gone ${ms} ms after EOF`);
+  await assert.rejects(building, ServeError);
+  await transport.exited;
+  await assert.rejects(client.queryValidPaths([]), /unusable after an earlier error|is closed/);
 });
 
 test('builtOutputs decoding and status mapping table', () => {

@@ -10,6 +10,7 @@ import {ProtocolError, WireReader, WireWriter, encodeString, encodeU64} from '..
 import {
   EXPORT_MAGIC,
   NarError,
+  dumpLocalPath,
   formatHash,
   nix32Decode,
   nix32Encode,
@@ -175,6 +176,12 @@ test('NARs of real store paths parse to the hash nix-store reports, with entries
     // Over the cap: no contents; under it: delivered.
     assert.equal(results[2]!.contents.has('README'), false);
     assert.equal(results[2]!.contents.get('nix-support/hydra-build-products'), 'doc none $out/README\n');
+    // The lazy local dump: starts on iteration, so a late consumer loses nothing.
+    const lazy = dumpLocalPath(added[2]!);
+    await new Promise((r) => setTimeout(r, 200));
+    const viaLazy = await parseNarStream(Readable.from(lazy));
+    assert.equal(viaLazy.narHash, await nixStore('--query', '--hash', added[2]!));
+    await assert.rejects(parseNarStream(Readable.from(dumpLocalPath(join(dir, 'missing')))), /nix-store --dump .*missing failed/);
   } finally {
     await rm(dir, {recursive: true, force: true});
   }

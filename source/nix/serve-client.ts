@@ -445,7 +445,16 @@ export class ServeClient {
     });
   }
 
-  /** Close the request stream (EOF makes the peer exit, and abort a running build). */
+  /**
+   * End the request stream at once, even with a request in flight: the peer sees EOF and aborts a running build
+   * (how a cancelled step reaches the builder). The pending request then fails with a ServeError.
+   */
+  abort(): void {
+    this.closed = true;
+    this.writer.endNow();
+  }
+
+  /** Close the request stream after the request in flight (EOF makes the peer exit). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -386,6 +386,13 @@ export class WireWriter {
     return n;
   }
 
+  /** End the sink now, dropping anything queued (EOF for the peer). */
+  endNow(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!this.sink.writableEnded && !this.sink.destroyed) this.sink.end();
+  }
+
   /** Flush and end the sink (EOF for the peer). */
   async end(): Promise<void> {
     await this.flush();
