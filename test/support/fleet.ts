@@ -2,12 +2,14 @@
 //
 // Each builder is an OpenSSH sshd on a free port, running in its own mount and PID namespace with a
 // private directory bound over /nix, so each has its own (initially empty) Nix store; the Nix
-// binaries themselves live outside /nix and work unchanged inside. Killing the namespace's helper
-// process takes sshd and every session process down with it.
+// binaries themselves live outside /nix and work unchanged inside. The SSH user's home directory is
+// replaced by an empty private one, so slow shell start-up files of the host user do not distort
+// timings. Killing the namespace's helper process takes sshd and every session process with it.
+// Requires root (namespaces, bind mounts, root login).
 import {spawn, execFile, type ChildProcess} from 'node:child_process';
 import {mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync} from 'node:fs';
 import {createServer, connect} from 'node:net';
-import {tmpdir} from 'node:os';
+import {tmpdir, userInfo} from 'node:os';
 import {join} from 'node:path';
 import {promisify} from 'node:util';
 
@@ -37,6 +39,8 @@ export interface FleetBuilder {
   hostKeyLine: string;
   sshdConfig: string;
   logFile: string;
+  /** Bound over the SSH user's home inside the builder (no shell start-up files of the host user). */
+  homeDir: string;
   running: boolean;
 }
 
@@ -132,6 +136,7 @@ function installExitHook(): void {
 }
 
 export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fleet> {
+  if (process.getuid?.() !== 0) throw new Error('startFleet: must run as root (mount namespaces and root logins)');
   if (!existsSync(SSHD)) throw new Error(`startFleet: ${SSHD} not found (OpenSSH server is required)`);
   mkdirSync('/run/sshd', {recursive: true, mode: 0o755}); // sshd's privilege-separation directory
   const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-fleet-'));
@@ -151,6 +156,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     const bdir = join(dir, `builder-${i}`);
     const storeDir = join(bdir, 'nix');
     mkdirSync(storeDir, {recursive: true});
+    mkdirSync(join(bdir, 'home'), {mode: 0o700});
     const hostKey = join(bdir, 'ssh_host_ed25519_key');
     const hostKeyLine = await keygen(hostKey, `builder-${i}`);
     const port = await freePort();
@@ -196,6 +202,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
       hostKeyLine,
       sshdConfig,
       logFile: join(bdir, 'sshd.log'),
+      homeDir: join(bdir, 'home'),
       running: false,
     });
   }
@@ -222,12 +229,14 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         '--kill-child=SIGKILL',
         'sh',
         '-c',
-        'mount --bind "$1" /nix && exec "$2" -D -f "$3" -E "$4"',
+        'mount --bind "$1" /nix && mount --bind "$5" "$6" && exec "$2" -D -f "$3" -E "$4"',
         'builder',
         b.storeDir,
         SSHD,
         b.sshdConfig,
         b.logFile,
+        b.homeDir,
+        userInfo().homedir,
       ],
       {stdio: ['ignore', 'ignore', 'pipe']},
     );
