@@ -98,14 +98,10 @@ export function startLocalServe(options: LocalTransportOptions = {}): ServeTrans
     if (!child.stdin.destroyed) child.stdin.destroy();
     if (!exitedFlag) signalGroup('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      exited.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
-    ]);
+    await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     if (timer) clearTimeout(timer);
     // Stragglers in the group (or the leader itself after the grace period) get SIGKILL.
     signalGroup('SIGKILL');
-    void timedOut;
     return exited;
   };
 
