@@ -118,6 +118,17 @@ test('a wrong pinned host key is refused during the handshake, before any comman
   });
   assert.equal(existsSync(marker), false, 'the command did not run');
   assert.equal(p.connectionsOpened(wrong), 0);
+
+  // A pinned key of another type (RSA) than the server's (ed25519) is still a fingerprinted mismatch.
+  const rsaFile = join(fleet.dir, 'rsa_pin');
+  execFileSync('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-f', rsaFile]);
+  const rsaLine = readFileSync(`${rsaFile}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
+  await assert.rejects(p.exec({...machines[0]!, publicHostKey: rsaLine}, ['touch', marker]), (e: unknown) => {
+    assert.ok(e instanceof SshTransportError && e.kind === 'host-key', String(e));
+    assert.ok(e.message.includes(`pins ${sshKeygenFingerprint(rsaLine)}`), e.message);
+    return true;
+  });
+  assert.equal(existsSync(marker), false, 'the command did not run');
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(acceptedLogins(0), loginsBefore, 'the client never authenticated');
 });

@@ -175,19 +175,17 @@ class PooledConnection {
 }
 
 const RSA_ALGOS = ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
-const SUPPORTED_HOST_KEY_ALGOS = new Set([
-  'ssh-ed25519',
-  'ecdsa-sha2-nistp256',
-  'ecdsa-sha2-nistp384',
-  'ecdsa-sha2-nistp521',
-  ...RSA_ALGOS,
-  'ssh-dss',
-]);
+const HOST_KEY_ALGOS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', ...RSA_ALGOS];
 
-function hostKeyAlgorithms(keyTypes: string[]): string[] {
-  const out: string[] = [];
-  for (const t of keyTypes) for (const a of t === 'ssh-rsa' ? RSA_ALGOS : [t]) if (SUPPORTED_HOST_KEY_ALGOS.has(a)) out.push(a);
-  return [...new Set(out)];
+/**
+ * Host-key algorithms with the expected key types first (as OpenSSH orders them), the others after:
+ * a server that only has a key of another type still shows it, and is refused with its fingerprint.
+ */
+function hostKeyAlgorithms(keyTypes: string[]): string[] | undefined {
+  const preferred: string[] = [];
+  for (const t of keyTypes) for (const a of t === 'ssh-rsa' ? RSA_ALGOS : [t]) if (HOST_KEY_ALGOS.includes(a)) preferred.push(a);
+  if (preferred.length === 0) return undefined;
+  return [...new Set([...preferred, ...HOST_KEY_ALGOS])];
 }
 
 const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
@@ -393,21 +391,18 @@ export class SshConnectionPool {
         throw new SshTransportError('host-key', target.uri, `pinned host key is unusable: ${(e as Error).message}`);
       }
       const expected = fingerprintSha256(pinned.keyBlob);
-      const algos = hostKeyAlgorithms([pinned.keyType]);
       return {
         verify: (key) =>
           key.length === pinned.keyBlob.length && timingSafeEqual(key, pinned.keyBlob)
             ? {status: 'pinned-ok'}
             : {status: 'pinned-mismatch', expected},
-        algorithms: algos.length > 0 ? algos : undefined,
+        algorithms: hostKeyAlgorithms([pinned.keyType]),
       };
     }
     const known = await loadKnownHosts(this.knownHostsFiles);
-    const types = knownKeyTypes(known.entries, target.host, target.port);
-    const algos = hostKeyAlgorithms(types);
     return {
       verify: (key) => checkHostKey(known.entries, target.host, target.port, key),
-      algorithms: algos.length > 0 ? algos : undefined,
+      algorithms: hostKeyAlgorithms(knownKeyTypes(known.entries, target.host, target.port)),
     };
   }
 
@@ -441,7 +436,12 @@ export class SshConnectionPool {
       s.once('connect', () => {
         clearTimeout(timer);
         s.removeAllListeners('error');
+        s.removeAllListeners('close');
         resolve(s);
+      });
+      s.once('close', () => {
+        clearTimeout(timer);
+        reject(new SshTransportError('closed', uri, 'connection pool is closed'));
       });
       s.once('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
