@@ -22,6 +22,7 @@ let machines: MachineSpec[];
 const pools: SshConnectionPool[] = [];
 
 before(async () => {
+  // startFleet has its own start-up timeout and reports the sshd log when it expires.
   fleet = await startFleet(2);
   const parsed = parseMachinesText(readFileSync(fleet.machinesFile, 'utf8'), fleet.machinesFile);
   assert.deepEqual(parsed.errors, []);
@@ -50,12 +51,12 @@ function acceptedLogins(i: number): number {
   return (fleet.log(i).match(/Accepted publickey/g) ?? []).length;
 }
 
-test('fingerprintSha256 prints what ssh-keygen -lf prints', () => {
+test('fingerprintSha256 prints what ssh-keygen -lf prints', {timeout: 20_000}, () => {
   const line = fleet.builders[0]!.hostKeyLine;
   assert.equal(fingerprintSha256(publicKeyLineToBlob(line).keyBlob), sshKeygenFingerprint(line));
 });
 
-test('shell quoting: every argument is one literal word', () => {
+test('shell quoting: every argument is one literal word', {timeout: 20_000}, () => {
   assert.equal(shellQuote('nix-store'), 'nix-store');
   assert.equal(shellQuote(''), "''");
   assert.equal(shellQuote("it's"), `'it'\\''s'`);
@@ -65,7 +66,7 @@ test('shell quoting: every argument is one literal word', () => {
   assert.deepEqual(serveCommand({remoteStore: '/s p'}), ['nix-store', '--serve', '--write', '--store', '/s p']);
 });
 
-test('exec runs nix-store --version on the builder and reports exit codes and stderr', async () => {
+test('exec runs nix-store --version on the builder and reports exit codes and stderr', {timeout: 20_000}, async () => {
   const p = pool();
   const r = await p.run(machines[0]!, ['nix-store', '--version']);
   assert.equal(r.code, 0);
@@ -77,7 +78,7 @@ test('exec runs nix-store --version on the builder and reports exit codes and st
   assert.ok(s.bytesIn > 0 && s.bytesOut > 0, JSON.stringify(s));
 });
 
-test("each builder has its own Nix store: a locally valid path is not valid there, and the builder's paths stay in its own directory", async () => {
+test("each builder has its own Nix store: a locally valid path is not valid there, and the builder's paths stay in its own directory", {timeout: 20_000}, async () => {
   const p = pool();
   const src = join(fleet.dir, `payload-${randomBytes(6).toString('hex')}`);
   writeFileSync(src, randomBytes(16).toString('hex'));
@@ -99,7 +100,7 @@ test("each builder has its own Nix store: a locally valid path is not valid ther
   assert.notEqual(other.code, 0);
 });
 
-test('a wrong pinned host key is refused during the handshake, before any command runs, showing both fingerprints', async () => {
+test('a wrong pinned host key is refused during the handshake, before any command runs, showing both fingerprints', {timeout: 20_000}, async () => {
   const p = pool();
   const marker = join(fleet.dir, 'marker-wrong-pin');
   const wrong: MachineSpec = {...machines[0]!, publicHostKey: fleet.builders[1]!.hostKeyLine};
@@ -133,7 +134,7 @@ test('a wrong pinned host key is refused during the handshake, before any comman
   assert.equal(acceptedLogins(0), loginsBefore, 'the client never authenticated');
 });
 
-test('without a pin, an unknown host is refused; known_hosts entries (plain and hashed) are accepted; a changed or revoked key is refused', async () => {
+test('without a pin, an unknown host is refused; known_hosts entries (plain and hashed) are accepted; a changed or revoked key is refused', {timeout: 20_000}, async () => {
   const b = fleet.builders[0]!;
   const unpinned: MachineSpec = {...machines[0]!};
   delete unpinned.publicHostKey;
@@ -179,7 +180,7 @@ test('without a pin, an unknown host is refused; known_hosts entries (plain and 
   await assert.rejects(pool({knownHostsFiles: [kh]}).exec(unpinned, ['true']), /marked @revoked/);
 });
 
-test('20 sequential execs share ONE connection', async () => {
+test('20 sequential execs share ONE connection', {timeout: 20_000}, async () => {
   const p = pool();
   for (let i = 0; i < 20; i++) {
     const r = await p.run(machines[0]!, ['echo', String(i)]);
@@ -189,7 +190,7 @@ test('20 sequential execs share ONE connection', async () => {
   assert.equal(p.stats(machines[0]!).connectionsOpen, 1);
 });
 
-test('parallel execs: 10 fit one connection, 12 open a second one', async () => {
+test('parallel execs: 10 fit one connection, 12 open a second one', {timeout: 20_000}, async () => {
   const ten = pool();
   const r10 = await Promise.all(Array.from({length: 10}, (_, i) => ten.run(machines[0]!, ['sh', '-c', `sleep 0.3; echo ${i}`])));
   assert.deepEqual(r10.map((r) => r.stdout.toString()), Array.from({length: 10}, (_, i) => `${i}\n`));
@@ -209,7 +210,7 @@ test('parallel execs: 10 fit one connection, 12 open a second one', async () => 
   assert.deepEqual(peak, {channels: 12, connections: 2});
 });
 
-test('arguments with spaces, quotes, newlines and $(…) arrive literally; nothing is interpreted', async () => {
+test('arguments with spaces, quotes, newlines and $(…) arrive literally; nothing is interpreted', {timeout: 20_000}, async () => {
   const p = pool();
   const marker = join(fleet.dir, 'marker-injection');
   const args = [
@@ -233,7 +234,7 @@ test('arguments with spaces, quotes, newlines and $(…) arrive literally; nothi
   assert.equal(existsSync(marker), false);
 });
 
-test('closing the channel reaches the remote command as EOF on its input (cancellation)', async () => {
+test('closing the channel reaches the remote command as EOF on its input (cancellation)', {timeout: 20_000}, async () => {
   const p = pool();
   const marker = join(fleet.dir, 'marker-eof');
   const h = await p.exec(machines[0]!, ['sh', '-c', `cat >/dev/null; touch ${shellQuote(marker)}`]);
@@ -250,7 +251,7 @@ test('closing the channel reaches the remote command as EOF on its input (cancel
   assert.equal(p.stats(machines[0]!).channelsOpen, 0);
 });
 
-test('openServe speaks to nix-store --serve on the builder (handshake magic), also with remote-store', async () => {
+test('openServe speaks to nix-store --serve on the builder (handshake magic), also with remote-store', {timeout: 20_000}, async () => {
   const p = pool();
   const hello = Buffer.alloc(16);
   hello.writeUInt32LE(0x390c9deb, 0); // SERVE_MAGIC_1
@@ -274,7 +275,7 @@ test('openServe speaks to nix-store --serve on the builder (handshake magic), al
   assert.ok(existsSync(join(fleet.dir, 'chroot store', 'nix', 'var', 'nix', 'db')), '--store <remote-store> was passed');
 });
 
-test('key, authentication and timeout failures are clear transport errors', async () => {
+test('key, authentication and timeout failures are clear transport errors', {timeout: 20_000}, async () => {
   const missing: MachineSpec = {...machines[0]!, sshKey: join(fleet.dir, 'no-such-key')};
   await assert.rejects(pool().exec(missing, ['true']), (e: unknown) => {
     assert.ok(e instanceof SshTransportError && e.kind === 'key-file');
@@ -307,7 +308,7 @@ test('key, authentication and timeout failures are clear transport errors', asyn
   silent.close();
 });
 
-test('killing the builder mid-exec fails the exec as a connection error; after a restart the pool reconnects by itself', async () => {
+test('killing the builder mid-exec fails the exec as a connection error; after a restart the pool reconnects by itself', {timeout: 20_000}, async () => {
   const p = pool();
   const m = machines[1]!;
   const warm = await p.run(m, ['true']);
@@ -343,7 +344,29 @@ test('killing the builder mid-exec fails the exec as a connection error; after a
   assert.equal(p.connectionsOpened(m), 3);
 });
 
-test('the fleet cleans up: stopped builders refuse connections and their namespaces are gone', async () => {
+test('keepalive notices a builder that stopped answering; the next exec reconnects', {timeout: 20_000}, async () => {
+  const p = pool({keepaliveIntervalMs: 150, keepaliveCountMax: 2});
+  const m = machines[1]!;
+  assert.equal((await p.run(m, ['true'])).code, 0);
+  const h = await p.exec(m, ['sleep', '30']);
+  h.stdout.resume();
+  h.stderr.resume();
+  const t0 = Date.now();
+  fleet.freezeBuilder(1);
+  try {
+    await assert.rejects(h.exited, (e: unknown) => {
+      assert.ok(isConnectionError(e) && e instanceof SshTransportError && e.kind === 'lost', String(e));
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 3000, `detected after ${Date.now() - t0} ms`);
+  } finally {
+    fleet.thawBuilder(1);
+  }
+  assert.equal((await p.run(m, ['echo', 'ok'])).stdout.toString(), 'ok\n');
+  assert.equal(p.connectionsOpened(m), 2);
+});
+
+test('the fleet cleans up: stopped builders refuse connections and their namespaces are gone', {timeout: 20_000}, async () => {
   const small = await startFleet(1);
   const dir = small.dir;
   const pid = small.builders[0]!.pid;

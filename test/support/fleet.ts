@@ -7,10 +7,10 @@
 // timings. Killing the namespace's helper process takes sshd and every session process with it.
 // Requires root (namespaces, bind mounts, root login).
 import {spawn, execFile, type ChildProcess} from 'node:child_process';
-import {mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync} from 'node:fs';
+import {mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, chmodSync, existsSync} from 'node:fs';
 import {createServer, connect} from 'node:net';
 import {tmpdir, userInfo} from 'node:os';
-import {join} from 'node:path';
+import {dirname, join} from 'node:path';
 import {promisify} from 'node:util';
 
 const execFileAsync = promisify(execFile);
@@ -55,6 +55,10 @@ export interface Fleet {
   stop(): Promise<void>;
   stopBuilder(i: number): Promise<void>;
   startBuilder(i: number): Promise<void>;
+  /** SIGSTOPs every process of builder i (it stops answering but keeps its connections open). */
+  freezeBuilder(i: number): void;
+  /** SIGCONTs them again. */
+  thawBuilder(i: number): void;
 }
 
 async function freePort(): Promise<number> {
@@ -108,6 +112,33 @@ function readLog(file: string): string {
   }
 }
 
+/** PIDs (as seen here) of every process in the PID namespace whose init is the child of `helperPid`. */
+function namespacePids(helperPid: number): number[] {
+  const children = readFileSync(`/proc/${helperPid}/task/${helperPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  if (children.length === 0) return [];
+  const ns = readlinkSync(`/proc/${children[0]}/ns/pid`);
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/ns/pid`) === ns) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+function signalAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
 function localSystem(): string {
   const arch = ({x64: 'x86_64', arm64: 'aarch64', ia32: 'i686'} as Record<string, string>)[process.arch] ?? process.arch;
   return `${arch}-${process.platform}`;
@@ -157,6 +188,10 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     const storeDir = join(bdir, 'nix');
     mkdirSync(storeDir, {recursive: true});
     mkdirSync(join(bdir, 'home'), {mode: 0o700});
+    // Bound over /etc/nix: no build users (the builders share uids with the coordinator and each other, and
+    // Nix kills every process of a build user's uid before using it) and no binary caches (offline, fast).
+    mkdirSync(join(bdir, 'etc-nix'));
+    writeFileSync(join(bdir, 'etc-nix', 'nix.conf'), 'build-users-group =\nsubstituters =\nsandbox = false\n');
     const hostKey = join(bdir, 'ssh_host_ed25519_key');
     const hostKeyLine = await keygen(hostKey, `builder-${i}`);
     const port = await freePort();
@@ -218,9 +253,15 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     } catch (e) {
       throw new Error(`startFleet: ${b.name}: sshd rejects its configuration: ${(e as {stderr?: string}).stderr ?? e}`);
     }
+    // setpriv: the helper is killed when this process dies, however it dies, and takes the
+    // namespace with it (--kill-child), so a crashed test run leaves no sshd behind.
     const child = spawn(
-      'unshare',
+      'setpriv',
       [
+        '--pdeathsig',
+        'KILL',
+        '--',
+        'unshare',
         '--mount',
         '--propagation',
         'private',
@@ -229,7 +270,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         '--kill-child=SIGKILL',
         'sh',
         '-c',
-        'mount --bind "$1" /nix && mount --bind "$5" "$6" && exec "$2" -D -f "$3" -E "$4"',
+        'mount --bind "$1" /nix && mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && exec "$2" -D -f "$3" -E "$4"',
         'builder',
         b.storeDir,
         SSHD,
@@ -237,6 +278,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         b.logFile,
         b.homeDir,
         userInfo().homedir,
+        join(dirname(b.storeDir), 'etc-nix'),
       ],
       {stdio: ['ignore', 'ignore', 'pipe']},
     );
@@ -244,7 +286,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
     let exited = false;
     child.once('exit', () => (exited = true));
-    if (child.pid === undefined) throw new Error(`startFleet: ${b.name}: cannot spawn unshare`);
+    if (child.pid === undefined) throw new Error(`startFleet: ${b.name}: cannot spawn setpriv/unshare`);
     b.pid = child.pid;
     b.running = true;
     children.set(i, child);
@@ -308,6 +350,16 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     log: (i) => readLog(builders[i]?.logFile ?? ''),
     stopBuilder,
     startBuilder,
+    freezeBuilder(i) {
+      const b = builders[i];
+      if (!b?.running) throw new Error(`startFleet: builder ${i} is not running`);
+      signalAll(namespacePids(b.pid), 'SIGSTOP');
+    },
+    thawBuilder(i) {
+      const b = builders[i];
+      if (!b?.running) throw new Error(`startFleet: builder ${i} is not running`);
+      signalAll(namespacePids(b.pid), 'SIGCONT');
+    },
     async stop() {
       for (let i = 0; i < builders.length; i++) await stopBuilder(i).catch(() => {});
       live.delete(fleet);
