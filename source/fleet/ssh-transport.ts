@@ -214,7 +214,7 @@ export class SshConnectionPool {
   async exec(target: SshTarget, argv: string[]): Promise<ExecHandle> {
     const command = commandLine(argv);
     if (target.kind === 'local') {
-      throw new SshTransportError('connect', target.uri, 'is a local machine; it is not reached over SSH');
+      throw new Error(`${target.uri}: is a local machine; it is not reached over SSH (use the local transport)`);
     }
     // One transparent retry: a pooled connection may turn out to be gone, or full, when used.
     for (let attempt = 0; ; attempt++) {
