@@ -9,6 +9,7 @@ export interface GlobalOptions {
   databaseUrl?: string;
   user?: string;
   readonly?: boolean;
+  localAdmin?: boolean;
   json?: boolean;
   scheduler?: boolean;
   logFormat?: 'text' | 'json';
@@ -41,6 +42,7 @@ export class AppContext {
             databaseUrl: this.globals.databaseUrl,
             user: this.globals.user,
             readonly: this.globals.readonly,
+            localAdmin: this.globals.localAdmin,
             logFormat: this.globals.logFormat,
           },
           env: this.env,

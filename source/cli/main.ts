@@ -5,7 +5,9 @@ import {handleEpipe, reportError} from './output.js';
 import {AppContext, type GlobalOptions} from './context.js';
 import {registerCommands} from './commands/index.js';
 
-export const VERSION = '0.1.0';
+import {VERSION} from './version.js';
+
+export {VERSION};
 
 export function buildProgram(ctx: AppContext): Command {
   const program = new Command('hydra-ops')
@@ -14,6 +16,7 @@ export function buildProgram(ctx: AppContext): Command {
     .option('--database-url <url>', 'PostgreSQL URL (overrides HYDRA_DATABASE_URL, HYDRA_DBI, DATABASE_URL and the embedded server)')
     .option('--user <name>', 'Hydra user to act as (default: HYDRA_OPS_USER, the setting hydraUser, or the login name)')
     .option('--readonly', 'refuse every mutation')
+    .option('--local-admin', 'trust the local operator as a Hydra admin (explicit; see the localAdmin setting)')
     .option('--json', 'print one JSON document (streaming commands print NDJSON)')
     .option('--daemon', 'run the queue runner headless (same as the "daemon" subcommand)')
     .option('--no-scheduler', 'console only: never run the scheduler in-process')

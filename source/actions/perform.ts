@@ -1,0 +1,139 @@
+// The frame every mutating action runs in: read-only check, one transaction (select targets → check
+// the Hydra permission → apply Hydra's statements), an audit row for every attempt, and dry runs that
+// execute the real statements and roll them back, so they report exactly the rows they would touch
+// while no trigger fires (NOTIFY is delivered only at COMMIT).
+import type pg from 'pg';
+import {ActionError} from './errors.js';
+import type {Actor} from './actor.js';
+import {requirePrivilege, readonlyError, type Privilege} from './permissions.js';
+import {tryWriteAudit, writeAudit} from './audit.js';
+
+export interface ActionOptions {
+  /** Run the statements, report what they changed, roll back. */
+  dryRun?: boolean;
+}
+
+/** Fields every action result has. */
+export interface ActionResult {
+  action: string;
+  /** The selection as the operator gave it (`builds 1, 2`, `filter status:failed`, `eval 7`, `all`). */
+  scope: string;
+  dryRun: boolean;
+  /** Build ids selected (empty for actions that are not about builds). */
+  targets: number[];
+  /** Targets the statements changed (or would change, in a dry run). */
+  changed: number[];
+  /** Targets left as they were (already in the wanted state). */
+  unchanged: number[];
+  /** hydra_ops.audit_log id of this attempt (null if it could not be written). */
+  auditId: number | null;
+}
+
+export interface Selected {
+  targets: number[];
+  projects: string[];
+}
+
+export interface Applied {
+  changed: number[];
+  /** Rows the action changed, for the audit log (default: changed.length). */
+  resultCount?: number;
+}
+
+export interface ActionPlan<E extends object> {
+  action: string;
+  privilege: Privilege;
+  scope: string;
+  /** Inside the transaction, before the permission check. */
+  select(client: pg.PoolClient): Promise<Selected>;
+  /** Inside the transaction, after the permission check. */
+  apply(client: pg.PoolClient, targets: number[]): Promise<Applied & E>;
+}
+
+const UNDEFINED_TABLE = '42P01';
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+function dbErrorToAction(e: unknown): unknown {
+  const code = (e as {code?: string}).code;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (code === UNDEFINED_TABLE && /hydra_ops|audit_log|machine_state/.test(msg)) {
+    return new ActionError('refused', `hydra-ops' own tables are missing (${msg}); run \`hydra-ops db init\` first`);
+  }
+  if (code === INSUFFICIENT_PRIVILEGE) {
+    return new ActionError('permission', `the database role may not do this: ${msg}`, {reason: 'database-privilege'});
+  }
+  return e;
+}
+
+export async function performAction<E extends object>(
+  pool: pg.Pool,
+  actor: Actor,
+  plan: ActionPlan<E>,
+  opts: ActionOptions = {},
+): Promise<ActionResult & Omit<E, keyof Applied>> {
+  const started = Date.now();
+  const dryRun = opts.dryRun === true;
+  const audit = (outcome: 'refused' | 'failed', message: string, targets?: number[]) =>
+    tryWriteAudit(pool, actor, {
+      action: plan.action,
+      scope: plan.scope,
+      targetIds: targets,
+      outcome,
+      message,
+      durationMs: Date.now() - started,
+    });
+
+  if (actor.readonly) {
+    const err = readonlyError(actor);
+    await audit('refused', err.message);
+    throw err;
+  }
+  const client = await pool.connect();
+  let targets: number[] | undefined;
+  let open = false;
+  try {
+    await client.query('BEGIN');
+    open = true;
+    const selected = await plan.select(client);
+    targets = selected.targets;
+    await requirePrivilege(client, actor, plan.privilege, selected.projects);
+    const applied = await plan.apply(client, selected.targets);
+    const changedSet = new Set(applied.changed);
+    const {changed, resultCount, ...extra} = applied;
+    const base = {
+      action: plan.action,
+      scope: plan.scope,
+      dryRun,
+      targets: selected.targets,
+      changed: [...changed].sort((a, b) => a - b),
+      unchanged: selected.targets.filter((id) => !changedSet.has(id)),
+    };
+    const entry = {
+      action: plan.action,
+      scope: plan.scope,
+      targetIds: selected.targets,
+      resultCount: resultCount ?? changed.length,
+      durationMs: Date.now() - started,
+    };
+    let auditId: number | null;
+    if (dryRun) {
+      await client.query('ROLLBACK');
+      open = false;
+      auditId = await writeAudit(pool, actor, {...entry, outcome: 'dry-run'});
+    } else {
+      auditId = await writeAudit(client, actor, {...entry, outcome: 'ok'});
+      await client.query('COMMIT');
+      open = false;
+    }
+    return {...base, ...(extra as Omit<E, keyof Applied>), auditId};
+  } catch (e) {
+    if (open) await client.query('ROLLBACK').catch(() => {});
+    open = false;
+    const err = dbErrorToAction(e);
+    const refused = err instanceof ActionError;
+    await audit(refused ? 'refused' : 'failed', err instanceof Error ? err.message : String(err), targets);
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,63 @@
+// `unlock`: crash clean-up with the C++ runner's `--unlock` semantics (hydra-contract §6.1). Refused while
+// any queue runner holds the lock (naming its pid); otherwise, holding the lock meanwhile, runs clearBusy
+// (`UPDATE BuildSteps SET busy = 0, status = 3, stopTime = NULL WHERE busy != 0`: steps left running by a
+// crash become Aborted) and deletes the SystemStatus 'queue-runner' row, in one transaction. Admin only.
+import type pg from 'pg';
+import {acquireRunnerLock, runnerLockHolder, RunnerLockBusyError, type RunnerLock} from '../scheduler/runner-lock.js';
+import {ActionError} from './errors.js';
+import type {Actor} from './actor.js';
+import {performAction, type ActionOptions, type ActionResult} from './perform.js';
+
+export type UnlockResult = ActionResult & {
+  /** Steps that were busy and are now Aborted (status 3). */
+  steps: {build: number; stepnr: number}[];
+  /** A SystemStatus 'queue-runner' row existed and was deleted. */
+  systemStatusDeleted: boolean;
+};
+
+function busy(holder: {file: string; pid: number | null}): ActionError {
+  return new ActionError(
+    'refused',
+    `a queue runner holds ${holder.file}${holder.pid ? ` (pid ${holder.pid})` : ''}; unlock is only for a runner that is no longer running`,
+    {file: holder.file, pid: holder.pid},
+  );
+}
+
+export async function unlockRunner(pool: pg.Pool, actor: Actor, dataDir: string, opts: ActionOptions = {}): Promise<UnlockResult> {
+  let lock: RunnerLock | null = null;
+  try {
+    return await performAction(
+      pool,
+      actor,
+      {
+        action: 'unlock',
+        privilege: 'admin',
+        scope: `queue runner lock in ${dataDir}`,
+        async select() {
+          const holder = runnerLockHolder(dataDir);
+          if (holder) throw busy(holder);
+          return {targets: [], projects: []};
+        },
+        async apply(client) {
+          if (!opts.dryRun) {
+            try {
+              lock = await acquireRunnerLock(dataDir);
+            } catch (e) {
+              if (e instanceof RunnerLockBusyError) throw busy({file: e.file, pid: e.holderPid});
+              throw e;
+            }
+          }
+          const steps = await client.query<{build: number; stepnr: number}>(
+            'UPDATE BuildSteps SET busy = 0, status = 3, stopTime = NULL WHERE busy != 0 RETURNING build, stepnr',
+          );
+          const status = await client.query("DELETE FROM SystemStatus WHERE what = 'queue-runner'");
+          const list = steps.rows.sort((a, b) => a.build - b.build || a.stepnr - b.stepnr);
+          return {changed: [], resultCount: list.length, steps: list, systemStatusDeleted: (status.rowCount ?? 0) > 0};
+        },
+      },
+      opts,
+    );
+  } finally {
+    await (lock as RunnerLock | null)?.release();
+  }
+}
