@@ -1,0 +1,81 @@
+// The contract between the scheduler and the builders: run one derivation on one machine.
+// The scheduler owns the database rows; an executor owns everything that touches a builder:
+// connecting, copying the input closure, building with the log streaming to a file, mapping the
+// BuildResult to a step status (hydra-contract §6.11), size limits, copying the outputs back and
+// reading their nix-support files.
+import type {Derivation} from '../nix/drv.js';
+import type {BuildProduct, BuildMetric} from '../nix/nix-support.js';
+import type {MachineSpec} from './machines-file.js';
+
+/** Busy phases the executor reports; the scheduler writes them as BuildSteps.busy 10/20/30/40/50. */
+export type StepPhase = 'connecting' | 'sending' | 'building' | 'receiving' | 'postprocessing';
+
+export interface StepRequest {
+  machine: MachineSpec;
+  drvPath: string;
+  drv: Derivation;
+  /** BuildOptions (§7.9); seconds, bytes. */
+  maxSilentTime: number;
+  buildTimeout: number;
+  maxLogSize: number;
+  /** Sum of the outputs' NAR sizes above which the step fails with status 11 (0 = no limit). */
+  maxOutputSize: number;
+  /** Log file (hydra-contract §6.19); created on demand, truncated after the input copy. */
+  logPath: string;
+  /** Aborting stops the remote build within 2 s; the result then has status 4. */
+  signal: AbortSignal;
+  onPhase(phase: StepPhase): void | Promise<void>;
+  /** The serve-protocol handshake succeeded: the machine's failure counter resets. */
+  onConnected?(): void;
+  /** The build is over on the builder and its slot may be reused while outputs copy back (§6.10.8). */
+  onSlotReleased?(): void;
+}
+
+export interface StepOutput {
+  path: string;
+  narHash: string;
+  narSize: number;
+}
+
+export interface StepResult {
+  /** BuildSteps.status: 0, 1, 3, 4, 7, 10, 11 or 12. */
+  status: number;
+  /** Retry later (transient failure or transport error). */
+  retry: boolean;
+  /** Record the outputs in FailedPaths (permanent, cacheable failures). */
+  cacheFailure: boolean;
+  /** Kept only where Hydra keeps it (status 3), else null. */
+  errorMsg: string | null;
+  /** Outputs were substituted or already valid on the builder (no log). */
+  isCached: boolean;
+  /** A transport/connection failure: the machine backs off (§6.12). */
+  machineFault: boolean;
+  /** Build start/stop (Unix seconds) as reported by the builder, else measured around BuildDerivation. */
+  startTime: number;
+  stopTime: number;
+  timesBuilt: number;
+  isNonDeterministic: boolean;
+  /** Realised outputs (success only). */
+  outputs: Map<string, StepOutput>;
+  /** Parsed nix-support data of the outputs (success only). */
+  products: BuildProduct[];
+  releaseName: string | null;
+  metrics: BuildMetric[];
+  /** Some output has nix-support/failed: the build gets status 6. */
+  failedMarker: boolean;
+  /** Σ NAR size of the outputs / of their closure (success only). */
+  size: number | null;
+  closureSize: number | null;
+  /** Milliseconds spent copying inputs and outputs. */
+  overheadMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** The log file, or null when there is none (substituted / already valid). */
+  logPath: string | null;
+}
+
+export interface StepExecutor {
+  run(request: StepRequest): Promise<StepResult>;
+  /** Closes pooled connections. */
+  close(): Promise<void>;
+}

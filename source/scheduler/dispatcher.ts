@@ -1,0 +1,100 @@
+// One dispatch round (hydra-contract §6.7): order the runnable steps, then hand each to the best
+// available machine that supports it. Pure: no database, no I/O.
+import type {Step} from './model.js';
+import {compareMachines, isAvailable, supportsStep, type RunnerMachine} from './machines.js';
+
+export type StepOrder = 'rdeps' | 'critical-path';
+
+export interface Assignment {
+  step: Step;
+  machine: RunnerMachine;
+}
+
+/** Lowest share used among the step's jobsets (under-served jobsets go first). */
+export function lowestShareUsed(step: Step): number {
+  let best = Number.POSITIVE_INFINITY;
+  for (const j of step.jobsets) best = Math.min(best, j.shareUsed);
+  return Number.isFinite(best) ? best : 0;
+}
+
+/** Length of the longest chain of unfinished steps that wait on `step` (itself included). */
+export function criticalPathLengths(steps: Iterable<Step>): Map<Step, number> {
+  const memo = new Map<Step, number>();
+  const visit = (root: Step): number => {
+    // Iterative post-order over rdeps (graphs can be deep).
+    const stack: Array<{s: Step; expanded: boolean}> = [{s: root, expanded: false}];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (memo.has(top.s)) {
+        stack.pop();
+        continue;
+      }
+      if (!top.expanded) {
+        top.expanded = true;
+        for (const r of top.s.rdeps) if (!memo.has(r)) stack.push({s: r, expanded: false});
+        continue;
+      }
+      let longest = 0;
+      for (const r of top.s.rdeps) longest = Math.max(longest, memo.get(r) ?? 0);
+      memo.set(top.s, longest + 1);
+      stack.pop();
+    }
+    return memo.get(root)!;
+  };
+  for (const s of steps) visit(s);
+  return memo;
+}
+
+/**
+ * Dispatch order: global priority ↓, jobset share used ↑, reverse dependencies (or critical path) ↓,
+ * local priority ↓, lowest build id ↑.
+ */
+export function sortRunnable(steps: Step[], order: StepOrder = 'rdeps'): Step[] {
+  const share = new Map<Step, number>();
+  for (const s of steps) share.set(s, lowestShareUsed(s));
+  const weight = order === 'critical-path' ? criticalPathLengths(steps) : new Map(steps.map((s) => [s, s.rdeps.size] as const));
+  return steps.sort(
+    (a, b) =>
+      b.highestGlobalPriority - a.highestGlobalPriority ||
+      share.get(a)! - share.get(b)! ||
+      weight.get(b)! - weight.get(a)! ||
+      b.highestLocalPriority - a.highestLocalPriority ||
+      a.lowestBuildId - b.lowestBuildId,
+  );
+}
+
+/** Key of the machines a step can use: steps with the same key compete for the same machines. */
+function capabilityKey(step: Step): string {
+  return `${step.platform}|${step.requiredFeatures.join(',')}|${step.preferLocal ? 1 : 0}`;
+}
+
+/**
+ * Assigns runnable steps to machines, reserving a slot for each (currentJobs++). Steps are taken in
+ * `sorted` order; once no available machine can take steps of some capability, the rest of those
+ * are skipped without further checks, so a round is O(steps + assignments × machines).
+ */
+export function assignSteps(sorted: readonly Step[], machines: readonly RunnerMachine[], localSystem: string, now: number): Assignment[] {
+  const assignments: Assignment[] = [];
+  const exhausted = new Set<string>();
+  let available = machines.filter((m) => isAvailable(m, now));
+  for (const step of sorted) {
+    if (available.length === 0) break;
+    if (step.running || !step.runnable || step.after > now) continue;
+    const key = capabilityKey(step);
+    if (exhausted.has(key)) continue;
+    let best: RunnerMachine | null = null;
+    for (const m of available) {
+      if (!supportsStep(m.spec, step, localSystem)) continue;
+      if (!best || compareMachines(m, best) < 0) best = m;
+    }
+    if (!best) {
+      exhausted.add(key);
+      continue;
+    }
+    best.rt.currentJobs++;
+    step.running = true;
+    assignments.push({step, machine: best});
+    if (!isAvailable(best, now)) available = available.filter((m) => m !== best);
+  }
+  return assignments;
+}

@@ -1,0 +1,189 @@
+// The shared step graph (hydra-contract §6.3, §6.4): builds attach to steps keyed by drv path;
+// derivations whose outputs are valid are not steps; a step is runnable once created and all its
+// dependencies are done. Loading walks the derivation graph breadth-first so that validity and
+// FailedPaths are checked with one store call and one query per graph level, not per derivation,
+// and never descends below a derivation whose outputs already exist.
+import {preferLocalBuild, isDeterministic, outputPathMap, requiredSystemFeatures, systemType, type Derivation} from '../nix/drv.js';
+import {Build, Jobset, Step, propagatePriorities} from './model.js';
+
+export interface GraphStore {
+  readDrv(path: string): Promise<Derivation>;
+  validPaths(paths: string[]): Promise<Set<string>>;
+  failedPathsAmong(paths: string[]): Promise<string[]>;
+}
+
+export type LoadResult =
+  | {kind: 'missing-drv'; drvPath: string; message: string}
+  | {kind: 'cached-success'}
+  | {kind: 'cached-failure'; drvPath: string; outputs: Map<string, string | null>; toplevel: boolean; system: string}
+  | {kind: 'queued'; newSteps: Step[]; newRunnable: Step[]};
+
+export class StepGraph {
+  readonly builds = new Map<number, Build>();
+  readonly steps = new Map<string, Step>();
+  readonly jobsets = new Map<number, Jobset>();
+  readonly runnable = new Set<Step>();
+
+  constructor(readonly localSystem: string) {}
+
+  /** Loads one build's derivation graph and attaches the build to it. */
+  async addBuild(build: Build, store: GraphStore, now = Date.now()): Promise<LoadResult> {
+    const attached = this.steps.get(build.drvPath);
+    if (attached) {
+      this.attach(build, attached);
+      return {kind: 'queued', newSteps: [], newRunnable: []};
+    }
+    const drafts = new Map<string, Derivation>();
+    const seen = new Set<string>([build.drvPath]);
+    let frontier = [build.drvPath];
+    while (frontier.length > 0) {
+      const drvs = await Promise.all(
+        frontier.map(async (p) => {
+          try {
+            return {path: p, drv: await store.readDrv(p)};
+          } catch (e) {
+            return {path: p, error: e instanceof Error ? e.message : String(e)};
+          }
+        }),
+      );
+      for (const d of drvs) {
+        if ('error' in d) {
+          return {kind: 'missing-drv', drvPath: d.path, message: d.error!};
+        }
+      }
+      const loaded = drvs as Array<{path: string; drv: Derivation}>;
+      const staticOutputs = loaded.flatMap(({drv}) => [...outputPathMap(drv).values()].filter((p): p is string => p !== null));
+      const failed = new Set(await store.failedPathsAmong(staticOutputs));
+      if (failed.size > 0) {
+        const hit = loaded.find(({drv}) => [...outputPathMap(drv).values()].some((p) => p !== null && failed.has(p)))!;
+        return {
+          kind: 'cached-failure',
+          drvPath: hit.path,
+          outputs: outputPathMap(hit.drv),
+          toplevel: hit.path === build.drvPath,
+          system: hit.drv.platform,
+        };
+      }
+      const valid = await store.validPaths(staticOutputs);
+      const next: string[] = [];
+      for (const {path, drv} of loaded) {
+        const outputs = [...outputPathMap(drv).values()];
+        if (outputs.length > 0 && outputs.every((p) => p !== null && valid.has(p))) continue;
+        drafts.set(path, drv);
+        for (const input of drv.inputDrvs.keys()) {
+          if (seen.has(input) || this.steps.has(input)) continue;
+          seen.add(input);
+          next.push(input);
+        }
+      }
+      frontier = next;
+    }
+    if (!drafts.has(build.drvPath)) return {kind: 'cached-success'};
+
+    const created = new Map<string, Step>();
+    for (const [path, drv] of drafts) created.set(path, this.makeStep(path, drv));
+    for (const step of created.values()) {
+      for (const input of step.drv.inputDrvs.keys()) {
+        const dep = created.get(input) ?? this.steps.get(input);
+        if (dep && !dep.finished) {
+          step.deps.add(dep);
+          dep.rdeps.add(step);
+        }
+      }
+    }
+    const newRunnable: Step[] = [];
+    for (const step of created.values()) {
+      this.steps.set(step.drvPath, step);
+      step.created = true;
+    }
+    this.attach(build, created.get(build.drvPath)!);
+    for (const step of created.values()) {
+      if (step.runnable) {
+        step.runnableSince = now;
+        step.lastSupported = now;
+        this.runnable.add(step);
+        newRunnable.push(step);
+      }
+    }
+    return {kind: 'queued', newSteps: [...created.values()], newRunnable};
+  }
+
+  private attach(build: Build, step: Step): void {
+    build.toplevel = step;
+    step.builds.add(build);
+    this.builds.set(build.id, build);
+    propagatePriorities(build);
+  }
+
+  private makeStep(path: string, drv: Derivation): Step {
+    const features = requiredSystemFeatures(drv);
+    const preferLocal = preferLocalBuild(drv) && (drv.platform === this.localSystem || drv.platform === 'builtin');
+    return new Step(path, drv, drv.platform, features, preferLocal, isDeterministic(drv), systemType(drv, features, preferLocal), outputPathMap(drv));
+  }
+
+  /** A step succeeded: it leaves the graph; returns parents that became runnable. */
+  completeStep(step: Step, now = Date.now()): Step[] {
+    step.finished = true;
+    step.running = false;
+    this.steps.delete(step.drvPath);
+    this.runnable.delete(step);
+    const woken: Step[] = [];
+    for (const parent of step.rdeps) {
+      parent.deps.delete(step);
+      if (parent.runnable && !this.runnable.has(parent)) {
+        parent.runnableSince = now;
+        parent.lastSupported = now;
+        this.runnable.add(parent);
+        woken.push(parent);
+      }
+    }
+    step.rdeps.clear();
+    return woken;
+  }
+
+  /** Removes builds (finished, cancelled, deleted) and every step no remaining build needs. */
+  dropBuilds(ids: Iterable<number>): void {
+    for (const id of ids) {
+      const b = this.builds.get(id);
+      if (!b) continue;
+      this.builds.delete(id);
+      b.toplevel?.builds.delete(b);
+    }
+    this.collectGarbage();
+  }
+
+  /** Steps not reachable from any build are dropped (running ones stay until they end, unlinked). */
+  collectGarbage(): void {
+    const live = new Set<Step>();
+    const stack: Step[] = [];
+    for (const b of this.builds.values()) if (b.toplevel) stack.push(b.toplevel);
+    while (stack.length > 0) {
+      const s = stack.pop()!;
+      if (live.has(s)) continue;
+      live.add(s);
+      for (const d of s.deps) stack.push(d);
+    }
+    for (const [path, step] of this.steps) {
+      if (live.has(step)) continue;
+      for (const d of step.deps) d.rdeps.delete(step);
+      for (const r of step.rdeps) r.deps.delete(step);
+      step.rdeps.clear();
+      this.runnable.delete(step);
+      if (!step.running) this.steps.delete(path);
+    }
+  }
+
+  /** Unfinished builds that need `step`, directly or through other steps. */
+  hasDependents(step: Step): boolean {
+    const seen = new Set<Step>();
+    const stack = [step];
+    while (stack.length > 0) {
+      const s = stack.pop()!;
+      if (s.builds.size > 0) return true;
+      if (seen.has(s)) continue;
+      seen.add(s);
+      for (const r of s.rdeps) stack.push(r);
+    }
+    return false;
+  }
+}
