@@ -1,0 +1,359 @@
+// Runs one build step on one machine over the serve protocol, in the order of hydra-contract §7.10:
+// connect + handshake, send the input closure (per-machine send lock), truncate the log, BuildDerivation with
+// the log streaming to a file, map the BuildResult (§6.11), then copy the outputs back (size limit §6.17),
+// scan their nix-support files (§6.20) and measure sizes. Transport failures become status 3 with a
+// machine fault; an aborted step kills the remote build and becomes status 4.
+
+import {PassThrough} from 'node:stream';
+import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
+import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
+import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
+import {queryClosure, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
+import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
+import {startLocalServe, type LocalTransportOptions, type ServeTransport} from './local-transport.js';
+import {LogWriter} from './log-writer.js';
+import type {MachineSpec} from './machines-file.js';
+import {SshConnectionPool, type ExecHandle} from './ssh-transport.js';
+import type {StepExecutor, StepOutput, StepRequest, StepResult} from './step-api.js';
+
+export interface FleetExecutorOptions {
+  /** Shared pool of SSH connections (one per machine); created (and closed by close()) when not given. */
+  sshPool?: SshConnectionPool;
+  /** The coordinator's local store is where outputs go (the only supported destination). */
+  localStoreIsDestination?: true;
+  /** nix-store program for local operations and local machines (default 'nix-store' from PATH). */
+  nixStoreBin?: string;
+  /** Diagnostic lines (connection trouble, log write errors). */
+  log?: (line: string) => void;
+  /** Extra settings for the serve process of a `localhost` machine (e.g. `--option build-users-group ''`). */
+  localServe?: Pick<LocalTransportOptions, 'wrapper' | 'extraArgs' | 'env'>;
+  /** Longest wait for a machine's send lock before uploading anyway (default 600 s, as Hydra). */
+  sendLockWaitMs?: number;
+  /** How long a finished serve process may take to exit after EOF before its channel is closed (default 5 s). */
+  closeWaitMs?: number;
+}
+
+/** One serve-protocol session with a machine. */
+interface Session {
+  client: ServeClient;
+  /** EOF, then wait (bounded) for the remote command to exit. */
+  close(): Promise<void>;
+  /** Cancel now: EOF and tear the channel / process group down so the remote build dies. */
+  kill(): Promise<void>;
+}
+
+class StepAborted extends Error {
+  constructor() {
+    super('step aborted');
+    this.name = 'StepAborted';
+  }
+}
+
+function emptyResult(logPath: string): StepResult {
+  return {
+    status: 3,
+    retry: false,
+    cacheFailure: false,
+    errorMsg: null,
+    isCached: false,
+    machineFault: false,
+    startTime: 0,
+    stopTime: 0,
+    timesBuilt: 0,
+    isNonDeterministic: false,
+    outputs: new Map(),
+    products: [],
+    releaseName: null,
+    metrics: [],
+    failedMarker: false,
+    size: null,
+    closureSize: null,
+    overheadMs: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    logPath,
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+export class FleetExecutor implements StepExecutor {
+  private readonly pool: SshConnectionPool;
+  private readonly ownsPool: boolean;
+  private readonly nixStore: string;
+  private readonly log: (line: string) => void;
+  private readonly localServe: FleetExecutorOptions['localServe'];
+  private readonly sendLocks = new KeyedLock();
+  private readonly sendLockWaitMs: number;
+  private readonly closeWaitMs: number;
+  private readonly resolver: DrvFileResolver = resolveFromDrvFiles();
+
+  constructor(options: FleetExecutorOptions = {}) {
+    this.ownsPool = options.sshPool === undefined;
+    this.pool = options.sshPool ?? new SshConnectionPool();
+    this.nixStore = options.nixStoreBin ?? 'nix-store';
+    this.log = options.log ?? (() => undefined);
+    this.localServe = options.localServe;
+    this.sendLockWaitMs = options.sendLockWaitMs ?? 600_000;
+    this.closeWaitMs = options.closeWaitMs ?? 5000;
+  }
+
+  /** The SSH pool in use (for connection statistics). */
+  get sshPool(): SshConnectionPool {
+    return this.pool;
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsPool) this.pool.closeAll();
+  }
+
+  async run(request: StepRequest): Promise<StepResult> {
+    const result = emptyResult(request.logPath);
+    const {signal} = request;
+    let session: Session | undefined;
+    let killing: Promise<void> | undefined;
+    const onAbort = () => {
+      if (session && !killing) killing = session.kill();
+    };
+    signal.addEventListener('abort', onAbort, {once: true});
+    let log: LogWriter | undefined;
+    let client: ServeClient | undefined;
+    let broken = false;
+    const check = () => {
+      if (signal.aborted) throw new StepAborted();
+    };
+    try {
+      check();
+      log = await LogWriter.open(request.logPath);
+      await request.onPhase('connecting');
+      check();
+      session = await this.connect(request.machine, log);
+      client = session.client;
+      if (signal.aborted) onAbort();
+      check();
+      await client.handshake();
+      request.onConnected?.();
+      await this.execute(request, client, log, result, check);
+    } catch (error) {
+      if (signal.aborted || error instanceof StepAborted) {
+        Object.assign(result, {status: 4, retry: false, cacheFailure: false, errorMsg: null, machineFault: false, isCached: false});
+      } else {
+        broken = true;
+        const message = error instanceof Error ? error.message : String(error);
+        this.log(`${request.machine.uri}: ${request.drvPath}: ${message}`);
+        Object.assign(result, {status: 3, retry: true, cacheFailure: false, errorMsg: message, machineFault: true, isCached: false});
+      }
+      result.outputs = new Map();
+      result.products = [];
+      result.releaseName = null;
+      result.metrics = [];
+      result.failedMarker = false;
+      result.size = null;
+      result.closureSize = null;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      if (client) {
+        result.bytesSent = client.bytesSent;
+        result.bytesReceived = client.bytesReceived;
+      }
+      if (session) {
+        if (killing) await killing;
+        else if (signal.aborted || broken) await session.kill();
+        else await session.close();
+      }
+      if (log) {
+        if (result.logPath === null) await log.remove().catch(() => undefined);
+        else await log.close();
+        if (log.error) this.log(`${request.logPath}: writing the build log failed: ${log.error.message}`);
+      }
+    }
+    return result;
+  }
+
+  /** Everything after the handshake; fills `result`. */
+  private async execute(
+    request: StepRequest,
+    client: ServeClient,
+    log: LogWriter,
+    result: StepResult,
+    check: () => void,
+  ): Promise<void> {
+    const {machine, drv, drvPath} = request;
+    const isLocal = machine.kind === 'local';
+
+    // Sending: the BasicDerivation and its input closure.
+    await request.onPhase('sending');
+    check();
+    const sendStart = performance.now();
+    const basic = await toBasicDerivation(drv, this.resolver);
+    if (!isLocal) {
+      await sendClosure(client, basic.inputSrcs, {
+        nixStore: this.nixStore,
+        lock: () => this.sendLocks.acquire(machine.uri, this.sendLockWaitMs, request.signal),
+      });
+    }
+    result.overheadMs += Math.round(performance.now() - sendStart);
+    check();
+    await log.truncate();
+
+    // Building.
+    await request.onPhase('building');
+    check();
+    const buildStart = Math.floor(Date.now() / 1000);
+    const built: BuildResult = await client.buildDerivation(drvPath, basic, {
+      maxSilentTime: request.maxSilentTime,
+      buildTimeout: request.buildTimeout,
+      maxLogSize: request.maxLogSize,
+      nrRepeats: 0,
+      enforceDeterminism: false,
+    });
+    const buildStop = Math.floor(Date.now() / 1000);
+    await log.flush();
+    const outcome = mapBuildResult(built);
+    result.status = outcome.stepStatus;
+    result.retry = outcome.retry;
+    result.cacheFailure = outcome.cacheFailure;
+    result.errorMsg = outcome.keepErrorMsg ? outcome.errorMsg : null;
+    result.isCached = outcome.isCached;
+    result.machineFault = false;
+    result.timesBuilt = built.timesBuilt;
+    result.isNonDeterministic = built.isNonDeterministic;
+    if (built.startTime !== 0) {
+      result.startTime = built.startTime;
+      result.stopTime = built.stopTime;
+    } else {
+      result.startTime = buildStart;
+      result.stopTime = buildStop;
+    }
+    if (result.status !== 0) return;
+    if (outcome.isCached) result.logPath = null;
+    request.onSlotReleased?.();
+
+    // Output paths: statically known ones, else what the builder reported.
+    const outputs = new Map<string, string>();
+    for (const [name, path] of outputPathMap(drv)) {
+      const p = path ?? built.builtOutputs.get(name);
+      if (!p) throw new Error(`output '${name}' of ${drvPath} has no known path after the build`);
+      outputs.set(name, p);
+    }
+    const outputList = [...new Set(outputs.values())];
+
+    let infos: Map<string, {narHash: string; narSize: number; references: readonly string[]}>;
+    let fs: NixSupportFs;
+    if (isLocal) {
+      infos = await queryPathInfos(outputList);
+      for (const p of outputList) if (!infos.has(p)) throw new Error(`output ${p} is not valid after the build`);
+      if (this.overOutputLimit(request, result, infos)) return;
+      fs = localNixSupportFs(outputList);
+    } else {
+      await request.onPhase('receiving');
+      check();
+      const receiveStart = performance.now();
+      const remote: Map<string, RemotePathInfo> = await client.queryPathInfos(outputList);
+      for (const p of outputList) if (!remote.has(p)) throw new Error(`output ${p} is not valid on ${machine.uri} after the build`);
+      infos = remote;
+      if (this.overOutputLimit(request, result, infos)) {
+        result.overheadMs += Math.round(performance.now() - receiveStart);
+        return;
+      }
+      const already = await queryValidPaths(outputList);
+      const received = await receiveOutputs(client, topoSortPaths(outputList, (p) => remote.get(p)?.references), remote, {
+        nixStore: this.nixStore,
+        skip: already,
+      });
+      fs = received.fs;
+      result.overheadMs += Math.round(performance.now() - receiveStart);
+    }
+    check();
+
+    // Postprocessing: nix-support files and sizes.
+    await request.onPhase('postprocessing');
+    check();
+    const named = [...outputs.entries()].map(([name, path]) => ({name, path}));
+    const support = await collectNixSupport(named, fs);
+    for (const w of support.warnings) this.log(`${drvPath}: ${w}`);
+    const stepOutputs = new Map<string, StepOutput>();
+    for (const [name, path] of outputs) {
+      const info = infos.get(path)!;
+      stepOutputs.set(name, {path, narHash: info.narHash, narSize: info.narSize});
+    }
+    result.outputs = stepOutputs;
+    result.products = support.products;
+    result.releaseName = support.releaseName;
+    result.metrics = [...support.metrics.values()];
+    result.failedMarker = support.failed;
+    result.size = outputList.reduce((n, p) => n + infos.get(p)!.narSize, 0);
+    const closure = await queryClosure(outputList);
+    const closureInfos = await queryPathInfos(closure);
+    result.closureSize = closure.reduce((n, p) => n + (closureInfos.get(p)?.narSize ?? 0), 0);
+  }
+
+  /** §6.17: the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
+  private overOutputLimit(
+    request: StepRequest,
+    result: StepResult,
+    infos: ReadonlyMap<string, {narSize: number}>,
+  ): boolean {
+    if (!(request.maxOutputSize > 0)) return false;
+    let total = 0;
+    for (const info of infos.values()) total += info.narSize;
+    if (total <= request.maxOutputSize) return false;
+    Object.assign(result, {status: 11, retry: false, cacheFailure: false, errorMsg: null, isCached: false, machineFault: false});
+    this.log(`${request.drvPath}: outputs are ${total} bytes, over the limit of ${request.maxOutputSize}`);
+    return true;
+  }
+
+  private async connect(machine: MachineSpec, log: LogWriter): Promise<Session> {
+    const onStderr = (chunk: Buffer) => log.write(chunk);
+    if (machine.kind === 'local') {
+      const options: LocalTransportOptions = {nixStore: this.nixStore, ...this.localServe};
+      if (machine.remoteStore !== undefined) options.store = machine.remoteStore;
+      const transport: ServeTransport = startLocalServe(options);
+      const client = new ServeClient(transport, {label: machine.uri, onStderr});
+      return {
+        client,
+        close: async () => {
+          await client.close();
+          if (!(await settlesWithin(transport.exited, this.closeWaitMs))) await transport.kill(1000);
+        },
+        kill: async () => {
+          client.abort();
+          await transport.kill(1000);
+        },
+      };
+    }
+    const handle: ExecHandle = await this.pool.openServe(machine);
+    // Read the channel in flowing mode through a buffer, so that its end (and 'close') is seen even when the
+    // protocol reader no longer asks for data.
+    const stdout = new PassThrough({highWaterMark: 1 << 20});
+    handle.stdout.pipe(stdout);
+    const client = new ServeClient({stdin: handle.stdin, stdout, stderr: handle.stderr}, {label: machine.uri, onStderr});
+    return {
+      client,
+      close: async () => {
+        await client.close();
+        if (!(await settlesWithin(handle.exited, this.closeWaitMs))) await handle.close();
+      },
+      kill: async () => {
+        client.abort();
+        await Promise.race([handle.close(), delay(2000)]);
+      },
+    };
+  }
+}
+
+/** True when `p` settles (either way) within `ms`. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]);
+  if (timer) clearTimeout(timer);
+  return settled;
+}
