@@ -13,9 +13,10 @@
 //   fields Hydra records (description, license short names, homepage, maintainer e-mails, schedulingPriority,
 //   timeout, maxSilent, isHydraChannel).
 //
-// spec = { file; inputs = [{name, type, value}]; mode = "full" | "list"; only = null | [[attr path]]; strict }
-//   mode "full": walk everything; "list": walk the structure only and report the jobs' attribute paths.
-//   only: evaluate just these attribute paths. strict = false wraps each job in builtins.tryEval so a job that
+// spec = { file; inputs = [{name, type, value}]; mode = "full" | "children"; only = null | [[attr path]]; strict }
+//   mode "full": evaluate every job at or below the attribute paths in `only` (null: the whole expression);
+//   mode "children": the attribute names below the one path in `only` ({attrs = null} when it is not a plain
+//   attribute set), forcing nothing else — used to narrow down a job whose error tryEval cannot catch. strict = false wraps each job in builtins.tryEval so a job that
 //   throws becomes {error = true} instead of failing the whole evaluation; strict = true lets the error escape
 //   (used to obtain the message of one failing job).
 // (`#{` stands for Nix's `${`, which a template literal would take for its own interpolation.)
@@ -90,8 +91,7 @@ let
     guard path (autoCall value) (v:
       if builtins.isAttrs v then
         if isDerivation v then
-          (if s.mode == "list" then [ { inherit path; } ]
-           else guard path (forced (jobInfo path v)) (info: [ info ]))
+          guard path (forced (jobInfo path v)) (info: [ info ])
         else
           builtins.concatMap
             (n: if n == "recurseForDerivations" || hasSpace n then [ ] else visit (path ++ [ n ]) v.#{n})
@@ -105,11 +105,20 @@ let
   at = v: path:
     if path == [ ] then v
     else at ((autoCall v).#{builtins.head path}) (builtins.tail path);
+
+  root =
+    let r = autoCall top; in
+    if builtins.isAttrs r && !(isDerivation r) then r
+    else throw "the jobset expression must evaluate to an attribute set of jobs, but it is #{if builtins.isAttrs r then "a single derivation" else "a " + builtins.typeOf r}";
+
+  childNames = v: builtins.filter (n: n != "recurseForDerivations" && !(hasSpace n)) (builtins.attrNames v);
 in
-  if s.only == null then
-    let root = autoCall top; in
-    if builtins.isAttrs root && !(isDerivation root) then visit [ ] root
-    else throw "the jobset expression must evaluate to an attribute set of jobs, but it is #{if builtins.isAttrs root then "a single derivation" else "a " + builtins.typeOf root}"
-  else
-    builtins.concatMap (p: visit p (at top p)) s.only
+  if s.mode == "children" then
+    let
+      p = builtins.head s.only;
+      v = if p == [ ] then root else autoCall (at top p);
+    in
+    { attrs = if builtins.isAttrs v && !(isDerivation v) then childNames v else null; }
+  else if s.only == null then builtins.seq root (visit [ ] root)
+  else builtins.concatMap (p: visit p (at top p)) s.only
 `.replaceAll('#{', '${');

@@ -5,8 +5,9 @@
 // Per-job errors, as Hydra records them:
 // - a job that throws (throw, assert, failed dependency that throws) is caught with builtins.tryEval; its message is
 //   then obtained by evaluating that job alone without tryEval (one extra process per failing job, up to a cap);
-// - errors tryEval cannot catch (abort, missing attribute, type error) fail the whole process; the jobs are then
-//   listed (structure only) and evaluated in halves until each failing job is isolated with its own message;
+// - errors tryEval cannot catch (abort, missing attribute, type error) fail the whole process; the top-level
+//   attributes are then listed and evaluated in halves (and a failing attribute set by its attributes) until each
+//   failing job is isolated with its own message;
 // - an expression that cannot even be listed (syntax error, missing file, not an attribute set) is a
 //   whole-expression error: NixEvalError carrying Nix's error text.
 import {execa} from 'execa';
@@ -120,7 +121,7 @@ interface RawEntry {
   isChannel?: boolean;
 }
 
-type RunOutcome = {ok: true; entries: RawEntry[]} | {ok: false; message: string; exitCode?: number};
+type RunOutcome = {ok: true; value: unknown} | {ok: false; message: string; exitCode?: number};
 
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]/g;
@@ -144,7 +145,7 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
   let processes = 0;
   let extraBudget = opts.maxExtraProcesses ?? 64;
 
-  const run = async (mode: 'full' | 'list', only: string[][] | null, strict: boolean): Promise<RunOutcome> => {
+  const run = async (mode: 'full' | 'children', only: string[][] | null, strict: boolean): Promise<RunOutcome> => {
     const spec = JSON.stringify({file: opts.file, inputs: opts.inputs, mode, only, strict});
     const args = ['--eval', '--strict', '--json', '--read-write-mode'];
     for (const [name, path] of searchPath) args.push('-I', `${name}=${path}`);
@@ -170,7 +171,7 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
       return {ok: false, message, exitCode: r.exitCode};
     }
     try {
-      return {ok: true, entries: JSON.parse(String(r.stdout)) as RawEntry[]};
+      return {ok: true, value: JSON.parse(String(r.stdout)) as unknown};
     } catch (e) {
       return {ok: false, message: `could not read the evaluation result: ${(e as Error).message}`};
     }
@@ -179,27 +180,44 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
   let entries: RawEntry[];
   const full = await run('full', null, false);
   if (full.ok) {
-    entries = full.entries;
+    entries = full.value as RawEntry[];
   } else {
-    // Either the whole expression is broken, or some job fails in a way tryEval cannot catch.
-    const listed = await run('list', null, false);
-    if (!listed.ok) throw new NixEvalError(full.message, full.exitCode);
-    entries = listed.entries.filter((e) => e.error !== undefined);
-    const jobPaths = listed.entries.filter((e) => e.error === undefined).map((e) => e.path);
-    const bisect = async (paths: string[][], failure: string): Promise<void> => {
-      if (paths.length === 1 || extraBudget <= 0) {
-        for (const path of paths) entries.push({path, error: failure});
+    // Either the whole expression is broken, or some job fails in a way tryEval cannot catch: list the top-level
+    // attributes (a failure here is the expression's), then narrow the failure down by evaluating halves, and
+    // the attributes of a failing attribute set, until each failing job is isolated with its own message.
+    const top = await run('children', [[]], false);
+    if (!top.ok) throw new NixEvalError(full.message, full.exitCode);
+    entries = [];
+    const children = (v: unknown): string[] | null => (v as {attrs: string[] | null}).attrs;
+    const isolate = async (paths: string[][], failure: string): Promise<void> => {
+      if (paths.length > 1 && extraBudget > 0) {
+        const half = Math.ceil(paths.length / 2);
+        for (const part of [paths.slice(0, half), paths.slice(half)]) {
+          extraBudget -= 1;
+          const r = await run('full', part, false);
+          if (r.ok) entries.push(...(r.value as RawEntry[]));
+          else await isolate(part, r.message);
+        }
         return;
       }
-      const half = Math.ceil(paths.length / 2);
-      for (const part of [paths.slice(0, half), paths.slice(half)]) {
+      if (paths.length === 1 && extraBudget > 0) {
+        const path = paths[0]!;
         extraBudget -= 1;
-        const r = await run('full', part, false);
-        if (r.ok) entries.push(...r.entries);
-        else await bisect(part, r.message);
+        const r = await run('children', [path], false);
+        if (!r.ok) {
+          entries.push({path, error: r.message});
+          return;
+        }
+        const names = children(r.value);
+        if (names !== null && names.length > 0 && path.length > 0) {
+          await isolate(names.map((n) => [...path, n]), failure);
+          return;
+        }
       }
+      for (const path of paths) entries.push({path, error: failure});
     };
-    await bisect(jobPaths, full.message);
+    const names = children(top.value) ?? [];
+    await isolate(names.map((n) => [n]), full.message);
   }
 
   // Messages for the jobs tryEval caught: evaluate each alone, strictly.
