@@ -153,6 +153,27 @@ test('a 3-level DAG: the input closure goes to the builder, the output comes bac
   const log = await readFile(p.request.logPath, 'utf8');
   assert.match(log, new RegExp(`building-c-${fx.nonce}`));
   assert.match(log, /done-c/);
+
+  // Again on the same builder: the outputs are already valid there, so the step is cached and has no log.
+  const again = await runStep(cDrv, machines[0]!);
+  assert.equal(again.r.status, 0, again.r.errorMsg ?? '');
+  assert.equal(again.r.isCached, true);
+  assert.equal(again.r.logPath, null);
+  assert.equal(existsSync(again.p.request.logPath), false);
+  assert.equal(again.r.outputs.get('out')?.narHash, localHash);
+});
+
+test('several outputs referring to each other come back dependencies first', async () => {
+  const drv = await instantiate(shDrv('multi', 'mkdir $lib $out; echo x > $lib/x; echo $lib > $out/ref', 'outputs = [ "out" "lib" ];'));
+  const {r} = await runStep(drv, machines[1]!);
+  assert.equal(r.status, 0, r.errorMsg ?? '');
+  const out = r.outputs.get('out')!.path;
+  const lib = r.outputs.get('lib')!.path;
+  assert.ok((await localValid(out)) && (await localValid(lib)));
+  assert.ok((await execa('nix-store', ['--query', '--references', out])).stdout.split('\n').includes(lib));
+  assert.equal(r.size, r.outputs.get('out')!.narSize + r.outputs.get('lib')!.narSize);
+  assert.equal(r.closureSize, r.size);
+  assert.deepEqual(r.products.map((x) => [x.subtype, x.path]).sort(), [['', out], ['lib', lib]].sort());
 });
 
 test('build failures, limits and nix-support files map to the right step results', async () => {

@@ -5,6 +5,7 @@
 // machine fault; an aborted step kills the remote build and becomes status 4.
 
 import {PassThrough} from 'node:stream';
+import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
 import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
@@ -251,6 +252,8 @@ export class FleetExecutor implements StepExecutor {
       await request.onPhase('receiving');
       check();
       const receiveStart = performance.now();
+      const localCheck = queryValidPaths(outputList);
+      localCheck.catch(() => undefined);
       const remote: Map<string, RemotePathInfo> = await client.queryPathInfos(outputList);
       for (const p of outputList) if (!remote.has(p)) throw new Error(`output ${p} is not valid on ${machine.uri} after the build`);
       infos = remote;
@@ -258,7 +261,7 @@ export class FleetExecutor implements StepExecutor {
         result.overheadMs += Math.round(performance.now() - receiveStart);
         return;
       }
-      const already = await queryValidPaths(outputList);
+      const already = await localCheck;
       const received = await receiveOutputs(client, topoSortPaths(outputList, (p) => remote.get(p)?.references), remote, {
         nixStore: this.nixStore,
         skip: already,
@@ -272,6 +275,8 @@ export class FleetExecutor implements StepExecutor {
     await request.onPhase('postprocessing');
     check();
     const named = [...outputs.entries()].map(([name, path]) => ({name, path}));
+    const closureSize = closureNarSize(outputList, this.nixStore);
+    closureSize.catch(() => undefined);
     const support = await collectNixSupport(named, fs);
     for (const w of support.warnings) this.log(`${drvPath}: ${w}`);
     const stepOutputs = new Map<string, StepOutput>();
@@ -285,9 +290,7 @@ export class FleetExecutor implements StepExecutor {
     result.metrics = [...support.metrics.values()];
     result.failedMarker = support.failed;
     result.size = outputList.reduce((n, p) => n + infos.get(p)!.narSize, 0);
-    const closure = await queryClosure(outputList);
-    const closureInfos = await queryPathInfos(closure);
-    result.closureSize = closure.reduce((n, p) => n + (closureInfos.get(p)?.narSize ?? 0), 0);
+    result.closureSize = await closureNarSize(outputList, this.nixStore);
   }
 
   /** §6.17: the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
@@ -342,6 +345,19 @@ export class FleetExecutor implements StepExecutor {
       },
     };
   }
+}
+
+/** Σ NAR size over the closure of `paths` in the coordinator's store (two nix-store calls). */
+async function closureNarSize(paths: readonly string[], nixStore: string): Promise<number> {
+  const closure = await queryClosure(paths);
+  if (closure.length === 0) return 0;
+  const r = await execa(nixStore, ['--query', '--size', ...closure], {reject: false, stdin: 'ignore'});
+  if (r.exitCode !== 0) throw new Error(`nix-store --query --size failed (exit ${r.exitCode ?? r.signal}): ${String(r.stderr).trim() || 'no message'}`);
+  const sizes = String(r.stdout).split('\n').filter((l) => l.length > 0);
+  if (sizes.length !== closure.length || !sizes.every((x) => /^\d+$/.test(x))) {
+    throw new Error(`nix-store --query --size printed ${sizes.length} sizes for ${closure.length} paths`);
+  }
+  return sizes.reduce((n, x) => n + Number(x), 0);
 }
 
 /** True when `p` settles (either way) within `ms`. */
