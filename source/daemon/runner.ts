@@ -1,0 +1,144 @@
+// Starting and stopping the queue runner: shared by `hydra-ops --daemon` and the console, which runs
+// the very same scheduler in-process when no other runner holds the lock.
+// Start-up (hydra-contract §6.1): runner lock → schema check → machines → clearBusy → LISTEN →
+// scan → status row and REST endpoints. Stop: no new dispatches, running steps get a grace
+// period, the rest are aborted as retryable, clearBusy, status row deleted, lock released.
+import {existsSync} from 'node:fs';
+import type {ResolvedConfig} from '../config/resolve.js';
+import type {Database} from '../db/connection.js';
+import {inspectSchema, initSchema} from '../db/schema.js';
+import {MachinesMonitor} from '../fleet/machines-monitor.js';
+import {localNixSettings} from '../fleet/machines-file.js';
+import {FleetExecutor} from '../fleet/step-runner.js';
+import type {StepExecutor} from '../fleet/step-api.js';
+import {acquireRunnerLock, type RunnerLock} from '../scheduler/runner-lock.js';
+import {Scheduler, type SchedulerOptions} from '../scheduler/scheduler.js';
+import type {Logger} from './logger.js';
+import {parseStatusAddress, startStatusServer, type StatusServer} from './http.js';
+import {SystemStatusPublisher} from './system-status.js';
+
+export interface RunnerOptions {
+  config: ResolvedConfig;
+  db: Database;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  /** Only build this build (§6.22). */
+  buildOne?: number;
+  /** host:port of the REST/metrics endpoint; 'off' disables it. */
+  statusAddress?: string;
+  schedulerOverrides?: Partial<SchedulerOptions>;
+  executor?: StepExecutor;
+}
+
+export interface RunningRunner {
+  scheduler: Scheduler;
+  monitor: MachinesMonitor;
+  statusAddress: string | null;
+  /** SIGHUP: reload the machines file (and, by the caller, configuration). */
+  reload(): void;
+  stop(graceMs?: number): Promise<void>;
+}
+
+export class RunnerStartError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunnerStartError';
+  }
+}
+
+export function machinesFiles(config: ResolvedConfig): string[] {
+  const {value, source} = config.machinesFiles;
+  if (source === 'default') return value.filter((f) => existsSync(f));
+  return value;
+}
+
+/** Takes the runner lock (RunnerLockBusyError when another runner holds it) and starts everything. */
+export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
+  const {config, db, log} = o;
+  const dataDir = config.dataDir.dir;
+  const lock: RunnerLock = await acquireRunnerLock(dataDir);
+  let monitor: MachinesMonitor | null = null;
+  let scheduler: Scheduler | null = null;
+  let executor: StepExecutor | null = null;
+  let server: StatusServer | null = null;
+  let publisher: SystemStatusPublisher | null = null;
+  const teardown = async (graceMs: number) => {
+    await server?.close().catch(() => {});
+    await scheduler?.stop(graceMs).catch((e) => log('error', `stop: ${(e as Error).message}`));
+    await publisher?.stop().catch(() => {});
+    if (!o.executor) await executor?.close().catch(() => {});
+    monitor?.stop();
+    await lock.release().catch(() => {});
+  };
+  try {
+    let schema = await inspectSchema(db.pool);
+    if (schema.kind === 'empty' || (schema.kind === 'hydra' && schema.supported && schema.hydraOpsVersion !== schema.hydraOpsLatest)) {
+      const r = await initSchema(db.pool);
+      schema = r.state;
+      if (r.createdHydraSchema) log('info', "created Hydra's schema in the empty database");
+    }
+    if (schema.kind !== 'hydra' || !schema.supported) throw new RunnerStartError(`refusing to run: ${schema.message}`);
+
+    let localSystem: string;
+    try {
+      localSystem = (await localNixSettings(o.env)).system;
+    } catch (e) {
+      throw new RunnerStartError(`Nix is needed to run the queue runner: ${(e as Error).message} (Debian: apt-get install nix-bin)`);
+    }
+
+    const files = machinesFiles(config);
+    monitor = new MachinesMonitor({files});
+    executor = o.executor ?? new FleetExecutor({log: (line) => log('debug', line)});
+    scheduler = new Scheduler({
+      pool: db.pool,
+      connection: db.connection,
+      dataDir,
+      runner: config.runner,
+      executor,
+      localSystem,
+      buildOne: o.buildOne,
+      log: (level, message, fields) => log(level, message, fields),
+      ...o.schedulerOverrides,
+    });
+    const sched = scheduler;
+    const mon = monitor;
+    monitor.on('change', (c) => {
+      sched.setMachines(c.machines);
+      log('info', `machines: ${c.machines.length} in force (${c.added.length} added, ${c.removed.length} removed, ${c.changed.length} changed)`);
+    });
+    monitor.on('error', (e) => log('error', `machines file: ${e.messages.join('; ')} (keeping the last good configuration)`));
+    await monitor.start();
+    scheduler.setMachines(monitor.machines());
+    if (monitor.machines().length === 0) log('warn', 'no build machines are defined');
+    log('info', `machines from ${files.length > 0 ? files.join(', ') : 'the implicit localhost machine'}: ${monitor.machines().map((m) => m.uri).join(', ') || 'none'}`);
+
+    scheduler.on('step-started', (e) => log('debug', `step ${e.build}/${e.stepnr} started on ${e.machine}: ${e.drvPath}`));
+    scheduler.on('step-finished', (e) => log('debug', `step ${e.build}/${e.stepnr} finished with status ${e.status}`));
+    scheduler.on('build-finished', (e) => log('debug', `build ${e.build} finished with status ${e.status}`));
+
+    await scheduler.start();
+    publisher = new SystemStatusPublisher(scheduler, {pool: db.pool, connection: db.connection, log: (l: string) => log('warn', l)});
+    await publisher.start();
+    const statusAddress = o.statusAddress ?? config.statusAddress.value;
+    if (statusAddress !== 'off') {
+      try {
+        server = await startStatusServer(scheduler, parseStatusAddress(statusAddress));
+        log('info', `status and metrics on http://${server.address}/status and /metrics`);
+      } catch (e) {
+        log('error', `cannot serve status on ${statusAddress}: ${(e as Error).message}`);
+      }
+    }
+    scheduler.requestScan();
+    let stopped: Promise<void> | null = null;
+    return {
+      scheduler,
+      monitor,
+      statusAddress: server?.address ?? null,
+      reload: () => void mon.reload(),
+      stop: (graceMs = 30_000) => (stopped ??= teardown(graceMs)),
+    };
+  } catch (e) {
+    await teardown(0);
+    throw e;
+  }
+}
