@@ -310,3 +310,70 @@ in builtins.listToAttrs (builtins.genList (i: { name = "job\${toString i}"; valu
   assert.deepEqual(counts, {builds: 1000, outputs: 1000, members: 1000});
   assert.ok(seconds < 60, `1,000 jobs took ${seconds.toFixed(1)} s`);
 });
+
+test('inputs reach the expression as Hydra passes them; functions of system, nested sets and GC roots', {timeout: 60_000}, async () => {
+  const data = join(dir, 'data');
+  await import('node:fs/promises').then((fs) => fs.mkdir(data, {recursive: true}));
+  await writeFile(join(data, 'greeting.nix'), '"hello from a path input"\n');
+  const file = join(dir, 'inputs.nix');
+  await writeFile(
+    file,
+    `{ system, flavour, official, data, unused ? "default", ... }:
+let mk = name: text: derivation { inherit name system; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit text; }; in
+{
+  flavoured = mk "flavour-\${flavour}" flavour;
+  release = if official then mk "official" "yes" else null;
+  fromPath = mk "from-path" (import (data + "/greeting.nix"));
+  fromSearchPath = mk "from-search-path" (import <data/greeting.nix>);
+  perSystem = { system }: mk "per-\${system}" system;
+  nested = { deeper = { leaf = mk "leaf" "leaf"; }; "has space" = mk "skipped" "x"; recurseForDerivations = true; };
+}
+`,
+  );
+  await createJobset(pool, {
+    project: 'acme',
+    name: 'inputs',
+    exprFile: file,
+    inputs: [
+      {name: 'flavour', type: 'string', value: 'spicy'},
+      {name: 'official', type: 'boolean', value: 'true'},
+      {name: 'data', type: 'path', value: data},
+    ],
+  });
+  const roots = join(dir, 'roots');
+  const r = await evaluateJobset(pool, 'acme', 'inputs', {gcRootsDir: roots});
+  assert.deepEqual(r.jobErrors, []);
+  const rows = (await pool.query('SELECT job, nixname FROM builds WHERE id = ANY($1::int[]) ORDER BY job', [r.newBuilds])).rows;
+  assert.deepEqual(rows, [
+    {job: 'flavoured', nixname: 'flavour-spicy'},
+    {job: 'fromPath', nixname: 'from-path'},
+    {job: 'fromSearchPath', nixname: 'from-search-path'},
+    {job: 'nested.deeper.leaf', nixname: 'leaf'},
+    {job: 'perSystem', nixname: `per-${system}`},
+    {job: 'release', nixname: 'official'},
+  ]);
+  const drv = await readDrv(r.builds.find((b) => b.job === 'fromSearchPath')!.drvPath);
+  assert.equal(drv.env.get('text'), 'hello from a path input');
+  const {readdir} = await import('node:fs/promises');
+  const rootFiles = (await readdir(roots)).sort();
+  assert.deepEqual(rootFiles, r.builds.map((b) => b.drvPath.slice('/nix/store/'.length)).sort());
+
+  // official = false: the release job is null, i.e. no job.
+  await createJobset(pool, {
+    project: 'acme',
+    name: 'inputs',
+    exprFile: file,
+    inputs: [
+      {name: 'flavour', type: 'string', value: 'spicy'},
+      {name: 'official', type: 'boolean', value: 'false'},
+      {name: 'data', type: 'path', value: data},
+    ],
+    replace: true,
+  });
+  const r2 = await evaluateJobset(pool, 'acme', 'inputs');
+  assert.deepEqual(r2.builds.map((b) => b.job), ['flavoured', 'fromPath', 'fromSearchPath', 'nested.deeper.leaf', 'perSystem']);
+  // One build fewer than the previous eval: changed, although nothing is new.
+  assert.equal(r2.hasNewBuilds, true);
+  assert.deepEqual(r2.newBuilds, []);
+  assert.equal(r2.nrBuilds, 5);
+});
