@@ -24,6 +24,7 @@ import {clearFailedCache, clearQueueNonCurrent} from '../source/actions/admin.js
 import {drainedMachines, setMachineDrained} from '../source/actions/machine-drain.js';
 import {unlockRunner} from '../source/actions/unlock.js';
 import {ActionError} from '../source/actions/errors.js';
+import type {ActionResult} from '../source/actions/perform.js';
 import {listAudit} from '../source/actions/audit.js';
 import {acquireRunnerLock} from '../source/scheduler/runner-lock.js';
 import {parseMachinesText} from '../source/fleet/machines-file.js';
@@ -226,7 +227,7 @@ test('--dry-run changes nothing, sends no NOTIFY, reports the exact rows, and is
   const ev = await insertEval(js.id, [f, q]);
   await pool.query('INSERT INTO FailedPaths (path) VALUES ($1)', [out]);
   const before = await snapshot();
-  const runs = [
+  const runs: Array<() => Promise<ActionResult>> = [
     () => restartBuilds(pool, admin, {kind: 'ids', ids: [f, q]}, {dryRun: true}),
     () => cancelBuilds(pool, admin, {kind: 'ids', ids: [f, q]}, {dryRun: true}),
     () => bumpBuilds(pool, admin, {kind: 'ids', ids: [q]}, {dryRun: true}),
@@ -235,7 +236,7 @@ test('--dry-run changes nothing, sends no NOTIFY, reports the exact rows, and is
     () => clearFailedCache(pool, admin, {dryRun: true}),
     () => clearQueueNonCurrent(pool, admin, {dryRun: true}),
   ];
-  const results = [];
+  const results: ActionResult[] = [];
   for (const run of runs) {
     const {result, channels} = await notified(run);
     assert.deepEqual(channels, [], `${result.action} --dry-run sent no NOTIFY`);
@@ -244,12 +245,12 @@ test('--dry-run changes nothing, sends no NOTIFY, reports the exact rows, and is
   }
   assert.equal(await snapshot(), before, 'nothing changed');
   assert.deepEqual(results[0]!.changed, [f]);
-  assert.equal((results[0] as {failedPathsDeleted: number}).failedPathsDeleted, 1);
+  assert.equal((results[0] as unknown as {failedPathsDeleted: number}).failedPathsDeleted, 1);
   assert.deepEqual(results[1]!.changed, [q]);
   assert.deepEqual(results[2]!.changed, [q]);
   assert.deepEqual(results[3]!.changed, [f]);
   assert.deepEqual(results[4]!.changed, [q]);
-  assert.ok((results[5] as {deleted: number}).deleted >= 1);
+  assert.ok((results[5] as unknown as {deleted: number}).deleted >= 1);
   const audit = await listAudit(pool, {limit: runs.length});
   assert.deepEqual(audit.entries.map((e) => e.outcome), Array(runs.length).fill('dry-run'));
   assert.equal(audit.entries.at(-1)!.action, 'restart');
