@@ -114,7 +114,7 @@ export function registerDemoCommands(program: Command, ctx: AppContext): void {
         else if (!failed && opts.console !== false) {
           process.stderr.write(
             'The console is not part of this build yet. Build the queue on this machine with `hydra-ops --daemon`\n' +
-              '(the embedded scheduler on localhost), and watch it with `hydra-ops db status` and the build listings.\n',
+              '(the embedded scheduler on localhost), and follow it with `hydra-ops queue`, `hydra-ops builds` and `hydra-ops watch`.\n',
           );
         }
       });
