@@ -80,11 +80,22 @@ export class StepGraph {
     }
     if (!drafts.has(build.drvPath)) return {kind: 'cached-success'};
 
-    const created = new Map<string, Step>();
-    for (const [path, drv] of drafts) created.set(path, this.makeStep(path, drv));
-    for (const step of created.values()) {
+    // Loads run concurrently: a derivation another load registered meanwhile is reused, not duplicated.
+    const resolved = new Map<string, Step>();
+    const created: Step[] = [];
+    for (const [path, drv] of drafts) {
+      const existing = this.steps.get(path);
+      if (existing && !existing.finished) {
+        resolved.set(path, existing);
+      } else {
+        const step = this.makeStep(path, drv);
+        resolved.set(path, step);
+        created.push(step);
+      }
+    }
+    for (const step of created) {
       for (const input of step.drv.inputDrvs.keys()) {
-        const dep = created.get(input) ?? this.steps.get(input);
+        const dep = resolved.get(input) ?? this.steps.get(input);
         if (dep && !dep.finished) {
           step.deps.add(dep);
           dep.rdeps.add(step);
@@ -92,12 +103,12 @@ export class StepGraph {
       }
     }
     const newRunnable: Step[] = [];
-    for (const step of created.values()) {
+    for (const step of created) {
       this.steps.set(step.drvPath, step);
       step.created = true;
     }
-    this.attach(build, created.get(build.drvPath)!);
-    for (const step of created.values()) {
+    this.attach(build, resolved.get(build.drvPath)!);
+    for (const step of created) {
       if (step.runnable) {
         step.runnableSince = now;
         step.lastSupported = now;
@@ -105,7 +116,7 @@ export class StepGraph {
         newRunnable.push(step);
       }
     }
-    return {kind: 'queued', newSteps: [...created.values()], newRunnable};
+    return {kind: 'queued', newSteps: created, newRunnable};
   }
 
   private attach(build: Build, step: Step): void {

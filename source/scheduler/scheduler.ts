@@ -14,7 +14,8 @@ import {PgListener} from '../db/listener.js';
 import * as sql from '../db/runner-sql.js';
 import {BUSY, STATUS, withTransaction, nowSeconds} from '../db/runner-sql.js';
 import {Build, DAY, Jobset, Step, dependentBuilds, propagatePriorities} from './model.js';
-import {StepGraph, type LoadResult} from './graph.js';
+import {StepGraph, type GraphStore, type LoadResult} from './graph.js';
+import {LookupBatcher} from './batcher.js';
 import {assignSteps, sortRunnable, type StepOrder} from './dispatcher.js';
 import {machineName, newRuntime, recordMachineFailure, unsupportedReason, waitingReason, type RunnerMachine} from './machines.js';
 
@@ -45,6 +46,10 @@ export interface SchedulerOptions {
   pollMs?: number;
   /** Only load this build (the `--build-one` test hook, §6.22). */
   buildOne?: number;
+  /** Builds loaded concurrently during a scan (default 32). */
+  loadConcurrency?: number;
+  /** Coordinator store access for loading (default: the local Nix store, batched). Benchmarks inject one. */
+  graphStore?: GraphStore;
   log?: SchedulerLog;
 }
 
@@ -135,6 +140,11 @@ export class Scheduler extends EventEmitter {
     this.retryIntervalMs = options.retryIntervalMs ?? 60_000;
     this.machineBackoffMs = options.machineBackoffMs ?? 60_000;
     this.scanBudgetMs = options.scanBudgetMs ?? 60_000;
+    this.store = options.graphStore ?? {
+      readDrv: (p: string) => readDrv(p),
+      validPaths: (paths: string[]) => this.validity.filter(paths),
+      failedPathsAmong: async (paths: string[]) => [...(await this.failedPaths.filter(paths))],
+    };
     const now = Date.now();
     this.stats = {
       startedAt: now,
@@ -329,18 +339,22 @@ export class Scheduler extends EventEmitter {
     this.stats.ingestDone = ids.length - fresh.length;
     const pending = fresh.map((r) => r.id);
     const byDrv = new Map<string, number[]>();
-    let rows = new Map<number, sql.QueuedBuildRow>();
     const chunk = 500;
-    for (let i = 0; i < pending.length; i++) {
+    const concurrency = this.options.loadConcurrency ?? 32;
+    for (let i = 0; i < pending.length; i += chunk) {
       if (this.stopping) return true;
-      if (!rows.has(pending[i]!)) {
-        rows = new Map((await sql.queuedBuildRows(this.pool, pending.slice(i, i + chunk))).map((r) => [r.id, r]));
-        for (const r of rows.values()) byDrv.set(r.drvpath, [...(byDrv.get(r.drvpath) ?? []), r.id]);
-      }
-      const row = rows.get(pending[i]!);
-      if (!row || this.graph.builds.has(row.id)) continue;
-      await this.loadBuild(row, rows, byDrv);
-      this.stats.ingestDone++;
+      const rows = await sql.queuedBuildRows(this.pool, pending.slice(i, i + chunk));
+      const batch = new Map(rows.map((r) => [r.id, r]));
+      for (const r of rows) byDrv.set(r.drvpath, [...(byDrv.get(r.drvpath) ?? []), r.id]);
+      let next = 0;
+      const worker = async () => {
+        while (next < rows.length && !this.stopping) {
+          const row = rows[next++]!;
+          await this.loadBuild(row, batch, byDrv);
+          this.stats.ingestDone++;
+        }
+      };
+      await Promise.all(Array.from({length: Math.min(concurrency, rows.length)}, worker));
       if (Date.now() - began > this.scanBudgetMs) {
         this.stats.queueChecksEarlyExits++;
         this.stats.monitorTimeSpentRunningUs += (Date.now() - began) * 1000;
@@ -352,27 +366,47 @@ export class Scheduler extends EventEmitter {
     return true;
   }
 
-  private async jobsetFor(row: sql.QueuedBuildRow): Promise<Jobset> {
-    let j = this.graph.jobsets.get(row.jobset_id);
-    if (j) return j;
-    j = new Jobset(row.jobset_id, row.project, row.jobset, row.schedulingshares);
-    const now = nowSeconds();
-    let key = -1;
-    for (const h of await sql.jobsetStepHistory(this.pool, row.jobset_id, now - DAY)) {
-      if (h.starttime >= now - DAY) j.charge(key--, h.starttime, Math.max(0, h.stoptime - h.starttime));
+  private readonly jobsetLoads = new Map<number, Promise<Jobset>>();
+
+  /** The jobset object of a build (created once, even when several loads ask at the same time). */
+  private jobsetFor(row: sql.QueuedBuildRow): Promise<Jobset> {
+    const known = this.graph.jobsets.get(row.jobset_id);
+    if (known) return Promise.resolve(known);
+    let p = this.jobsetLoads.get(row.jobset_id);
+    if (!p) {
+      p = (async () => {
+        const j = new Jobset(row.jobset_id, row.project, row.jobset, row.schedulingshares);
+        const now = nowSeconds();
+        let key = -1;
+        for (const h of await sql.jobsetStepHistory(this.pool, row.jobset_id, now - DAY)) {
+          if (h.starttime >= now - DAY) j.charge(key--, h.starttime, Math.max(0, h.stoptime - h.starttime));
+        }
+        this.graph.jobsets.set(row.jobset_id, j);
+        return j;
+      })().finally(() => this.jobsetLoads.delete(row.jobset_id));
+      this.jobsetLoads.set(row.jobset_id, p);
     }
-    this.graph.jobsets.set(row.jobset_id, j);
-    return j;
+    return p;
   }
 
-  private store = {
-    readDrv: (p: string) => readDrv(p),
-    validPaths: (paths: string[]) => queryValidPaths(paths),
-    failedPathsAmong: (paths: string[]) => sql.failedPathsAmong(this.pool, paths),
-  };
+  /** Store look-ups of concurrent loads are coalesced into few `nix-store` calls and queries. */
+  private readonly validity = new LookupBatcher((paths) => queryValidPaths(paths));
+  private readonly failedPaths = new LookupBatcher(async (paths) => new Set(await sql.failedPathsAmong(this.pool, paths)));
+  private readonly store: GraphStore;
+  private readonly loading = new Set<number>();
 
   /** §6.3 createBuild. */
   private async loadBuild(row: sql.QueuedBuildRow, batch: Map<number, sql.QueuedBuildRow>, byDrv: Map<string, number[]>): Promise<void> {
+    if (this.graph.builds.has(row.id) || this.loading.has(row.id)) return;
+    this.loading.add(row.id);
+    try {
+      await this.loadBuildNow(row, batch, byDrv);
+    } finally {
+      this.loading.delete(row.id);
+    }
+  }
+
+  private async loadBuildNow(row: sql.QueuedBuildRow, batch: Map<number, sql.QueuedBuildRow>, byDrv: Map<string, number[]>): Promise<void> {
     const t0 = Date.now();
     const jobset = await this.jobsetFor(row);
     const build = new Build(
@@ -415,7 +449,7 @@ export class Scheduler extends EventEmitter {
         for (const s of result.newSteps) {
           for (const other of byDrv.get(s.drvPath) ?? []) {
             const r = batch.get(other);
-            if (r && !this.graph.builds.has(other) && other !== row.id) await this.loadBuild(r, batch, byDrv);
+            if (r && other !== row.id) await this.loadBuild(r, batch, byDrv);
           }
         }
         if (result.newRunnable.length > 0) this.requestDispatch();
