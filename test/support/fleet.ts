@@ -7,7 +7,7 @@
 // timings. Killing the namespace's helper process takes sshd and every session process with it.
 // Requires root (namespaces, bind mounts, root login).
 import {spawn, execFile, type ChildProcess} from 'node:child_process';
-import {mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, chmodSync, existsSync} from 'node:fs';
+import {mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, chmodSync, chownSync, existsSync} from 'node:fs';
 import {createServer, connect} from 'node:net';
 import {tmpdir, userInfo} from 'node:os';
 import {dirname, join} from 'node:path';
@@ -24,7 +24,16 @@ export interface FleetOptions {
   supportedFeatures?: string[];
   /** How long to wait for a builder to accept connections (default 10 s). */
   startTimeoutMs?: number;
+  /**
+   * Builders (by index) reached as an unprivileged account instead of root, with their store owned by root and
+   * served by a nix-daemon inside the builder (trusted-users = root): imports of unsigned paths and builds of
+   * input-addressed derivations are refused, as on a builder whose SSH user is missing from trusted-users.
+   */
+  untrusted?: number[];
 }
+
+/** Account name and uid of the unprivileged SSH user of `untrusted` builders (exists only inside them). */
+export const UNTRUSTED_USER = {name: 'hydra-untrusted', uid: 30471};
 
 export interface FleetBuilder {
   name: string;
@@ -176,7 +185,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
   const clientKey = join(dir, 'client_ed25519');
   const clientPub = await keygen(clientKey, 'hydra-ops-fleet-client');
   const authorizedKeys = join(dir, 'authorized_keys');
-  writeFileSync(authorizedKeys, clientPub + '\n', {mode: 0o600});
+  writeFileSync(authorizedKeys, clientPub + '\n', {mode: opts.untrusted?.length ? 0o644 : 0o600});
   const system = opts.system ?? localSystem();
   const features = opts.supportedFeatures && opts.supportedFeatures.length > 0 ? opts.supportedFeatures.join(',') : '-';
 
@@ -191,7 +200,16 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     // Bound over /etc/nix: no build users (the builders share uids with the coordinator and each other, and
     // Nix kills every process of a build user's uid before using it) and no binary caches (offline, fast).
     mkdirSync(join(bdir, 'etc-nix'));
-    writeFileSync(join(bdir, 'etc-nix', 'nix.conf'), 'build-users-group =\nsubstituters =\nsandbox = false\n');
+    writeFileSync(join(bdir, 'etc-nix', 'nix.conf'), 'build-users-group =\nsubstituters =\nsandbox = false\ntrusted-users = root\n');
+    const untrusted = opts.untrusted?.includes(i) ?? false;
+    if (untrusted) {
+      // An /etc/passwd and /etc/group seen only inside this builder, with the unprivileged account added.
+      const {name: u, uid} = UNTRUSTED_USER;
+      mkdirSync(join(bdir, 'home-untrusted'));
+      chownSync(join(bdir, 'home-untrusted'), uid, uid);
+      writeFileSync(join(bdir, 'passwd'), `${readFileSync('/etc/passwd', 'utf8').trimEnd()}\n${u}:x:${uid}:${uid}::${join(bdir, 'home-untrusted')}:/bin/sh\n`);
+      writeFileSync(join(bdir, 'group'), `${readFileSync('/etc/group', 'utf8').trimEnd()}\n${u}:x:${uid}:\n`);
+    }
     const hostKey = join(bdir, 'ssh_host_ed25519_key');
     const hostKeyLine = await keygen(hostKey, `builder-${i}`);
     const port = await freePort();
@@ -216,7 +234,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         '',
       ].join('\n'),
     );
-    const uri = `ssh://root@127.0.0.1:${port}`;
+    const uri = `ssh://${untrusted ? UNTRUSTED_USER.name : 'root'}@127.0.0.1:${port}`;
     const machineLine = [
       uri,
       system,
@@ -270,7 +288,13 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         '--kill-child=SIGKILL',
         'sh',
         '-c',
-        'mount --bind "$1" /nix && mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && exec "$2" -D -f "$3" -E "$4"',
+        opts.untrusted?.includes(i)
+          ? // The store belongs to a nix-daemon started here; sshd starts once its socket exists.
+            'mount --bind "$1" /nix && mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && ' +
+            'mount --bind "$8/passwd" /etc/passwd && mount --bind "$8/group" /etc/group && ' +
+            '{ nix-daemon >"$8/nix-daemon.log" 2>&1 & } && ' +
+            'while [ ! -S /nix/var/nix/daemon-socket/socket ]; do sleep 0.02; done && exec "$2" -D -f "$3" -E "$4"'
+          : 'mount --bind "$1" /nix && mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && exec "$2" -D -f "$3" -E "$4"',
         'builder',
         b.storeDir,
         SSHD,
@@ -279,6 +303,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         b.homeDir,
         userInfo().homedir,
         join(dirname(b.storeDir), 'etc-nix'),
+        dirname(b.storeDir),
       ],
       {stdio: ['ignore', 'ignore', 'pipe']},
     );

@@ -14,6 +14,7 @@ import {registerJobsetCommands} from './jobset.js';
 import {registerEvalCommands} from './eval.js';
 import {registerEnqueueCommands} from './enqueue.js';
 import {registerDemoCommands} from './demo.js';
+import {registerUtilityCommands} from './utilities.js';
 
 /** Every subcommand module registers itself here. */
 export function registerCommands(program: Command, ctx: AppContext): void {
@@ -31,4 +32,5 @@ export function registerCommands(program: Command, ctx: AppContext): void {
   registerEvalCommands(program, ctx);
   registerEnqueueCommands(program, ctx);
   registerDemoCommands(program, ctx);
+  registerUtilityCommands(program, ctx);
 }
