@@ -17,7 +17,7 @@ import {Build, DAY, Jobset, Step, dependentBuilds, propagatePriorities} from './
 import {StepGraph, type GraphStore, type LoadResult} from './graph.js';
 import {LookupBatcher} from './batcher.js';
 import {assignSteps, sortRunnable, type StepOrder} from './dispatcher.js';
-import {machineName, newRuntime, recordMachineFailure, unsupportedReason, waitingReason, type RunnerMachine} from './machines.js';
+import {machineName, newRuntime, recordMachineFailure, stepPlatform, unsupportedReason, waitingReason, type RunnerMachine} from './machines.js';
 
 export const QUEUE_CHANNELS = ['builds_added', 'builds_restarted', 'builds_cancelled', 'builds_deleted', 'builds_bumped', 'jobset_shares_changed'];
 
@@ -51,6 +51,19 @@ export interface SchedulerOptions {
   /** Coordinator store access for loading (default: the local Nix store, batched). Benchmarks inject one. */
   graphStore?: GraphStore;
   log?: SchedulerLog;
+  /**
+   * Called at the end of every dispatch round, after real steps were assigned (the reproducibility sampler).
+   * It may reserve free slots synchronously (rt.currentJobs++) and must release them itself.
+   */
+  idleWork?: (round: IdleRound) => void;
+}
+
+/** What a dispatch round leaves: the machines (with their remaining capacity) and the platforms with runnable steps. */
+export interface IdleRound {
+  now: number;
+  machines: RunnerMachine[];
+  /** Platforms of every runnable step not running at the start of the round (assigned, waiting or unsupported). */
+  runnablePlatforms: ReadonlySet<string>;
 }
 
 interface ActiveStep {
@@ -211,6 +224,20 @@ export class Scheduler extends EventEmitter {
       this.requestDispatch();
     }, pollMs);
     this.pollTimer.unref();
+    this.orphanTimer = setInterval(() => void this.cleanOrphans(), Math.max(1000, pollMs * 4));
+    this.orphanTimer.unref();
+  }
+
+  private async cleanOrphans(): Promise<void> {
+    for (const [key, o] of this.orphans) {
+      try {
+        await sql.abortOrphanedStep(this.pool, o.build, o.stepnr);
+        this.orphans.delete(key);
+        this.log('info', `orphaned step ${o.build}/${o.stepnr} marked aborted`);
+      } catch {
+        return; // still no database; try again later
+      }
+    }
   }
 
   /** Resolves with 0/1 once the `buildOne` build's top-level step is done (§6.22 exit codes). */
@@ -226,6 +253,7 @@ export class Scheduler extends EventEmitter {
     this.stopping = true;
     if (this.dispatchTimer) clearTimeout(this.dispatchTimer);
     if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.orphanTimer) clearInterval(this.orphanTimer);
     await this.listener?.stop();
     const all = Promise.allSettled([...this.running]);
     const graceful = await Promise.race([all.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), graceMs).unref())]);
@@ -235,6 +263,7 @@ export class Scheduler extends EventEmitter {
       await Promise.race([all, new Promise((r) => setTimeout(r, 10_000).unref())]);
     }
     await this.scanRunning?.catch(() => {});
+    await this.cleanOrphans();
     await sql.clearBusy(this.pool).catch(() => 0);
   }
 
@@ -394,6 +423,9 @@ export class Scheduler extends EventEmitter {
   private readonly failedPaths = new LookupBatcher(async (paths) => new Set(await sql.failedPathsAmong(this.pool, paths)));
   private readonly store: GraphStore;
   private readonly loading = new Set<number>();
+  /** Step rows whose final write failed (database trouble): retried until they are marked aborted (§6.1). */
+  private readonly orphans = new Map<string, {build: number; stepnr: number}>();
+  private orphanTimer: NodeJS.Timeout | null = null;
 
   /** §6.3 createBuild. */
   private async loadBuild(row: sql.QueuedBuildRow, batch: Map<number, sql.QueuedBuildRow>, byDrv: Map<string, number[]>): Promise<void> {
@@ -628,8 +660,10 @@ export class Scheduler extends EventEmitter {
       let nextWake = Number.POSITIVE_INFINITY;
       let unsupported = 0;
       const reasonCache = new Map<string, string | null>();
+      const runnablePlatforms = new Set<string>();
       for (const step of this.graph.runnable) {
         if (step.running) continue;
+        if (this.options.idleWork) runnablePlatforms.add(stepPlatform(step, this.options.localSystem));
         const key = `${step.platform}|${step.requiredFeatures.join(',')}|${step.preferLocal}`;
         let reason = reasonCache.get(key);
         if (reason === undefined) {
@@ -662,6 +696,13 @@ export class Scheduler extends EventEmitter {
         const p = this.runStep(step, machine).catch((e) => this.log('error', `step ${step.drvPath}: ${(e as Error).stack ?? e}`));
         this.running.add(p);
         void p.finally(() => this.running.delete(p));
+      }
+      if (this.options.idleWork) {
+        try {
+          this.options.idleWork({now, machines, runnablePlatforms});
+        } catch (e) {
+          this.log('error', `idle work: ${(e as Error).message}`);
+        }
       }
       if (Number.isFinite(nextWake)) {
         const delay = Math.max(50, Math.min(nextWake - now + 10, 60_000));
@@ -861,7 +902,7 @@ export class Scheduler extends EventEmitter {
       }
     } catch (e) {
       this.log('error', `could not record the end of step ${accounting.id}/${stepnr}: ${(e as Error).message}`);
-      await sql.abortOrphanedStep(this.pool, accounting.id, stepnr).catch(() => {});
+      await sql.abortOrphanedStep(this.pool, accounting.id, stepnr).catch(() => this.orphans.set(`${accounting.id}/${stepnr}`, {build: accounting.id, stepnr}));
       step.running = false;
       this.requeue(step);
     }
