@@ -21,6 +21,8 @@ export function buildProgram(ctx: AppContext): Command {
     .option('--daemon', 'run the queue runner headless (same as the "daemon" subcommand)')
     .option('--no-scheduler', 'console only: never run the scheduler in-process')
     .addOption(new Option('--log-format <format>', 'daemon log lines').choices(['text', 'json']))
+    .option('--ascii', 'console: ASCII glyphs instead of Unicode (automatic when the locale is not UTF-8)')
+    .addOption(new Option('--color <when>', 'console colours (NO_COLOR also turns them off)').choices(['auto', 'always', 'never']).default('auto'))
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeErr: (s) => process.stderr.write(s),
@@ -32,6 +34,12 @@ export function buildProgram(ctx: AppContext): Command {
     ctx.commandName = action.name();
   });
   registerCommands(program, ctx);
+  // No subcommand: the console (loaded on demand so script mode never pays for Ink).
+  program.action(async () => {
+    const {runConsole} = await import('../ui/console.js');
+    const o = program.opts<{ascii?: boolean; color?: 'auto' | 'always' | 'never'}>();
+    ctx.exitCode = await runConsole(ctx, {ascii: o.ascii, color: o.color});
+  });
   return program;
 }
 

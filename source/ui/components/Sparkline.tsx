@@ -1,0 +1,40 @@
+// An own sparkline: values mapped onto ▁▂▃▄▅▆▇█ (ASCII `_.-=#`), resampled to the width by taking
+// the maximum of each bucket so short spikes stay visible.
+import React from 'react';
+import {Text} from 'ink';
+import {glyphs, paint, type Theme} from '../theme.js';
+
+export function sparkline(values: readonly number[], width: number, theme: Theme): string {
+  const chars = glyphs(theme).spark;
+  if (width <= 0) return '';
+  if (values.length === 0) return ' '.repeat(width);
+  const buckets: number[] = [];
+  if (values.length <= width) buckets.push(...values);
+  else {
+    for (let i = 0; i < width; i++) {
+      const from = Math.floor((i * values.length) / width);
+      const to = Math.max(from + 1, Math.floor(((i + 1) * values.length) / width));
+      let m = -Infinity;
+      for (let k = from; k < to; k++) m = Math.max(m, values[k]!);
+      buckets.push(m);
+    }
+  }
+  const max = Math.max(...buckets);
+  const min = Math.min(0, ...buckets);
+  const span = max - min;
+  const line = buckets.map((v) => (span <= 0 ? chars[0]! : chars[Math.min(chars.length - 1, Math.floor(((v - min) / span) * (chars.length - 1) + 0.5))]!)).join('');
+  return line.padStart(width, ' ');
+}
+
+export function Sparkline(p: {values: readonly number[]; width: number; theme: Theme; color?: string}): React.ReactElement {
+  return <Text color={paint(p.theme, p.color)}>{sparkline(p.values, p.width, p.theme)}</Text>;
+}
+
+/** A mini bar `[██▒▒····]`: running (full), runnable waiting (half) against capacity. */
+export function miniBar(running: number, runnable: number, capacity: number, width: number, theme: Theme): string {
+  const g = glyphs(theme);
+  const scale = Math.max(capacity, running + runnable, 1);
+  const full = Math.min(width, Math.round((running / scale) * width));
+  const half = Math.min(width - full, Math.round((runnable / scale) * width));
+  return g.barFull.repeat(full) + g.barHalf.repeat(half) + g.barEmpty.repeat(Math.max(0, width - full - half));
+}

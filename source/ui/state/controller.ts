@@ -1,0 +1,300 @@
+// Runs the console: holds the state, feeds keys and data arrivals through the reducer, executes the
+// effects against a ConsoleData, and coalesces live updates (LISTEN + polling) into at most a few
+// refreshes per second. React reads the state through subscribe()/getState().
+import {FilterError, formatFilterError} from '../../db/filter.js';
+import {reduce, initialState, loadView, type Action, type Effect, type FilterView, type State, type WindowName} from './reducer.js';
+import {toKeys, type InkKey} from './keymap.js';
+import type {Size} from './layout.js';
+import type {ChangeKind, ConsoleData, LogHandle, ViewName} from './types.js';
+
+export interface ControllerOptions {
+  size: Size;
+  view?: ViewName;
+  filters?: Partial<Record<FilterView, string | null>>;
+  /** Coalescing tick for live updates (default 250 ms: at most 4 refreshes per second). */
+  tickMs?: number;
+  /** Header refresh period (default 2000 ms). */
+  headerMs?: number;
+  /** Log growth poll while following (default 250 ms). */
+  logPollMs?: number;
+  /** A count is re-run at most this often per list (default 3000 ms). */
+  countMs?: number;
+  /** Called once when the operator quits. */
+  onQuit?: () => void;
+  /** Diagnostics (never the terminal while Ink runs). */
+  log?: (line: string) => void;
+}
+
+function errorText(e: unknown, filter?: string | null): string {
+  if (e instanceof FilterError && filter) return formatFilterError(filter, e);
+  return e instanceof Error ? e.message : String(e);
+}
+
+export class ConsoleController {
+  private state: State;
+  private readonly listeners = new Set<() => void>();
+  private logHandle: LogHandle | null = null;
+  private logOpenSeq = 0;
+  private logReadSeq = 0;
+  private timers: NodeJS.Timeout[] = [];
+  private notifyTimer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private dirty = new Set<ChangeKind>();
+  private counted = new Map<WindowName, {gen: number; at: number; key: string}>();
+  private stopped = false;
+  private headerRunning = false;
+  private logPolling = false;
+  private quitCalled = false;
+  /** Frames requested by data (not keys), for the coalescing test hooks. */
+  renders = 0;
+
+  constructor(
+    readonly data: ConsoleData,
+    private readonly opts: ControllerOptions,
+  ) {
+    this.state = initialState({size: opts.size, view: opts.view, filters: opts.filters});
+  }
+
+  getState = (): State => this.state;
+
+  subscribe = (fn: () => void): (() => void) => {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  };
+
+  /** Loads capabilities, the header and the first view; starts live updates. Never blocks on a query. */
+  start(): void {
+    void this.data.capabilities().then(
+      (caps) => this.dispatch({type: 'caps', caps}),
+      (e) => this.opts.log?.(`capabilities: ${errorText(e)}`),
+    );
+    void this.refreshHeader();
+    this.run(loadView(this.state, true).effects, this.state);
+    this.unsubscribe = this.data.subscribe((what) => this.dirty.add(what));
+    this.timers.push(setInterval(() => this.tick(), this.opts.tickMs ?? 250));
+    this.timers.push(setInterval(() => void this.refreshHeader(), this.opts.headerMs ?? 2000));
+    this.timers.push(setInterval(() => void this.pollLog(), this.opts.logPollMs ?? 250));
+    for (const t of this.timers) t.unref?.();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.notifyTimer) clearTimeout(this.notifyTimer);
+    this.unsubscribe?.();
+    await this.logHandle?.close().catch(() => {});
+    this.logHandle = null;
+  }
+
+  /** Keyboard input from Ink's useInput (a chunk may hold several keys). */
+  input(input: string, key: InkKey): void {
+    for (const k of toKeys(input, key)) this.dispatch({type: 'key', key: k}, true);
+  }
+
+  key(name: string): void {
+    this.dispatch({type: 'key', key: name}, true);
+  }
+
+  resize(size: Size): void {
+    if (size.columns === this.state.size.columns && size.rows === this.state.size.rows) return;
+    this.dispatch({type: 'resize', size}, true);
+  }
+
+  dispatch(action: Action, immediate = false): void {
+    if (this.stopped) return;
+    const before = this.state;
+    const r = reduce(before, action);
+    this.state = r.state;
+    if (r.state !== before) this.notify(immediate);
+    this.run(r.effects, r.state);
+  }
+
+  private notify(immediate: boolean): void {
+    if (immediate) {
+      if (this.notifyTimer) clearTimeout(this.notifyTimer);
+      this.notifyTimer = null;
+      for (const fn of this.listeners) fn();
+      return;
+    }
+    if (this.notifyTimer) return;
+    // Data arrivals within one frame become one render.
+    this.notifyTimer = setTimeout(() => {
+      this.notifyTimer = null;
+      this.renders++;
+      for (const fn of this.listeners) fn();
+    }, 30);
+  }
+
+  private tick(): void {
+    if (this.state.paused || this.dirty.size === 0) return;
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    const v = this.state.view;
+    const relevant =
+      dirty.has('all') ||
+      (dirty.has('queue') && (v === 'builds' || v === 'overview' || v === 'jobsets' || v === 'detail')) ||
+      (dirty.has('steps') && (v === 'steps' || v === 'builds' || v === 'detail' || v === 'machines')) ||
+      (dirty.has('runner') && (v === 'machines' || v === 'overview' || v === 'jobsets' || v === 'steps')) ||
+      (dirty.has('audit') && v === 'audit');
+    if (relevant) this.dispatch({type: 'refresh', what: 'visible'});
+  }
+
+  private async refreshHeader(): Promise<void> {
+    if (this.headerRunning || this.state.paused || this.stopped) return;
+    this.headerRunning = true;
+    try {
+      const header = await this.data.header();
+      this.dispatch({type: 'header', header});
+    } catch (e) {
+      this.opts.log?.(`header: ${errorText(e)}`);
+    } finally {
+      this.headerRunning = false;
+    }
+  }
+
+  private async pollLog(): Promise<void> {
+    const s = this.state;
+    if (this.logPolling || !this.logHandle || s.view !== 'log' || s.paused || !s.log) return;
+    this.logPolling = true;
+    try {
+      const handle = this.logHandle;
+      if (await handle.refresh()) {
+        if (handle === this.logHandle) this.dispatch({type: 'logGrew', total: handle.lineCount()});
+      }
+    } catch (e) {
+      this.opts.log?.(`log: ${errorText(e)}`);
+    } finally {
+      this.logPolling = false;
+    }
+  }
+
+  private run(effects: Effect[], state: State): void {
+    for (const e of effects) void this.exec(e, state);
+  }
+
+  private async exec(e: Effect, state: State): Promise<void> {
+    const d = this.data;
+    try {
+      switch (e.type) {
+        case 'fetch': {
+          const filter = e.list === 'builds' ? state.filters.builds : null;
+          try {
+            const rows =
+              e.list === 'builds'
+                ? await d.pageBuilds({filter, order: state.order, anchor: e.anchor, limit: e.limit})
+                : e.list === 'audit'
+                  ? await d.pageAudit(e.anchor, e.limit)
+                  : await d.pageChecks(e.anchor, e.limit);
+            this.dispatch({type: 'page', list: e.list, gen: e.gen, merge: e.merge, anchor: e.anchor, limit: e.limit, rows});
+          } catch (err) {
+            this.dispatch({type: 'pageError', list: e.list, gen: e.gen, error: errorText(err, filter)});
+          }
+          return;
+        }
+        case 'count': {
+          const key = e.list === 'builds' ? `${state.order}\0${state.filters.builds ?? ''}` : '';
+          const last = this.counted.get(e.list);
+          const now = Date.now();
+          if (last && last.key === key && now - last.at < (this.opts.countMs ?? 3000)) {
+            // Recent enough: keep the total we have (re-sent under the new generation).
+            const w = this.state[e.list];
+            if (w.total !== null) this.dispatch({type: 'count', list: e.list, gen: e.gen, total: w.total});
+            return;
+          }
+          this.counted.set(e.list, {gen: e.gen, at: now, key});
+          const total =
+            e.list === 'builds'
+              ? await d.countBuilds({filter: state.filters.builds, order: state.order})
+              : e.list === 'audit'
+                ? await d.countAudit()
+                : await d.countChecks();
+          this.dispatch({type: 'count', list: e.list, gen: e.gen, total});
+          return;
+        }
+        case 'load': {
+          try {
+            if (e.what === 'overview') this.dispatch({type: 'overview', data: await d.overview()});
+            else if (e.what === 'steps') this.dispatch({type: 'list', list: 'steps', rows: await d.runningSteps(state.filters.steps)});
+            else if (e.what === 'machines') this.dispatch({type: 'list', list: 'machines', rows: await d.machines(state.filters.machines)});
+            else this.dispatch({type: 'list', list: 'jobsets', rows: await d.jobsets()});
+          } catch (err) {
+            const filter = e.what === 'steps' || e.what === 'machines' ? state.filters[e.what] : null;
+            this.dispatch({type: 'listError', list: e.what, error: errorText(err, filter)});
+          }
+          return;
+        }
+        case 'detail': {
+          try {
+            this.dispatch({type: 'detail', id: e.id, data: await d.buildDetail(e.id)});
+          } catch (err) {
+            this.dispatch({type: 'detail', id: e.id, data: null, error: errorText(err)});
+          }
+          return;
+        }
+        case 'openLog': {
+          const seq = ++this.logOpenSeq;
+          const old = this.logHandle;
+          this.logHandle = null;
+          await old?.close().catch(() => {});
+          try {
+            const handle = await d.openLog(e.build, e.stepnr);
+            if (seq !== this.logOpenSeq || this.state.view !== 'log') {
+              await handle.close();
+              return;
+            }
+            this.logHandle = handle;
+            this.dispatch({type: 'logOpened', build: e.build, stepnr: handle.stepnr, path: handle.path, total: handle.lineCount()});
+          } catch (err) {
+            this.dispatch({type: 'logError', build: e.build, error: errorText(err)});
+          }
+          return;
+        }
+        case 'closeLog': {
+          this.logOpenSeq++;
+          const old = this.logHandle;
+          this.logHandle = null;
+          await old?.close().catch(() => {});
+          return;
+        }
+        case 'readLog': {
+          const handle = this.logHandle;
+          if (!handle) return;
+          const seq = ++this.logReadSeq;
+          const lines = await handle.lines(e.top, e.count);
+          if (seq !== this.logReadSeq || handle !== this.logHandle) return;
+          this.dispatch({type: 'logLines', top: e.top, total: handle.lineCount(), lines}, true);
+          return;
+        }
+        case 'searchLog': {
+          const handle = this.logHandle;
+          if (!handle) return;
+          const line = await handle.search(e.needle, e.from, e.backwards);
+          if (handle === this.logHandle) this.dispatch({type: 'searchResult', needle: e.needle, line}, true);
+          return;
+        }
+        case 'preview':
+          this.dispatch({type: 'previewed', req: e.req, outcome: await d.act(e.req)}, true);
+          return;
+        case 'act':
+          this.dispatch({type: 'acted', req: e.req, outcome: await d.act(e.req)}, true);
+          return;
+        case 'pause':
+          if (!e.paused) {
+            this.dirty.add('all');
+            void this.refreshHeader();
+          }
+          return;
+        case 'quit':
+          if (!this.quitCalled) {
+            this.quitCalled = true;
+            this.opts.onQuit?.();
+          }
+          return;
+      }
+    } catch (err) {
+      this.opts.log?.(`${e.type}: ${errorText(err)}`);
+      this.dispatch({type: 'message', text: `${e.type}: ${errorText(err)}`, error: true});
+    }
+  }
+}

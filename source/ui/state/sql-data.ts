@@ -1,0 +1,713 @@
+// The console's data from the real system: Hydra's tables through keyset-paged SQL (never a whole
+// list), the runner's status (in-process or another runner's REST / SystemStatus), LISTEN for live
+// updates plus polling of busy steps (phase changes send no NOTIFY), log files by derivation, and
+// the operator actions of source/actions (shared with script mode).
+import type pg from 'pg';
+import {FILTER_FROM, compileMachineFilter, parseFilter} from '../../db/filter.js';
+import {QueryBuilder, runQuery} from '../../db/queries/sql.js';
+import {countBuilds} from '../../db/queries/builds.js';
+import {buildOutputs, buildProducts} from '../../db/queries/builds.js';
+import {buildSteps} from '../../db/queries/steps.js';
+import {listJobsets} from '../../db/queries/jobsets.js';
+import {queueSummary} from '../../db/queries/queue.js';
+import {PgListener} from '../../db/listener.js';
+import {drvLogBucketPath, findDrvLog} from '../../nix/store.js';
+import type {MachineSpec} from '../../fleet/machines-file.js';
+import type {Actor} from '../../actions/actor.js';
+import {ActionError} from '../../actions/errors.js';
+import {loadAuthority, readonlyError} from '../../actions/permissions.js';
+import {restartBuilds} from '../../actions/restart.js';
+import {cancelBuilds} from '../../actions/cancel.js';
+import {bumpBuilds} from '../../actions/bump.js';
+import {machineStates, setMachineDrained} from '../../actions/machine-drain.js';
+import type {ActionResult} from '../../actions/perform.js';
+import {LogFile} from './log-file.js';
+import {machineState, type RunnerSnapshot, type RunnerSource} from './runner-source.js';
+import type {
+  ActionOutcome,
+  ActionRequest,
+  Anchor,
+  AuditEntry,
+  BuildDetail,
+  BuildListRow,
+  BuildOrder,
+  Capabilities,
+  ChangeKind,
+  CheckEntry,
+  ConsoleData,
+  HeaderData,
+  JobsetShare,
+  LogHandle,
+  MachineRow,
+  OverviewData,
+  RunnerMode,
+  RunningStep,
+  SystemQueue,
+} from './types.js';
+
+export const LIVE_CHANNELS = [
+  'builds_added',
+  'builds_restarted',
+  'builds_cancelled',
+  'builds_deleted',
+  'builds_bumped',
+  'build_started',
+  'step_started',
+  'step_finished',
+  'build_finished',
+  'jobset_shares_changed',
+];
+
+export interface SqlDataOptions {
+  pool: pg.Pool;
+  /** Settings for the dedicated LISTEN connection (null: no LISTEN, polling only). */
+  connection: pg.ClientConfig | null;
+  describe: string;
+  dataDir: string;
+  actor: Actor;
+  runner: RunnerSource | null;
+  mode: RunnerMode;
+  modeNote: string | null;
+  /** Machines as the machines files define them (drain/enable name resolution, fallback list). */
+  machineSpecs: () => Promise<MachineSpec[]>;
+  /** Called after a drain/enable so an embedded scheduler sees it at once. */
+  afterMachineAction?: () => void;
+  /** Busy-steps poll period (default 1500 ms). */
+  stepsPollMs?: number;
+  /** Runner snapshot refresh (default 2000 ms). */
+  runnerPollMs?: number;
+  /** gc_roots_dir for restarts. */
+  gcRootsDir?: string;
+  log?: (line: string) => void;
+}
+
+interface Observed {
+  busy: number;
+  since: number | null;
+}
+
+const LIST_COLUMNS = `b.id, j.project, j.name AS jobset, b.job, b.system, b.drvpath, b.finished, b.buildstatus, b.iscachedbuild,
+  b.priority, b.globalpriority, b.timestamp, b.starttime, b.stoptime`;
+
+/** ORDER BY and keyset conditions for both build orders, forwards and backwards. */
+function keyset(order: BuildOrder, anchor: Anchor, q: QueryBuilder): {orderBy: string; reverse: boolean} {
+  if (order === 'id-desc') {
+    const fwd = 'b.id DESC';
+    const bwd = 'b.id ASC';
+    switch (anchor.kind) {
+      case 'start':
+        return {orderBy: fwd, reverse: false};
+      case 'end':
+        return {orderBy: bwd, reverse: true};
+      case 'after':
+        q.where(`b.id < ${q.param(anchor.key[0])}`);
+        return {orderBy: fwd, reverse: false};
+      case 'from':
+        q.where(`b.id <= ${q.param(anchor.key[0])}`);
+        return {orderBy: fwd, reverse: false};
+      case 'before':
+        q.where(`b.id > ${q.param(anchor.key[0])}`);
+        return {orderBy: bwd, reverse: true};
+    }
+  }
+  const fwd = 'b.globalpriority DESC, b.id ASC';
+  const bwd = 'b.globalpriority ASC, b.id DESC';
+  if (anchor.kind === 'start') return {orderBy: fwd, reverse: false};
+  if (anchor.kind === 'end') return {orderBy: bwd, reverse: true};
+  const g = q.param(anchor.key[0]);
+  const id = q.param(anchor.key[1]);
+  switch (anchor.kind) {
+    case 'after':
+      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id > ${id}))`);
+      return {orderBy: fwd, reverse: false};
+    case 'from':
+      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id >= ${id}))`);
+      return {orderBy: fwd, reverse: false};
+    case 'before':
+      q.where(`(b.globalpriority > ${g} OR (b.globalpriority = ${g} AND b.id < ${id}))`);
+      return {orderBy: bwd, reverse: true};
+  }
+}
+
+/** Newest-first keyset paging on an id column for the audit and checks tables. */
+function idKeyset(anchor: Anchor, params: unknown[]): {where: string; orderBy: string; reverse: boolean} {
+  const p = (v: unknown) => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  switch (anchor.kind) {
+    case 'start':
+      return {where: '', orderBy: 'id DESC', reverse: false};
+    case 'end':
+      return {where: '', orderBy: 'id ASC', reverse: true};
+    case 'after':
+      return {where: `WHERE id < ${p(anchor.key[0])}`, orderBy: 'id DESC', reverse: false};
+    case 'from':
+      return {where: `WHERE id <= ${p(anchor.key[0])}`, orderBy: 'id DESC', reverse: false};
+    case 'before':
+      return {where: `WHERE id > ${p(anchor.key[0])}`, orderBy: 'id ASC', reverse: true};
+  }
+}
+
+function systemOf(systemType: string): string {
+  const i = systemType.indexOf(':');
+  return i < 0 ? systemType : systemType.slice(0, i);
+}
+
+function actionVerb(kind: string, dryRun: boolean): string {
+  const past: Record<string, string> = {restart: 'restarted', cancel: 'cancelled', bump: 'bumped', check: 'checked'};
+  return dryRun ? `would ${kind}` : (past[kind] ?? kind);
+}
+
+export class SqlConsoleData implements ConsoleData {
+  private snapshotCache: {at: number; value: Promise<RunnerSnapshot | null>} | null = null;
+  private observed = new Map<string, Observed>();
+  private queueSamples: {at: number; n: number}[] = [];
+  private dbSystems: {at: number; rows: {system: string; queued: number}[]} | null = null;
+  private listener: PgListener | null = null;
+  private subscribers = new Set<(what: ChangeKind) => void>();
+  private timers: NodeJS.Timeout[] = [];
+  private stepsSignature = '';
+  private checkModule: Promise<Record<string, unknown> | null> | null = null;
+  private closed = false;
+
+  constructor(private readonly o: SqlDataOptions) {}
+
+  describe(): string {
+    return this.o.describe;
+  }
+
+  private get pool(): pg.Pool {
+    return this.o.pool;
+  }
+
+  private emit(what: ChangeKind): void {
+    for (const fn of this.subscribers) fn(what);
+  }
+
+  /** The runner snapshot, shared by the calls of one refresh (cached ~1 s). */
+  private snapshot(): Promise<RunnerSnapshot | null> {
+    const now = Date.now();
+    if (!this.o.runner) return Promise.resolve(null);
+    if (this.snapshotCache && now - this.snapshotCache.at < 1000) return this.snapshotCache.value;
+    const value = this.o.runner.snapshot().catch((e) => {
+      this.o.log?.(`runner status: ${(e as Error).message}`);
+      return null;
+    });
+    this.snapshotCache = {at: now, value};
+    return value;
+  }
+
+  private loadCheckModule(): Promise<Record<string, unknown> | null> {
+    // Reproducibility checks come with source/actions/check.ts; until it exists `c` says so.
+    const specifier = '../../actions/check.js';
+    this.checkModule ??= import(specifier).then(
+      (m) => m as Record<string, unknown>,
+      () => null,
+    );
+    return this.checkModule;
+  }
+
+  async capabilities(): Promise<Capabilities> {
+    const actor = this.o.actor;
+    const checkFn = await this.checkFunction();
+    const checks = checkFn ? null : 'reproducibility checks are not available yet';
+    if (actor.readonly) {
+      const why = readonlyError(actor).message;
+      return {readonly: why, admin: why, checks, user: actor.hydraUser};
+    }
+    const auth = await loadAuthority(this.pool, actor);
+    if (!auth.exists && !auth.admin) {
+      const why = `Hydra user "${actor.hydraUser}" is unknown, so the console is read-only (use --user NAME or --local-admin)`;
+      return {readonly: why, admin: why, checks, user: actor.hydraUser};
+    }
+    return {readonly: null, admin: auth.admin ? null : `needs the admin role (user "${auth.user}")`, checks, user: actor.hydraUser};
+  }
+
+  private async checkFunction(): Promise<((...args: unknown[]) => Promise<unknown>) | null> {
+    const m = await this.loadCheckModule();
+    if (!m) return null;
+    const fn = m.checkBuilds ?? m.requestChecks;
+    return typeof fn === 'function' ? (fn as (...args: unknown[]) => Promise<unknown>) : null;
+  }
+
+  // ---------------------------------------------------------------- header and overview
+
+  private async dbSystemQueues(): Promise<{system: string; queued: number}[]> {
+    const now = Date.now();
+    if (this.dbSystems && now - this.dbSystems.at < 10_000) return this.dbSystems.rows;
+    const {rows} = await this.pool.query<{system: string; queued: number}>(
+      'SELECT system, count(*)::int AS queued FROM Builds WHERE finished = 0 GROUP BY system ORDER BY queued DESC, system',
+    );
+    this.dbSystems = {at: now, rows};
+    return rows;
+  }
+
+  private systemsFrom(snap: RunnerSnapshot | null, dbQueued: {system: string; queued: number}[]): SystemQueue[] {
+    const by = new Map<string, SystemQueue>();
+    const get = (system: string): SystemQueue => {
+      let e = by.get(system);
+      if (!e) by.set(system, (e = {system, runnable: 0, running: 0, capacity: 0, queued: 0, avgWait: null}));
+      return e;
+    };
+    for (const r of dbQueued) get(r.system).queued = r.queued;
+    if (snap) {
+      for (const q of snap.queueStats) {
+        const e = get(systemOf(q.systemType));
+        e.runnable += q.runnable;
+        e.running += q.running;
+        if (q.avgWait !== null) e.avgWait = Math.max(e.avgWait ?? 0, q.avgWait);
+      }
+      for (const m of snap.machines) {
+        if (m.state === 'drained' || m.state === 'removed' || m.state === 'backoff') continue;
+        for (const s of m.systems) if (by.has(s)) get(s).capacity += m.maxJobs;
+      }
+    }
+    return [...by.values()].sort((a, b) => b.runnable + b.running - (a.runnable + a.running) || b.queued - a.queued || a.system.localeCompare(b.system));
+  }
+
+  async header(): Promise<HeaderData> {
+    const [counts, snap, dbQueued] = await Promise.all([
+      this.pool.query<{queued: number; running: number}>(
+        `SELECT (SELECT count(*) FROM Builds WHERE finished = 0)::int AS queued,
+                (SELECT count(*) FROM BuildSteps WHERE busy != 0)::int AS running`,
+      ),
+      this.snapshot(),
+      this.dbSystemQueues(),
+    ]);
+    const {queued, running} = counts.rows[0]!;
+    const now = Date.now();
+    const last = this.queueSamples[this.queueSamples.length - 1];
+    if (!last || now - last.at >= 10_000) {
+      this.queueSamples.push({at: now, n: queued});
+      while (this.queueSamples.length > 0 && now - this.queueSamples[0]!.at > 3600_000) this.queueSamples.shift();
+    }
+    const machines = snap?.machines ?? [];
+    const listed = machines.filter((m) => m.state !== 'removed');
+    return {
+      mode: this.o.mode,
+      modeNote: this.o.modeNote,
+      runnerUp: snap?.up ?? false,
+      uptimeSec: snap?.uptimeSec ?? null,
+      runnerDataAt: snap?.at ?? null,
+      queued,
+      runnable: snap?.runnable ?? null,
+      running: snap?.running ?? running,
+      systems: this.systemsFrom(snap, dbQueued).filter((s) => s.runnable + s.running > 0 || (!snap && s.queued > 0)),
+      builders: {
+        online: listed.filter((m) => m.state !== 'drained' && m.state !== 'backoff').length,
+        backingOff: listed.filter((m) => m.state === 'backoff').length,
+        drained: listed.filter((m) => m.state === 'drained').length,
+        total: listed.length,
+      },
+      dispatcherBusy: snap?.dispatcherBusy ?? null,
+      lastDispatchMs: snap?.lastDispatchMs ?? null,
+      progress: snap?.progress ?? null,
+      ingest: snap?.ingest ?? null,
+    };
+  }
+
+  async overview(): Promise<OverviewData> {
+    const now = Math.floor(Date.now() / 1000);
+    const [snap, dbQueued, jobsets, through] = await Promise.all([
+      this.snapshot(),
+      this.dbSystemQueues(),
+      this.jobsets(),
+      this.pool.query<{m: number; n: number}>(
+        `SELECT ((stoptime - $1) / 60)::int AS m, count(*)::int AS n FROM Builds
+          WHERE finished = 1 AND stoptime > $1 GROUP BY 1`,
+        [now - 3600],
+      ),
+    ]);
+    const throughput = new Array<number>(60).fill(0);
+    for (const r of through.rows) if (r.m >= 0 && r.m < 60) throughput[r.m] = r.n;
+    return {
+      systems: this.systemsFrom(snap, dbQueued),
+      jobsets: jobsets.filter((j) => j.queued > 0 || j.running > 0).sort((a, b) => b.queued - a.queued || b.running - a.running),
+      throughput,
+      queueHistory: this.queueSamples.map((s) => s.n),
+    };
+  }
+
+  async jobsets(): Promise<JobsetShare[]> {
+    const [rows, summary, snap] = await Promise.all([listJobsets(this.pool), queueSummary(this.pool), this.snapshot()]);
+    const oldest = new Map(summary.jobsets.map((j) => [j.jobset_id, j.oldest]));
+    return rows.map((j) => {
+      const s = snap?.jobsets.get(`${j.project}:${j.name}`);
+      return {
+        project: j.project,
+        name: j.name,
+        enabled: j.enabled,
+        shares: j.schedulingshares,
+        shareUsed: s?.shareUsed ?? null,
+        queued: j.nrqueued,
+        running: j.nrrunning,
+        oldest: oldest.get(j.id) ?? null,
+      };
+    });
+  }
+
+  // ---------------------------------------------------------------- builds
+
+  async pageBuilds(req: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
+    const q = new QueryBuilder();
+    if (req.order === 'queue') q.where('b.finished = 0');
+    q.filter(req.filter && req.filter.trim() !== '' ? req.filter : null, 'builds');
+    const {orderBy, reverse} = keyset(req.order, req.anchor, q);
+    const sql = `SELECT ${LIST_COLUMNS} FROM ${FILTER_FROM.builds} ${q.whereClause()} ORDER BY ${orderBy} LIMIT ${q.param(req.limit)}`;
+    const rows = await runQuery<Omit<BuildListRow, 'busy' | 'machine'>>(this.pool, q, sql);
+    if (reverse) rows.reverse();
+    const unfinished = rows.filter((r) => r.finished === 0).map((r) => r.id);
+    const busy = new Map<number, {busy: number; machine: string}>();
+    if (unfinished.length > 0) {
+      const r = await this.pool.query<{build: number; busy: number; machine: string}>(
+        `SELECT build, max(busy)::int AS busy, min(machine) AS machine FROM BuildSteps
+          WHERE build = ANY($1::int[]) AND busy != 0 GROUP BY build`,
+        [unfinished],
+      );
+      for (const x of r.rows) busy.set(x.build, x);
+    }
+    return rows.map((r) => ({...r, busy: busy.get(r.id)?.busy ?? 0, machine: busy.get(r.id)?.machine ?? null}));
+  }
+
+  countBuilds(req: {filter: string | null; order: BuildOrder}): Promise<number> {
+    return countBuilds(this.pool, req.filter && req.filter.trim() !== '' ? req.filter : null, {order: req.order});
+  }
+
+  // ---------------------------------------------------------------- steps and machines
+
+  async runningSteps(filter: string | null): Promise<RunningStep[]> {
+    const q = new QueryBuilder();
+    q.where('s.busy != 0');
+    q.filter(filter && filter.trim() !== '' ? filter : null, 'steps');
+    const sql = `SELECT s.build, s.stepnr, s.machine, j.project, j.name AS jobset, b.job, s.drvpath, s.system, s.busy, s.starttime, b.timeout
+      FROM ${FILTER_FROM.steps} ${q.whereClause()} ORDER BY s.machine, COALESCE(s.starttime, 0), s.build, s.stepnr LIMIT 10000`;
+    const rows = await runQuery<Omit<RunningStep, 'phaseSince'>>(this.pool, q, sql);
+    const now = Date.now();
+    const seen = new Set<string>();
+    const out = rows.map((r) => {
+      const key = `${r.build}/${r.stepnr}`;
+      seen.add(key);
+      let phaseSince = this.o.runner?.phaseSince?.(r.build, r.stepnr) ?? null;
+      if (phaseSince === null) {
+        // Another runner: the phase age is what this console has observed (unknown until a change).
+        const o = this.observed.get(key);
+        if (!o) this.observed.set(key, {busy: r.busy, since: null});
+        else if (o.busy !== r.busy) this.observed.set(key, {busy: r.busy, since: now});
+        phaseSince = this.observed.get(key)!.since;
+      }
+      return {...r, phaseSince};
+    });
+    if (!filter) for (const k of this.observed.keys()) if (!seen.has(k)) this.observed.delete(k);
+    return out;
+  }
+
+  async machines(filter: string | null): Promise<MachineRow[]> {
+    const snap = await this.snapshot();
+    let rows: MachineRow[];
+    if (snap) rows = snap.machines;
+    else {
+      const [specs, states] = await Promise.all([this.o.machineSpecs(), machineStates(this.pool).catch(() => new Map())]);
+      rows = specs.map((m) => {
+        const drained = states.get(m.uri)?.drained === true;
+        return {
+          name: m.host,
+          uri: m.uri,
+          state: drained ? 'drained' : machineState({listed: true, drained, backingOff: false, currentJobs: null, maxJobs: m.maxJobs}),
+          systems: m.systems,
+          supportedFeatures: m.supportedFeatures,
+          mandatoryFeatures: m.mandatoryFeatures,
+          currentJobs: null,
+          maxJobs: m.maxJobs,
+          speedFactor: m.speedFactor,
+          score: null,
+          load1: null,
+          disabledUntil: 0,
+          consecutiveFailures: 0,
+          drained,
+          lastError: null,
+        };
+      });
+    }
+    if (filter && filter.trim() !== '') {
+      const pred = compileMachineFilter(parseFilter(filter));
+      rows = rows.filter((m) => pred({name: m.name, uri: m.uri, systems: m.systems, supportedFeatures: m.supportedFeatures, mandatoryFeatures: m.mandatoryFeatures, state: m.state}));
+    }
+    return rows;
+  }
+
+  // ---------------------------------------------------------------- build detail
+
+  async buildDetail(id: number): Promise<BuildDetail | null> {
+    const {rows} = await this.pool.query(
+      `SELECT ${LIST_COLUMNS}, b.nixname, b.description, b.timeout, b.maxsilent, b.releasename FROM ${FILTER_FROM.builds} WHERE b.id = $1`,
+      [id],
+    );
+    if (rows.length === 0) return null;
+    const b = rows[0] as BuildDetail['build'];
+    const [steps, outputs, products] = await Promise.all([buildSteps(this.pool, id), buildOutputs(this.pool, id), buildProducts(this.pool, id)]);
+    const busyStep = steps.filter((s) => s.busy !== 0).sort((x, y) => y.stepnr - x.stepnr)[0];
+    const build = {...b, busy: busyStep?.busy ?? 0, machine: busyStep?.machine ?? null};
+    return {
+      build,
+      steps: steps.map((s) => ({stepnr: s.stepnr, drvpath: s.drvpath, busy: s.busy, status: s.status, machine: s.machine, starttime: s.starttime, stoptime: s.stoptime, errormsg: s.errormsg})),
+      outputs,
+      products: products.map((p) => ({productnr: p.productnr, type: p.type, subtype: p.subtype, name: p.name, path: p.path, filesize: p.filesize})),
+      why: build.finished === 1 || busyStep ? [] : await this.whyNotBuilding(build),
+    };
+  }
+
+  private async whyNotBuilding(b: {id: number; drvpath: string; system: string}): Promise<string[]> {
+    const runner = this.o.runner;
+    if (!runner) {
+      return [
+        this.o.mode === 'none' && this.o.modeNote ? `no queue runner: ${this.o.modeNote}` : 'no queue runner is running',
+        'start one with `hydra-ops --daemon`, or open the console without --no-scheduler',
+      ];
+    }
+    if (runner.explain) {
+      const reason = runner.explain(b.drvpath);
+      if (reason) return [reason];
+      return ['the scheduler has not loaded this build yet (it reads new builds as they are queued)'];
+    }
+    const snap = await this.snapshot();
+    if (!snap) return [`${runner.note} does not publish its state; cannot tell`];
+    const capable = snap.machines.filter((m) => m.state !== 'removed' && m.systems.includes(b.system));
+    if (capable.length === 0) {
+      const systems = [...new Set(snap.machines.flatMap((m) => m.systems))].sort();
+      return [`no machine has the platform ${b.system} (machines offer: ${systems.join(', ') || 'none'})`];
+    }
+    const usable = capable.filter((m) => m.state === 'idle' || m.state === 'busy');
+    if (usable.length === 0) {
+      return [`every machine for ${b.system} is unavailable: ${capable.map((m) => `${m.name} ${m.state}`).join(', ')}`];
+    }
+    return [`waiting its turn: ${snap.runnable ?? '?'} runnable step(s) on the runner; ${usable.length} machine(s) for ${b.system} have room`];
+  }
+
+  // ---------------------------------------------------------------- audit and checks
+
+  async pageAudit(anchor: Anchor, limit: number): Promise<AuditEntry[]> {
+    const params: unknown[] = [];
+    const k = idKeyset(anchor, params);
+    params.push(limit);
+    const {rows} = await this.pool.query(
+      `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, unix_user, hydra_user, action, scope,
+              target_count, result_count, outcome, message
+         FROM hydra_ops.audit_log ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
+      params,
+    );
+    if (k.reverse) rows.reverse();
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      hydraUser: r.hydra_user ?? '',
+      unixUser: r.unix_user ?? '',
+      action: r.action,
+      scope: r.scope ?? '',
+      targetCount: r.target_count ?? 0,
+      resultCount: r.result_count,
+      outcome: r.outcome,
+      message: r.message,
+    }));
+  }
+
+  async countAudit(): Promise<number> {
+    const {rows} = await this.pool.query('SELECT count(*)::int AS n FROM hydra_ops.audit_log');
+    return rows[0].n;
+  }
+
+  async pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]> {
+    const params: unknown[] = [];
+    const k = idKeyset(anchor, params);
+    params.push(limit);
+    const {rows} = await this.pool.query(
+      `SELECT id::float8 AS id, build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path,
+              to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at
+         FROM hydra_ops.repro_checks ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
+      params,
+    );
+    if (k.reverse) rows.reverse();
+    return rows.map((r) => ({
+      id: r.id,
+      build: r.build,
+      drvPath: r.drv_path,
+      originalMachine: r.original_machine,
+      checkMachine: r.check_machine,
+      verdict: r.verdict,
+      differing: (Array.isArray(r.outputs) ? r.outputs : [])
+        .filter((o: {expected?: string; got?: string}) => o && o.expected !== undefined && o.got !== undefined && o.expected !== o.got)
+        .map((o: {name?: string}) => String(o.name ?? '?')),
+      diffLogPath: r.diff_log_path,
+      startedAt: r.started_at,
+    }));
+  }
+
+  async countChecks(): Promise<number> {
+    const {rows} = await this.pool.query('SELECT count(*)::int AS n FROM hydra_ops.repro_checks');
+    return rows[0].n;
+  }
+
+  // ---------------------------------------------------------------- logs
+
+  async openLog(build: number, stepnr?: number): Promise<LogHandle> {
+    let step: {stepnr: number; drvpath: string | null} | undefined;
+    if (stepnr !== undefined) {
+      const {rows} = await this.pool.query('SELECT stepnr, drvpath FROM BuildSteps WHERE build = $1 AND stepnr = $2', [build, stepnr]);
+      step = rows[0];
+      if (!step) throw new Error(`build ${build} has no step ${stepnr}`);
+    } else {
+      // The running step, else the step that built the build's own derivation, else the last step.
+      const {rows} = await this.pool.query(
+        `SELECT s.stepnr, s.drvpath FROM BuildSteps s JOIN Builds b ON b.id = s.build
+          WHERE s.build = $1 AND s.drvpath IS NOT NULL
+          ORDER BY (s.busy != 0) DESC, (s.drvpath = b.drvpath) DESC, s.stepnr DESC LIMIT 1`,
+        [build],
+      );
+      step = rows[0];
+    }
+    let drvPath = step?.drvpath ?? null;
+    if (!drvPath) {
+      const {rows} = await this.pool.query('SELECT drvpath, finished FROM Builds WHERE id = $1', [build]);
+      if (rows.length === 0) throw new Error(`build ${build} does not exist`);
+      if (rows[0].finished === 0) throw new Error(`build ${build} has not started yet: no log so far`);
+      drvPath = rows[0].drvpath as string;
+    }
+    const path = await findDrvLog(this.o.dataDir, drvPath);
+    if (!path) throw new Error(`no log for ${drvPath} (looked for ${drvLogBucketPath(this.o.dataDir, drvPath)}[.bz2|.zst])`);
+    return LogFile.open(path, step?.stepnr ?? null);
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  private async scopeOf(ids: number[]): Promise<string> {
+    if (ids.length === 0) return '';
+    const {rows} = await this.pool.query<{js: string; queued: number; running: number}>(
+      `SELECT j.project || ':' || j.name AS js,
+              count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM BuildSteps s WHERE s.build = b.id AND s.busy != 0))::int AS queued,
+              count(*) FILTER (WHERE EXISTS (SELECT 1 FROM BuildSteps s WHERE s.build = b.id AND s.busy != 0))::int AS running
+         FROM Builds b JOIN Jobsets j ON j.id = b.jobset_id WHERE b.id = ANY($1::int[]) GROUP BY 1 ORDER BY 1`,
+      [ids],
+    );
+    const queued = rows.reduce((n, r) => n + r.queued, 0);
+    const running = rows.reduce((n, r) => n + r.running, 0);
+    const where = rows.length === 1 ? rows[0]!.js : `${rows.length} jobsets (${rows.slice(0, 3).map((r) => r.js).join(', ')}${rows.length > 3 ? ', …' : ''})`;
+    return `in ${where} (${queued} not running, ${running} running)`;
+  }
+
+  async act(req: ActionRequest): Promise<ActionOutcome> {
+    const dryRun = req.dryRun === true;
+    const actor = this.o.actor;
+    try {
+      let r: ActionResult;
+      switch (req.kind) {
+        case 'restart':
+          r = await restartBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun, gcRootsDir: this.o.gcRootsDir});
+          break;
+        case 'cancel':
+          r = await cancelBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
+          break;
+        case 'bump':
+          r = await bumpBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
+          break;
+        case 'drain':
+        case 'enable': {
+          const specs = await this.o.machineSpecs();
+          const m = await setMachineDrained(this.pool, actor, specs, req.machine ?? '', req.kind === 'drain', {dryRun});
+          this.o.afterMachineAction?.();
+          this.snapshotCache = null;
+          this.emit('runner');
+          this.emit('audit');
+          const changed = m.wasDrained !== m.drained;
+          return {ok: true, message: `${m.machine} ${req.kind === 'drain' ? 'drained' : 'enabled'}${changed ? '' : ' (it already was)'}`};
+        }
+        case 'check': {
+          const fn = await this.checkFunction();
+          if (!fn) return {ok: false, message: 'reproducibility checks are not available yet', refusal: 'refused'};
+          await fn(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
+          this.emit('audit');
+          return {ok: true, message: `check requested for ${req.ids?.length ?? 0} build(s)`};
+        }
+      }
+      this.emit('audit');
+      if (!dryRun) this.emit('queue');
+      const scope = dryRun ? await this.scopeOf(r.changed) : undefined;
+      const unchanged = r.unchanged.length ? `; ${r.unchanged.length} already in that state` : '';
+      const ids = r.changed.length ? `: ${r.changed.slice(0, 8).join(', ')}${r.changed.length > 8 ? ' …' : ''}` : '';
+      return {
+        ok: true,
+        message: `${actionVerb(req.kind, dryRun)} ${r.changed.length} of ${r.targets.length} build(s)${ids}${unchanged}`,
+        changed: r.changed,
+        targets: r.targets,
+        scope,
+      };
+    } catch (e) {
+      if (e instanceof ActionError) return {ok: false, message: e.message, refusal: e.kind};
+      throw e;
+    }
+  }
+
+  // ---------------------------------------------------------------- live updates
+
+  subscribe(onChange: (what: ChangeKind) => void): () => void {
+    this.subscribers.add(onChange);
+    if (this.subscribers.size === 1) this.startLive();
+    return () => {
+      this.subscribers.delete(onChange);
+    };
+  }
+
+  private startLive(): void {
+    if (this.closed) return;
+    if (this.o.connection) {
+      const listener = new PgListener({
+        connection: this.o.connection,
+        channels: LIVE_CHANNELS,
+        // Notifications sent while disconnected are lost: re-read everything visible.
+        onResync: (reconnect) => {
+          if (reconnect) this.emit('all');
+        },
+      });
+      listener.on('notification', (n: {channel: string}) => {
+        if (n.channel.startsWith('builds_') || n.channel === 'jobset_shares_changed') this.emit('queue');
+        else {
+          this.emit('steps');
+          this.emit('queue');
+        }
+      });
+      listener.on('disconnected', (e: Error) => this.o.log?.(`LISTEN connection lost: ${e.message}`));
+      listener.on('error', () => {});
+      this.listener = listener;
+      void listener.start().catch((e) => this.o.log?.(`LISTEN: ${(e as Error).message}`));
+    }
+    const stepsPoll = setInterval(() => void this.pollSteps(), this.o.stepsPollMs ?? 1500);
+    const runnerPoll = setInterval(() => this.emit('runner'), this.o.runnerPollMs ?? 2000);
+    stepsPoll.unref?.();
+    runnerPoll.unref?.();
+    this.timers.push(stepsPoll, runnerPoll);
+  }
+
+  private async pollSteps(): Promise<void> {
+    try {
+      // Phase changes update BuildSteps.busy without a NOTIFY.
+      const {rows} = await this.pool.query<{sig: string}>(
+        `SELECT count(*)::text || ':' || COALESCE(sum(busy::bigint * 1000003 + build::bigint * 31 + stepnr), 0)::text AS sig
+           FROM BuildSteps WHERE busy != 0`,
+      );
+      const sig = rows[0]!.sig;
+      if (sig !== this.stepsSignature) {
+        this.stepsSignature = sig;
+        this.emit('steps');
+      }
+    } catch (e) {
+      this.o.log?.(`steps poll: ${(e as Error).message}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.listener?.stop();
+    this.listener = null;
+  }
+}

@@ -1,0 +1,264 @@
+// What the console shows, as plain data: the ConsoleData interface the views are fed from (the SQL
+// + runner implementation in sql-data.ts; tests substitute a fake) and the row shapes it returns.
+
+export type ViewName = 'overview' | 'builds' | 'steps' | 'machines' | 'jobsets' | 'detail' | 'log' | 'checks' | 'audit';
+
+export type BuildOrder = 'id-desc' | 'queue';
+
+/** Where a page starts: the top, the bottom, or right after / before the row with this key. */
+export type Anchor =
+  | {kind: 'start'}
+  | {kind: 'end'}
+  | {kind: 'after'; key: number[]}
+  | {kind: 'before'; key: number[]}
+  /** Inclusive: the row with this key (if it still exists) and the ones after it (a refresh in place). */
+  | {kind: 'from'; key: number[]};
+
+export interface BuildListRow {
+  id: number;
+  project: string;
+  jobset: string;
+  job: string;
+  system: string;
+  drvpath: string;
+  finished: number;
+  buildstatus: number | null;
+  iscachedbuild: number | null;
+  priority: number;
+  globalpriority: number;
+  /** Unix seconds. */
+  timestamp: number;
+  starttime: number | null;
+  stoptime: number | null;
+  /** Highest busy phase of the build's running steps (0 = none). */
+  busy: number;
+  /** Machine of a running step, if any. */
+  machine: string | null;
+}
+
+export interface RunningStep {
+  build: number;
+  stepnr: number;
+  machine: string;
+  project: string;
+  jobset: string;
+  job: string;
+  drvpath: string | null;
+  system: string | null;
+  busy: number;
+  /** Unix seconds. */
+  starttime: number | null;
+  /** ms since epoch the step entered its current phase, when known. */
+  phaseSince: number | null;
+  timeout: number | null;
+}
+
+export type MachineState = 'idle' | 'busy' | 'full' | 'backoff' | 'drained' | 'removed' | 'unknown';
+
+export interface MachineRow {
+  name: string;
+  uri: string;
+  state: MachineState;
+  systems: string[];
+  supportedFeatures: string[];
+  mandatoryFeatures: string[];
+  currentJobs: number | null;
+  maxJobs: number;
+  speedFactor: number;
+  score: number | null;
+  load1: number | null;
+  /** ms since epoch; 0 = not backing off. */
+  disabledUntil: number;
+  consecutiveFailures: number;
+  drained: boolean;
+  lastError: string | null;
+}
+
+export interface SystemQueue {
+  system: string;
+  runnable: number;
+  running: number;
+  capacity: number;
+  /** Queued builds of that system in the database. */
+  queued: number;
+  /** Average seconds runnable steps have waited, when known. */
+  avgWait: number | null;
+}
+
+export interface JobsetShare {
+  project: string;
+  name: string;
+  enabled: number;
+  shares: number;
+  shareUsed: number | null;
+  queued: number;
+  running: number;
+  /** Unix seconds of the oldest queued build. */
+  oldest: number | null;
+}
+
+export interface Progress {
+  stalled: boolean;
+  stalledSeconds: number;
+  thresholdSeconds: number;
+  /** ms since epoch. */
+  lastProgressAt: number | null;
+}
+
+export type RunnerMode = 'embedded' | 'attached' | 'none';
+
+export interface HeaderData {
+  mode: RunnerMode;
+  /** Why the console is not running or attached to a runner, or where it attached. */
+  modeNote: string | null;
+  runnerUp: boolean;
+  uptimeSec: number | null;
+  /** ms since epoch the runner data was taken (null: no runner data). */
+  runnerDataAt: number | null;
+  queued: number;
+  runnable: number | null;
+  running: number;
+  systems: SystemQueue[];
+  builders: {online: number; backingOff: number; drained: number; total: number};
+  /** Share of time the dispatcher spent working (0..1), when known. */
+  dispatcherBusy: number | null;
+  lastDispatchMs: number | null;
+  progress: Progress | null;
+  ingest: {total: number; done: number} | null;
+}
+
+export interface OverviewData {
+  systems: SystemQueue[];
+  jobsets: JobsetShare[];
+  /** Builds finished per minute over the last hour, oldest first (60 values). */
+  throughput: number[];
+  /** Queued-build counts sampled by the console (oldest first, at most the last hour). */
+  queueHistory: number[];
+}
+
+export interface StepDetail {
+  stepnr: number;
+  drvpath: string | null;
+  busy: number;
+  status: number | null;
+  machine: string;
+  starttime: number | null;
+  stoptime: number | null;
+  errormsg: string | null;
+}
+
+export interface BuildDetail {
+  build: BuildListRow & {nixname: string | null; description: string | null; timeout: number | null; maxsilent: number | null; releasename: string | null};
+  steps: StepDetail[];
+  outputs: {name: string; path: string | null}[];
+  products: {productnr: number; type: string; subtype: string; name: string; path: string | null; filesize: number | null}[];
+  /** Why it is not building yet (empty when finished or running). */
+  why: string[];
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  hydraUser: string;
+  unixUser: string;
+  action: string;
+  scope: string;
+  targetCount: number;
+  resultCount: number | null;
+  outcome: string;
+  message: string | null;
+}
+
+export interface CheckEntry {
+  id: number;
+  build: number | null;
+  drvPath: string;
+  originalMachine: string | null;
+  checkMachine: string | null;
+  verdict: string;
+  differing: string[];
+  diffLogPath: string | null;
+  startedAt: string | null;
+}
+
+export type ActionKind = 'restart' | 'cancel' | 'bump' | 'drain' | 'enable' | 'check';
+
+export interface ActionRequest {
+  kind: ActionKind;
+  /** Build ids (restart, cancel, bump, check). */
+  ids?: number[];
+  /** Machine name or URI (drain, enable). */
+  machine?: string;
+  dryRun?: boolean;
+}
+
+export interface ActionOutcome {
+  ok: boolean;
+  /** One line for the footer or the dialog. */
+  message: string;
+  /** Build ids changed (or that would change in a dry run). */
+  changed?: number[];
+  targets?: number[];
+  /** For confirmations: "in demo:main (2 queued, 1 running)". */
+  scope?: string;
+  /** The refusal kind when !ok (readonly, permission, …). */
+  refusal?: string;
+}
+
+export interface Capabilities {
+  /** Why every mutation is refused (read-only mode, unknown user), or null. */
+  readonly: string | null;
+  /** Why machine drain/enable are refused (needs admin), or null. */
+  admin: string | null;
+  /** Why reproducibility checks are unavailable, or null. */
+  checks: string | null;
+  user: string;
+}
+
+/** A log opened for viewing: random access by line, growth for follow mode, search over the file. */
+export interface LogHandle {
+  path: string;
+  /** The step whose log this is. */
+  stepnr: number | null;
+  /** Lines known so far. */
+  lineCount(): number;
+  /** Lines [from, from + count). */
+  lines(from: number, count: number): Promise<string[]>;
+  /** Re-reads the file's growth; resolves to true when lines were added. */
+  refresh(): Promise<boolean>;
+  /** First line ≥ from (≤ from when backwards) containing `needle` (case-insensitive), or -1. */
+  search(needle: string, from: number, backwards: boolean): Promise<number>;
+  close(): Promise<void>;
+}
+
+export type ChangeKind = 'queue' | 'steps' | 'runner' | 'audit' | 'all';
+
+export interface ConsoleData {
+  /** Database description for the help screen. */
+  describe(): string;
+  capabilities(): Promise<Capabilities>;
+  header(): Promise<HeaderData>;
+  overview(): Promise<OverviewData>;
+  /** Builds in display order; throws FilterError for a bad filter. */
+  pageBuilds(q: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]>;
+  countBuilds(q: {filter: string | null; order: BuildOrder}): Promise<number>;
+  /** Busy steps, by machine, oldest first (a bounded set: at most the farm's job slots). */
+  runningSteps(filter: string | null): Promise<RunningStep[]>;
+  machines(filter: string | null): Promise<MachineRow[]>;
+  jobsets(): Promise<JobsetShare[]>;
+  buildDetail(id: number): Promise<BuildDetail | null>;
+  pageAudit(anchor: Anchor, limit: number): Promise<AuditEntry[]>;
+  countAudit(): Promise<number>;
+  pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]>;
+  countChecks(): Promise<number>;
+  /** The log of a build's step (the running or last step when stepnr is omitted). */
+  openLog(build: number, stepnr?: number): Promise<LogHandle>;
+  act(req: ActionRequest): Promise<ActionOutcome>;
+  /** Live updates: calls back with what changed; returns the unsubscribe function. */
+  subscribe(onChange: (what: ChangeKind) => void): () => void;
+  close(): Promise<void>;
+}
+
+export function buildKey(row: BuildListRow, order: BuildOrder): number[] {
+  return order === 'queue' ? [row.globalpriority, row.id] : [row.id];
+}

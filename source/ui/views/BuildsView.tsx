@@ -1,0 +1,74 @@
+// Builds (`2`, `:builds`, `:queue`): a window onto the Builds table, keyset-paged from SQL.
+import React from 'react';
+import {Box, Text} from 'ink';
+import {Table, type Column, type Row} from '../components/Table.js';
+import {formatDuration} from '../format.js';
+import {glyphs, statusStyle} from '../theme.js';
+import {tableRows} from '../state/layout.js';
+import type {BuildListRow} from '../state/types.js';
+import {ageSec, type ViewProps} from './common.js';
+
+export const BUILD_COLUMNS: Column[] = [
+  {title: 'id', width: 8, align: 'right'},
+  {title: 'project:jobset', width: 18, drop: 3},
+  {title: 'job', width: 16, flex: true, min: 8},
+  {title: 'system', width: 13, drop: 5},
+  {title: 'status', width: 13},
+  {title: 'prio', width: 5, align: 'right', drop: 6},
+  {title: 'age', width: 7, align: 'right', drop: 2},
+  {title: 'duration', width: 8, align: 'right', drop: 4},
+  {title: 'machine', width: 12, drop: 7},
+];
+
+export function buildRow(b: BuildListRow, p: ViewProps, marked: boolean): Row {
+  const st = statusStyle(p.theme, {finished: b.finished === 1, buildstatus: b.buildstatus, busy: b.busy, cached: b.iscachedbuild === 1});
+  const up = glyphs(p.theme).up;
+  const duration = b.starttime && b.stoptime ? b.stoptime - b.starttime : b.starttime && b.finished === 0 ? ageSec(p.now, b.starttime) : null;
+  return {
+    key: b.id,
+    marked,
+    cells: [
+      String(b.id),
+      `${b.project}:${b.jobset}`,
+      b.job,
+      b.system,
+      {text: `${st.glyph} ${st.label}`, color: st.color, dim: st.dim},
+      {text: `${b.globalpriority > 0 ? up : ''}${b.priority}`, bold: b.globalpriority > 0},
+      formatDuration(ageSec(p.now, b.timestamp)),
+      formatDuration(duration),
+      b.machine ?? '',
+    ],
+  };
+}
+
+export function BuildsView(p: ViewProps): React.ReactElement {
+  const w = p.state.builds;
+  const visible = tableRows({columns: p.width, rows: p.state.size.rows});
+  const rows = w.rows.slice(Math.max(0, w.top - w.offset), Math.max(0, w.top - w.offset) + visible);
+  const marks = new Set(p.state.marks);
+  if (w.error) {
+    return (
+      <Box flexDirection="column" height={p.height}>
+        {w.error.split('\n').map((l, i) => (
+          <Text key={i} color={p.theme.color ? 'red' : undefined} wrap="truncate">
+            {l}
+          </Text>
+        ))}
+        <Text dimColor>/ edits the filter · esc clears it</Text>
+      </Box>
+    );
+  }
+  return (
+    <Table
+      columns={BUILD_COLUMNS}
+      rows={rows.map((b) => buildRow(b, p, marks.has(b.id)))}
+      selected={w.selected - w.top}
+      width={p.width}
+      height={p.height}
+      theme={p.theme}
+      ellipsis={glyphs(p.theme).ellipsis}
+      markGlyph={glyphs(p.theme).mark}
+      empty={!w.loaded ? 'loading…' : p.state.filters.builds ? 'no builds match the filter' : p.state.order === 'queue' ? 'the queue is empty' : 'no builds'}
+    />
+  );
+}

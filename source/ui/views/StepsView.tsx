@@ -1,0 +1,69 @@
+// Running steps (`3`): busy steps grouped by machine, oldest first, coloured by phase; transfer
+// phases turn orange after 5 min and red after 1 h, building past 80 % of the timeout.
+import React from 'react';
+import {Box, Text} from 'ink';
+import {Table, type Column, type Row} from '../components/Table.js';
+import {drvName, formatDuration} from '../format.js';
+import {ageColor, glyphs, phaseStyle} from '../theme.js';
+import type {ViewProps} from './common.js';
+import {ageSec} from './common.js';
+
+export const STEP_COLUMNS: Column[] = [
+  {title: 'machine', width: 14, flex: false},
+  {title: 'build', width: 8, align: 'right'},
+  {title: 'step', width: 4, align: 'right', drop: 4},
+  {title: 'job', width: 14, flex: true, min: 8},
+  {title: 'drv', width: 18, drop: 3},
+  {title: 'phase', width: 12},
+  {title: 'in phase', width: 8, align: 'right', drop: 1},
+  {title: 'total', width: 7, align: 'right', drop: 2},
+];
+
+export function StepsView(p: ViewProps): React.ReactElement {
+  const l = p.state.steps;
+  if (l.error) {
+    return (
+      <Box flexDirection="column" height={p.height}>
+        {l.error.split('\n').map((t, i) => (
+          <Text key={i} color={p.theme.color ? 'red' : undefined} wrap="truncate">
+            {t}
+          </Text>
+        ))}
+      </Box>
+    );
+  }
+  const visible = Math.max(0, p.height - 1);
+  const slice = l.rows.slice(l.top, l.top + visible);
+  const rows: Row[] = slice.map((s, i) => {
+    const prev = i === 0 ? l.rows[l.top - 1] : slice[i - 1];
+    const ph = phaseStyle(p.theme, s.busy);
+    const phaseAge = s.phaseSince !== null ? Math.max(0, (p.now - s.phaseSince) / 1000) : null;
+    const total = ageSec(p.now, s.starttime);
+    const aged = ageColor(s.busy, phaseAge, s.timeout, total);
+    return {
+      key: `${s.build}/${s.stepnr}`,
+      cells: [
+        {text: prev && prev.machine === s.machine ? '' : s.machine, bold: true},
+        String(s.build),
+        String(s.stepnr),
+        s.job,
+        drvName(s.drvpath),
+        {text: `${ph.glyph} ${ph.label}`, color: aged ?? ph.color},
+        {text: phaseAge === null ? '?' : formatDuration(phaseAge), color: aged},
+        formatDuration(total),
+      ],
+    };
+  });
+  return (
+    <Table
+      columns={STEP_COLUMNS}
+      rows={rows}
+      selected={l.selected - l.top}
+      width={p.width}
+      height={p.height}
+      theme={p.theme}
+      ellipsis={glyphs(p.theme).ellipsis}
+      empty={!l.loaded ? 'loading…' : p.state.filters.steps ? 'no running step matches the filter' : 'no step is running'}
+    />
+  );
+}
