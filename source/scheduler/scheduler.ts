@@ -762,7 +762,17 @@ export class Scheduler extends EventEmitter {
     const staticOutputs = [...step.outputs.values()].filter((p): p is string => p !== null);
 
     // §6.10.3: it may have failed for another build meanwhile.
-    if ((await sql.failedPathsAmong(this.pool, staticOutputs)).length > 0) {
+    let nowFailed: string[];
+    try {
+      nowFailed = await sql.failedPathsAmong(this.pool, staticOutputs);
+    } catch (e) {
+      this.log('error', `cannot start step ${step.drvPath}: ${(e as Error).message}`);
+      machine.rt.currentJobs = Math.max(0, machine.rt.currentJobs - 1);
+      step.after = Date.now() + 2000;
+      this.requeue(step);
+      return;
+    }
+    if (nowFailed.length > 0) {
       machine.rt.currentJobs = Math.max(0, machine.rt.currentJobs - 1);
       await this.failStep(step, accounting, null, {status: STATUS.cachedFailure, errorMsg: null, startTime: nowSeconds(), stopTime: nowSeconds(), machine: '', cacheFailure: false});
       this.requestDispatch();
@@ -771,7 +781,22 @@ export class Scheduler extends EventEmitter {
 
     const mname = machineName(machine.spec);
     const startedAt = Date.now();
-    const stepnr = await withTransaction(this.pool, async (c) => {
+    let stepnr: number;
+    try {
+      stepnr = await this.insertStepRow(step, accounting, mname, startedAt);
+    } catch (e) {
+      // No database: give the slot back and try again a little later.
+      this.log('error', `cannot start step ${step.drvPath}: ${(e as Error).message}`);
+      machine.rt.currentJobs = Math.max(0, machine.rt.currentJobs - 1);
+      step.after = Date.now() + 2000;
+      this.requeue(step);
+      return;
+    }
+    await this.executeStep(step, machine, accounting, stepnr, mname, startedAt, maxSilent, timeout);
+  }
+
+  private insertStepRow(step: Step, accounting: Build, mname: string, startedAt: number): Promise<number> {
+    return withTransaction(this.pool, async (c) => {
       const nr = await sql.insertBuildStep(c, {
         build: accounting.id,
         type: 0,
@@ -786,6 +811,18 @@ export class Scheduler extends EventEmitter {
       for (const b of step.builds) await sql.notify(c, 'build_started', String(b.id));
       return nr;
     });
+  }
+
+  private async executeStep(
+    step: Step,
+    machine: RunnerMachine,
+    accounting: Build,
+    stepnr: number,
+    mname: string,
+    startedAt: number,
+    maxSilent: number,
+    timeout: number,
+  ): Promise<void> {
     const a: ActiveStep = {
       step,
       machine,
