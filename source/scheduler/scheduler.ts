@@ -357,6 +357,7 @@ export class Scheduler extends EventEmitter {
   /** §6.2 getQueuedBuilds, incremental: only builds not yet in memory are read. Returns false on early exit. */
   private async scanQueue(): Promise<boolean> {
     const began = Date.now();
+    if (this.lastScanEnd) this.stats.monitorTimeSpentWaitingUs += (began - this.lastScanEnd) * 1000;
     this.stats.queueChecksStarted++;
     const ids = await sql.queuedBuildIds(this.pool);
     let fresh = ids.filter((r) => !this.graph.builds.has(r.id));
@@ -386,12 +387,14 @@ export class Scheduler extends EventEmitter {
       await Promise.all(Array.from({length: Math.min(concurrency, rows.length)}, worker));
       if (Date.now() - began > this.scanBudgetMs) {
         this.stats.queueChecksEarlyExits++;
-        this.stats.monitorTimeSpentRunningUs += (Date.now() - began) * 1000;
+        this.lastScanEnd = Date.now();
+        this.stats.monitorTimeSpentRunningUs += (this.lastScanEnd - began) * 1000;
         return false;
       }
     }
     this.stats.queueChecksFinished++;
-    this.stats.monitorTimeSpentRunningUs += (Date.now() - began) * 1000;
+    this.lastScanEnd = Date.now();
+    this.stats.monitorTimeSpentRunningUs += (this.lastScanEnd - began) * 1000;
     return true;
   }
 
@@ -423,6 +426,8 @@ export class Scheduler extends EventEmitter {
   private readonly failedPaths = new LookupBatcher(async (paths) => new Set(await sql.failedPathsAmong(this.pool, paths)));
   private readonly store: GraphStore;
   private readonly loading = new Set<number>();
+  private lastDispatchEnd = 0;
+  private lastScanEnd = 0;
   /** Step rows whose final write failed (database trouble): retried until they are marked aborted (§6.1). */
   private readonly orphans = new Map<string, {build: number; stepnr: number}>();
   private orphanTimer: NodeJS.Timeout | null = null;
@@ -652,6 +657,7 @@ export class Scheduler extends EventEmitter {
     this.dispatchRunning = true;
     const t0 = performance.now();
     const now = Date.now();
+    if (this.lastDispatchEnd) this.stats.dispatcherTimeSpentWaitingUs += (now - this.lastDispatchEnd) * 1000;
     this.stats.nrDispatcherWakeups++;
     try {
       for (const j of this.graph.jobsets.values()) j.prune(nowSeconds());
@@ -715,6 +721,7 @@ export class Scheduler extends EventEmitter {
       this.stats.dispatchTimeMs += ms;
       this.stats.lastDispatchMs = ms;
       this.stats.dispatcherTimeSpentRunningUs += Math.round(ms * 1000);
+      this.lastDispatchEnd = Date.now();
       this.dispatchRunning = false;
       if (this.dispatchAgain) {
         this.dispatchAgain = false;
