@@ -30,6 +30,11 @@ export interface FleetOptions {
    * input-addressed derivations are refused, as on a builder whose SSH user is missing from trusted-users.
    */
   untrusted?: number[];
+  /**
+   * Give every builder a store of this many bytes: its /nix is a private tmpfs of that size instead of a
+   * directory bound from the fleet directory (storeDir then stays empty), so imports and builds can run out of space.
+   */
+  storeSizeBytes?: number;
 }
 
 /** Account name and uid of the unprivileged SSH user of `untrusted` builders (exists only inside them). */
@@ -294,7 +299,8 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
             'mount --bind "$8/passwd" /etc/passwd && mount --bind "$8/group" /etc/group && ' +
             '{ nix-daemon >"$8/nix-daemon.log" 2>&1 & } && ' +
             'while [ ! -S /nix/var/nix/daemon-socket/socket ]; do sleep 0.02; done && exec "$2" -D -f "$3" -E "$4"'
-          : 'mount --bind "$1" /nix && mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && exec "$2" -D -f "$3" -E "$4"',
+          : `${opts.storeSizeBytes ? `mount -t tmpfs -o size=${Math.floor(opts.storeSizeBytes)} hydra-ops-store /nix` : 'mount --bind "$1" /nix'} && ` +
+            'mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && exec "$2" -D -f "$3" -E "$4"',
         'builder',
         b.storeDir,
         SSHD,

@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import pg from 'pg';
 import {freshDatabase, type TestDatabase} from './pg.js';
-import {startFleet, type Fleet} from './fleet.js';
+import {startFleet, type Fleet, type FleetOptions} from './fleet.js';
 import {nixFixture, type NixFixture} from './nix-fixtures.js';
 import {insertJobset} from './fixtures.js';
 import {initSchema} from '../../source/db/schema.js';
@@ -51,16 +51,26 @@ export function mkPrelude(nonce: string): string {
 in`;
 }
 
-export async function runnerRig(opts: {builders?: number; maxJobs?: number; label?: string} = {}): Promise<RunnerRig> {
+export async function runnerRig(
+  opts: {
+    builders?: number;
+    maxJobs?: number;
+    label?: string;
+    /** Further fleet options (e.g. storeSizeBytes). */
+    fleet?: FleetOptions;
+    /** An empty database to use instead of a fresh one on the test server (close() calls its drop()). */
+    db?: TestDatabase;
+  } = {},
+): Promise<RunnerRig> {
   const label = opts.label ?? 'runner';
-  const db = await freshDatabase(label);
+  const db = opts.db ?? (await freshDatabase(label));
   const pool = new pg.Pool({connectionString: db.url, max: 10});
   pool.on('error', () => {});
   await initSchema(pool);
   const dataDir = mkdtempSync(join(tmpdir(), `hydra-ops-${label}-data-`));
   chmodSync(dataDir, 0o755);
   const nix = await nixFixture(label);
-  const fleet = opts.builders ? await startFleet(opts.builders, {maxJobs: opts.maxJobs ?? 1}) : null;
+  const fleet = opts.builders ? await startFleet(opts.builders, {...opts.fleet, maxJobs: opts.maxJobs ?? opts.fleet?.maxJobs ?? 1}) : null;
   const machines = fleet ? (await loadMachinesFiles([fleet.machinesFile])).machines : [];
   const localSystem = (await localNixSettings()).system;
   const executor = new FleetExecutor({localServe: {extraArgs: ['--option', 'build-users-group', '']}});
