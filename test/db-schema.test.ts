@@ -176,7 +176,7 @@ test('init on an empty database creates Hydra schema 87 and the hydra_ops schema
     );
     assert.deepEqual(
       opsTables.map((t) => t.tablename),
-      ['audit_log', 'log_archive', 'machine_state', 'repro_checks', 'schema_migrations'],
+      ['audit_log', 'log_archive', 'machine_state', 'post_build_cursor', 'post_build_runs', 'repro_checks', 'schema_migrations'],
     );
 
     const {rows: idx} = await client.query<{indexname: string}>(
@@ -336,7 +336,7 @@ test('a supported older Hydra database (85) only gets the hydra_ops migrations',
     assert.deepEqual(await catalogSnapshot(client, 'public'), hydraBefore, "Hydra's tables must not change");
     assert.equal(await count(client, 'SELECT version FROM schemaversion'), 85);
     assert.equal(await count(client, 'SELECT count(*) FROM builds'), 1);
-    assert.equal(await count(client, "SELECT count(*) FROM pg_tables WHERE schemaname = 'hydra_ops'"), 5);
+    assert.equal(await count(client, "SELECT count(*) FROM pg_tables WHERE schemaname = 'hydra_ops'"), 7);
   });
 });
 

@@ -16,6 +16,8 @@ import {Scheduler, type SchedulerOptions} from '../scheduler/scheduler.js';
 import type {Logger} from './logger.js';
 import {parseStatusAddress, startStatusServer, type StatusServer} from './http.js';
 import {SystemStatusPublisher} from './system-status.js';
+import {PostBuildRunner} from './post-build.js';
+import {postBuildCommands} from '../config/run-commands.js';
 
 export interface RunnerOptions {
   config: ResolvedConfig;
@@ -62,7 +64,9 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
   let executor: StepExecutor | null = null;
   let server: StatusServer | null = null;
   let publisher: SystemStatusPublisher | null = null;
+  let postBuild: PostBuildRunner | null = null;
   const teardown = async (graceMs: number) => {
+    await postBuild?.stop(Math.min(graceMs, 5000)).catch(() => {});
     await server?.close().catch(() => {});
     await scheduler?.stop(graceMs).catch((e) => log('error', `stop: ${(e as Error).message}`));
     await publisher?.stop().catch(() => {});
@@ -117,6 +121,14 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     scheduler.on('build-finished', (e) => log('debug', `build ${e.build} finished with status ${e.status}`));
 
     await scheduler.start();
+    // Post-build commands (hydra.conf <runcommand>): off the dispatch path, see post-build.ts.
+    const runCommands = postBuildCommands(config.hydraConf?.parsed ?? null);
+    for (const w of runCommands.warnings) log('warn', w);
+    postBuild = new PostBuildRunner({pool: db.pool, commands: runCommands.commands, log: (l, m) => log(l, m)});
+    const pb = postBuild;
+    scheduler.on('build-finished', (e) => pb.buildFinished(e.build));
+    await postBuild.start();
+    if (runCommands.commands.length > 0) log('info', `post-build commands: ${runCommands.commands.map((c) => `${c.matcher} (${c.source})`).join(', ')}`);
     publisher = new SystemStatusPublisher(scheduler, {pool: db.pool, connection: db.connection, log: (l: string) => log('warn', l)});
     await publisher.start();
     const statusAddress = o.statusAddress ?? config.statusAddress.value;

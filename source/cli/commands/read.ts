@@ -12,6 +12,7 @@ import {buildSteps, listSteps, stepOutputs, type StepRow} from '../../db/queries
 import {listJobsets} from '../../db/queries/jobsets.js';
 import {listEvals} from '../../db/queries/evals.js';
 import {nrQueued, nrRunningBuilds, queueSummary} from '../../db/queries/queue.js';
+import {postBuildRuns} from '../../db/queries/post-build.js';
 
 const STATUS_NAMES: Record<number, string> = {
   0: 'success',
@@ -126,15 +127,16 @@ export function registerReadCommands(program: Command, ctx: AppContext): void {
       const {pool} = await ctx.database();
       const build = await getBuild(pool, id);
       if (!build) throw notFound(`no build ${id}`);
-      const [outputs, steps, products, metrics, evals] = await Promise.all([
+      const [outputs, steps, products, metrics, evals, postBuild] = await Promise.all([
         buildOutputs(pool, id),
         buildSteps(pool, id),
         buildProducts(pool, id),
         buildMetrics(pool, id),
         pool.query<{eval: number}>('SELECT eval FROM JobsetEvalMembers WHERE build = $1 ORDER BY eval', [id]).then((r) => r.rows.map((x) => x.eval)),
+        postBuildRuns(pool, id),
       ]);
       if (ctx.json) {
-        printJson({build, outputs, steps, products, metrics, evals});
+        printJson({build, outputs, steps, products, metrics, evals, postBuild});
         return;
       }
       const lines = [
@@ -146,6 +148,11 @@ export function registerReadCommands(program: Command, ctx: AppContext): void {
       ];
       process.stdout.write(lines.join('\n') + '\n');
       if (steps.length) stepTable(steps);
+      for (const r of postBuild) {
+        const result = r.status === 'done' || r.status === 'failed' ? `${r.status}${r.exit_code !== null ? ` (exit ${r.exit_code})` : r.signal ? ` (${r.signal})` : ''}` : r.status;
+        process.stdout.write(`post-build ${r.matcher}: ${r.command}\n  ${result}, attempt ${r.attempts}${r.error ? `: ${r.error}` : ''}\n`);
+        if (r.output) process.stdout.write(r.output.replace(/\n$/, '').split('\n').map((l) => `  | ${l}`).join('\n') + '\n');
+      }
     });
 
   program

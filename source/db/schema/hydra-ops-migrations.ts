@@ -112,9 +112,48 @@ create index log_archive_build_step on hydra_ops.log_archive (build, stepnr);
 create index log_archive_drv_path on hydra_ops.log_archive (drv_path);
 `;
 
+/** Values allowed in hydra_ops.post_build_runs.status. */
+export const POST_BUILD_STATUSES = ['pending', 'running', 'done', 'failed', 'timed-out'] as const;
+export type PostBuildStatus = (typeof POST_BUILD_STATUSES)[number];
+
+const migration2 = `
+-- Post-build commands (hydra.conf <runcommand> blocks) run by the daemon: one row per finished build, configured
+-- command and finish (a restarted build that finishes again runs its commands again). A 'running' row left by a
+-- daemon that died is set back to 'pending' at the next start; 'done', 'failed' and 'timed-out' are final.
+create table hydra_ops.post_build_runs (
+    id              bigserial primary key,
+    build           integer not null,
+    build_stoptime  integer not null,   -- Builds.stopTime of the finish this run belongs to
+    command_id      text not null,      -- stable id of the configured command (matcher and command text)
+    matcher         text not null,
+    command         text not null,
+    status          text not null default 'pending',
+    attempts        integer not null default 0,
+    exit_code       integer,
+    signal          text,
+    output          text,               -- combined stdout and stderr (the tail when long)
+    output_bytes    bigint,
+    error           text,
+    queued_at       timestamptz not null default now(),
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    constraint post_build_runs_status_check check (status in (${sqlList(POST_BUILD_STATUSES)})),
+    constraint post_build_runs_once unique (build, command_id, build_stoptime)
+);
+create index post_build_runs_open on hydra_ops.post_build_runs (id) where status in ('pending', 'running');
+create index post_build_runs_build on hydra_ops.post_build_runs (build);
+
+-- How far the daemon's scan for finished builds has got (one row).
+create table hydra_ops.post_build_cursor (
+    id             integer primary key default 1 check (id = 1),
+    scanned_until  integer not null
+);
+`;
+
 /** All hydra_ops migrations, oldest first. Append new ones at the end. */
 export const HYDRA_OPS_MIGRATIONS: readonly Migration[] = [
   {version: 1, description: 'audit log, machine state, reproducibility checks, log archive', sql: migration1},
+  {version: 2, description: 'post-build command runs and their scan cursor', sql: migration2},
 ];
 
 /** Throws unless the versions are exactly 1, 2, 3, … in order and every entry has SQL. */
