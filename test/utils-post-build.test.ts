@@ -1,0 +1,207 @@
+// Post-build commands end to end: the real daemon (a child process, killed with SIGKILL and restarted), a real
+// sshd builder, real Nix and PostgreSQL; hydra.conf <runcommand> blocks as Hydra's RunCommand plugin reads them.
+import {test} from 'node:test';
+import assert from 'node:assert/strict';
+import {spawn, type ChildProcess} from 'node:child_process';
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {runnerRig, mkPrelude} from './support/runner-rig.js';
+import {insertBuild} from './support/fixtures.js';
+import {runCli} from './support/cli.js';
+import {postBuildCommands, matchesJob, checkMatcher} from '../source/config/run-commands.js';
+import {parseHydraConf} from '../source/config/hydra-conf.js';
+
+const entry = new URL('../cli.tsx', import.meta.url).pathname;
+
+function startDaemon(env: Record<string, string>, logFile: string): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'daemon', '--status-address', 'off', '--log-level', 'debug', '--grace', '2'], {
+    env: {...process.env, ...env},
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr!.on('data', (c: Buffer) => writeFileSync(logFile, c, {flag: 'a'}));
+  return child;
+}
+
+async function kill9(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGKILL');
+  await gone;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs: number, log?: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${log && existsSync(log) ? `\ndaemon log:\n${readFileSync(log, 'utf8').slice(-3000)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function lines(file: string): string[] {
+  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l !== '') : [];
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('runcommand blocks: matchers, defaults and problems', () => {
+  assert.ok(matchesJob('*:*:*', 'p', 'j', 'x'));
+  assert.ok(matchesJob('p', 'p', 'j', 'x'), 'missing parts match anything');
+  assert.ok(matchesJob('p:release-*:*', 'p', 'release-23.11', 'x'));
+  assert.ok(!matchesJob('p:release-*:*', 'p', 'trunk', 'x'));
+  assert.ok(!matchesJob('p:j:hello', 'p', 'j', 'hello2'));
+  assert.match(checkMatcher('a:b:c:d')!, /more than three parts/);
+  const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-runcommand-'));
+  try {
+    const file = join(dir, 'hydra.conf');
+    writeFileSync(
+      file,
+      ['<runcommand>', '  job = p:j:*', '  command = echo one', '</runcommand>', '<runcommand>', '  command = echo two', '  timeout = 5', '</runcommand>',
+        '<runcommand>', '  job = p:j', '</runcommand>', '<runcommand>', '  command = x', '  timeout = soon', '</runcommand>', ''].join('\n'),
+    );
+    const {commands, warnings} = postBuildCommands(parseHydraConf(file));
+    assert.deepEqual(commands.map((c) => [c.matcher, c.command, c.timeoutSeconds, c.source]), [
+      ['p:j:*', 'echo one', 600, `${file}:1`],
+      ['*:*:*', 'echo two', 5, `${file}:5`],
+      ['*:*:*', 'x', 600, `${file}:12`],
+    ]);
+    assert.equal(new Set(commands.map((c) => c.id)).size, 3);
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0]!, /:9: <runcommand> block without a command/);
+    assert.match(warnings[1]!, /:14: timeout "soon" is not a positive number/);
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
+});
+
+test('post-build commands run once per matching build, survive daemon kills, time out, skip non-matching builds', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({builders: 1, label: 'postbuild'});
+  const work = mkdtempSync(join(tmpdir(), 'hydra-ops-postbuild-work-'));
+  const daemons: ChildProcess[] = [];
+  const log = join(work, 'daemon.log');
+  try {
+    const jsA = await rig.jobset('jsa');
+    const jsB = await rig.jobset('jsb');
+    const conf = join(work, 'hydra.conf');
+    writeFileSync(
+      conf,
+      `gc_roots_dir = ${join(rig.dataDir, 'gcroots')}
+<runcommand>
+  job = ${jsA.project}:jsa:quick
+  command = cat "$HYDRA_JSON" >> ${work}/quick.log; echo "quick ran"
+</runcommand>
+<runcommand>
+  job = ${jsA.project}:jsa:slow
+  command = sleep 2; echo x >> ${work}/slow.log
+</runcommand>
+<runcommand>
+  job = ${jsA.project}:jsa:hang
+  command = echo $$ > ${work}/hang.pid; sleep 60
+  timeout = 1
+</runcommand>
+`,
+    );
+    const env = {
+      HYDRA_DATABASE_URL: rig.db.url,
+      HYDRA_DATA: rig.dataDir,
+      HYDRA_CONFIG: conf,
+      NIX_REMOTE_SYSTEMS: rig.fleet!.machinesFile,
+      HYDRA_OPS_CONFIG_DIR: join(work, 'settings'),
+    };
+    const drvs = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)}
+      [ (mk "quick" [] "echo q > $out") (mk "slow" [] "echo s > $out") (mk "hang" [] "echo h > $out") (mk "other" [] "echo o > $out") ]`);
+    const [quick, slow, hang] = await rig.queue(drvs.slice(0, 3), {jobsetId: jsA.id, jobs: ['quick', 'slow', 'hang']});
+    const [other] = await rig.queue(drvs.slice(3), {jobsetId: jsB.id, jobs: ['quick']});
+
+    const runs = async (build: number) =>
+      (await rig.pool.query('SELECT status, attempts, exit_code, output, error FROM hydra_ops.post_build_runs WHERE build = $1 ORDER BY id', [build])).rows;
+    const statusOf = async (build: number) => (await runs(build))[0]?.status as string | undefined;
+
+    let d = startDaemon(env, log);
+    daemons.push(d);
+    await rig.waitFinished([quick!, slow!, hang!, other!], 40_000);
+    // Kill the daemon while the slow command is running: it dies with the daemon and runs again later.
+    await waitFor('the slow command to start', async () => (await statusOf(slow!)) === 'running', 20_000, log);
+    await waitFor('the quick command to finish', async () => (await statusOf(quick!)) === 'done', 20_000, log);
+    await kill9(d);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.deepEqual(lines(join(work, 'slow.log')), [], 'the interrupted command was killed with the daemon');
+
+    d = startDaemon(env, log);
+    daemons.push(d);
+    await waitFor('the slow command to complete', async () => (await statusOf(slow!)) === 'done', 20_000, log);
+    await waitFor('the hanging command to time out', async () => (await statusOf(hang!)) === 'timed-out', 20_000, log);
+
+    // Exactly once each: the quick command finished before the kill and is not run again.
+    const q = await runs(quick!);
+    assert.equal(q.length, 1);
+    assert.equal(q[0].attempts, 1);
+    assert.equal(q[0].exit_code, 0);
+    assert.match(q[0].output, /quick ran/);
+    const payloads = lines(join(work, 'quick.log')).map((l) => JSON.parse(l));
+    assert.equal(payloads.length, 1);
+    const p = payloads[0];
+    assert.equal(p.id, quick);
+    assert.equal(p.build, quick);
+    assert.equal(p.project, jsA.project);
+    assert.equal(p.jobset, 'jsa');
+    assert.equal(p.job, 'quick');
+    assert.equal(p.buildStatus, 0);
+    assert.equal(p.status, 'success');
+    assert.equal(p.event, 'buildFinished');
+    assert.equal(p.machine, rig.machines[0]!.uri);
+    assert.ok(p.startTime > 0 && p.stopTime >= p.startTime);
+    assert.equal(p.outputs.length, 1);
+    assert.match(p.outputs[0].path, /-quick$/);
+    assert.deepEqual(p.products, []);
+
+    const s = await runs(slow!);
+    assert.equal(s.length, 1);
+    assert.equal(s[0].attempts, 2, 'the interrupted run ran again');
+    assert.deepEqual(lines(join(work, 'slow.log')), ['x'], 'and completed exactly once');
+
+    const h = await runs(hang!);
+    assert.equal(h.length, 1);
+    assert.match(h[0].error, /timeout of 1 s/);
+    const hangPid = Number(readFileSync(join(work, 'hang.pid'), 'utf8'));
+    await waitFor('the hanging command to be gone', async () => !alive(hangPid), 8000);
+
+    assert.deepEqual(await runs(other!), [], 'a non-matching build runs nothing');
+
+    // A build that finished while no daemon ran (or before the killed daemon saw it) is found by the scan.
+    await kill9(d);
+    const late = await insertBuild(rig.pool, {jobsetId: jsA.id, job: 'quick', finished: 1, buildStatus: 0, notificationPendingSince: Math.floor(Date.now() / 1000)});
+    d = startDaemon(env, log);
+    daemons.push(d);
+    await waitFor('the late build\'s command', async () => (await statusOf(late)) === 'done', 20_000, log);
+    assert.equal(lines(join(work, 'quick.log')).length, 2);
+    assert.equal((await runs(quick!))[0].attempts, 1, 'still not re-run after another restart');
+    const pending = await rig.pool.query('SELECT notificationPendingSince FROM Builds WHERE id = $1', [late]);
+    assert.notEqual(pending.rows[0].notificationpendingsince, null, "hydra-notify's flag is left alone");
+
+    // The build detail shows the command, its status and output.
+    const detail = await runCli(['build', String(quick)], env);
+    assert.equal(detail.code, 0, detail.stderr);
+    assert.match(detail.stdout, /post-build .*:jsa:quick: cat/);
+    assert.match(detail.stdout, /done \(exit 0\), attempt 1/);
+    assert.match(detail.stdout, /\| quick ran/);
+    const json = JSON.parse((await runCli(['build', String(hang), '--json'], env)).stdout);
+    assert.equal(json.postBuild[0].status, 'timed-out');
+
+    d.kill('SIGTERM');
+    await new Promise((r) => d.once('exit', r));
+  } finally {
+    for (const d of daemons) await kill9(d);
+    await rig.close();
+    rmSync(work, {recursive: true, force: true});
+  }
+});
