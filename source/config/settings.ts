@@ -34,6 +34,8 @@ export interface SettingValues {
   statusAddress: string;
   logFormat: LogFormat;
   maxUnsupportedTime: number;
+  reproSamplePercent: number;
+  diffHook: string;
 }
 
 export type SettingKey = keyof SettingValues;
@@ -93,6 +95,13 @@ export const SETTING_SPECS: Readonly<Record<SettingKey, KeySpec>> = {
     maximum: 31_536_000,
     description: 'seconds a step may lack a capable machine before it fails as unsupported',
   },
+  reproSamplePercent: {
+    kind: 'integer',
+    minimum: 0,
+    maximum: 100,
+    description: 'share (%) of newly successful builds the daemon re-checks for reproducibility on idle machines (0 = off)',
+  },
+  diffHook: {kind: 'string', description: 'program run on a reproducibility mismatch with old path, new path, drv path, check dir (default: diffoscope if installed, else built-in)'},
 };
 
 export const SETTING_KEYS = Object.keys(SETTING_SPECS) as SettingKey[];
