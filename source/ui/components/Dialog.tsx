@@ -19,6 +19,11 @@ export function Dialog(p: {dialog: DialogState; width: number; height: number; t
             {l}
           </Text>
         ))}
+        {d.error ? (
+          <Text color={paint(p.theme, 'red')} wrap="truncate">
+            {d.error}
+          </Text>
+        ) : null}
         {d.typed !== null ? (
           <Text wrap="truncate">
             Type <Text bold>{d.typed}</Text> to confirm: {d.input}

@@ -77,8 +77,8 @@ export function Header(p: HeaderProps): React.ReactElement {
   return (
     <Box flexDirection="column" height={p.lines}>
       <Text wrap="truncate" bold color={paint(theme, line1Color)} inverse={stalled && theme.color}>
-        {'hydra-ops ' + g.sep + ' ' + parts1.join(' · ')}
-        {progress ? ' · ' + progress : ''}
+        {'hydra-ops ' + g.sep + ' ' + (stalled ? progress + ' · ' : '') + parts1.join(' · ')}
+        {progress && !stalled ? ' · ' + progress : ''}
       </Text>
       <Text wrap="truncate">{parts2.join(' · ')}</Text>
       {p.lines >= 3 ? (

@@ -186,7 +186,7 @@ export class ConsoleController {
                 : e.list === 'audit'
                   ? await d.pageAudit(e.anchor, e.limit)
                   : await d.pageChecks(e.anchor, e.limit);
-            this.dispatch({type: 'page', list: e.list, gen: e.gen, merge: e.merge, anchor: e.anchor, limit: e.limit, rows});
+            this.dispatch({type: 'page', list: e.list, gen: e.gen, merge: e.merge, anchor: e.anchor, limit: e.limit, rows, jump: e.jump}, e.jump === true);
           } catch (err) {
             this.dispatch({type: 'pageError', list: e.list, gen: e.gen, error: errorText(err, filter)});
           }

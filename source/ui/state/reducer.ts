@@ -74,6 +74,8 @@ export interface Dialog {
   /** The count the operator must type (large or admin-wide actions), else y/N. */
   typed: number | null;
   input: string;
+  /** A problem with what was typed. */
+  error: string | null;
 }
 
 export type Mode = 'normal' | 'filter' | 'command' | 'search' | 'help' | 'dialog';
@@ -111,7 +113,7 @@ export interface State {
 }
 
 export type Effect =
-  | {type: 'fetch'; list: WindowName; anchor: Anchor; merge: 'replace' | 'append' | 'prepend'; limit: number; gen: number}
+  | {type: 'fetch'; list: WindowName; anchor: Anchor; merge: 'replace' | 'append' | 'prepend'; limit: number; gen: number; jump?: boolean}
   | {type: 'count'; list: WindowName; gen: number}
   | {type: 'load'; what: ListName | 'overview'}
   | {type: 'detail'; id: number}
@@ -129,7 +131,7 @@ export type Action =
   | {type: 'resize'; size: Size}
   | {type: 'header'; header: HeaderData}
   | {type: 'caps'; caps: Capabilities}
-  | {type: 'page'; list: WindowName; gen: number; merge: 'replace' | 'append' | 'prepend'; anchor: Anchor; limit: number; rows: unknown[]}
+  | {type: 'page'; list: WindowName; gen: number; merge: 'replace' | 'append' | 'prepend'; anchor: Anchor; limit: number; rows: unknown[]; jump?: boolean}
   | {type: 'count'; list: WindowName; gen: number; total: number}
   | {type: 'pageError'; list: WindowName; gen: number; error: string}
   | {type: 'list'; list: ListName; rows: unknown[]}
@@ -283,7 +285,7 @@ function mergePage(state: State, a: Extract<Action, {type: 'page'}>): State {
       const selected = offset + Math.max(0, a.rows.length - 1);
       next = {...next, rows: a.rows, offset, atEnd: true, atStart: !full, selected, top: Math.max(offset, selected - visible + 1)};
     } else if (a.anchor.kind === 'start') {
-      const selected = Math.min(w.selected, Math.max(0, a.rows.length - 1));
+      const selected = a.jump ? 0 : Math.min(w.selected, Math.max(0, a.rows.length - 1));
       next = {...next, rows: a.rows, offset: 0, atStart: true, atEnd: !full, selected, top: scrollTop(Math.min(w.top, selected), selected, visible)};
     } else {
       const selected = Math.max(w.offset, Math.min(w.selected, w.offset + a.rows.length - 1));
@@ -533,11 +535,11 @@ function dialogKey(state: State, key: string): Result {
   const close: State = {...state, dialog: null, mode: 'normal'};
   if (key === 'esc' || key === 'n' || key === 'q') return {state: {...close, message: {text: 'cancelled: nothing changed', error: false}}, effects: []};
   if (d.typed !== null) {
-    if (/^[0-9]$/.test(key)) return {state: {...state, dialog: {...d, input: d.input + key}}, effects: []};
+    if (/^[0-9]$/.test(key)) return {state: {...state, dialog: {...d, input: d.input + key, error: null}}, effects: []};
     if (key === 'backspace') return {state: {...state, dialog: {...d, input: d.input.slice(0, -1)}}, effects: []};
     if (key === 'enter') {
       if (d.input.trim() === String(d.typed)) return {state: {...close, busyAction: true}, effects: [{type: 'act', req: {...d.req, dryRun: false}}]};
-      return {state: {...state, dialog: {...d, input: ''}, message: {text: `type ${d.typed} exactly to confirm, or esc`, error: true}}, effects: []};
+      return {state: {...state, dialog: {...d, input: '', error: `type ${d.typed} exactly to confirm, or esc`}}, effects: []};
     }
     return {state, effects: []};
   }
@@ -582,6 +584,7 @@ function machineAction(state: State, kind: 'drain' | 'enable'): Result {
           req,
           typed: null,
           input: '',
+          error: null,
         },
       },
       effects: [],
@@ -604,7 +607,7 @@ function previewed(state: State, req: ActionRequest, o: ActionOutcome): State {
   if (of > n) lines.push(`${of - n} of the ${of} selected are already in that state and stay as they are.`);
   if (state.view === 'builds' && state.filters.builds) lines.push(`filter: ${state.filters.builds}`);
   const typed = n > TYPED_CONFIRM_THRESHOLD ? n : null;
-  return {...base, mode: 'dialog', message: null, dialog: {title, lines, req: {...req, ids: o.changed, dryRun: false}, typed, input: ''}};
+  return {...base, mode: 'dialog', message: null, dialog: {title, lines, req: {...req, ids: o.changed, dryRun: false}, typed, input: '', error: null}};
 }
 
 // ------------------------------------------------------------------ log keys
@@ -793,7 +796,7 @@ function jumpEdge(state: State, edge: 'start' | 'end'): Result {
     const gen = w.gen + 1;
     return {
       state: {...state, [v]: {...w, gen, pending: 'replace'}},
-      effects: [{type: 'fetch', list: v, anchor: {kind: edge}, merge: 'replace', limit: pageLimit(state), gen}],
+      effects: [{type: 'fetch', list: v, anchor: {kind: edge}, merge: 'replace', limit: pageLimit(state), gen, jump: true}],
     };
   }
   const len = listLength(state);

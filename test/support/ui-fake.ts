@@ -1,0 +1,258 @@
+// A fake ConsoleData for the console's key-path tests: builds generated in memory and paged exactly
+// like the SQL source (keyset anchors in both orders), with every call and action recorded.
+import {parseFilter} from '../../source/db/filter.js';
+import type {
+  ActionOutcome,
+  ActionRequest,
+  Anchor,
+  AuditEntry,
+  BuildDetail,
+  BuildListRow,
+  BuildOrder,
+  Capabilities,
+  ChangeKind,
+  CheckEntry,
+  ConsoleData,
+  HeaderData,
+  JobsetShare,
+  LogHandle,
+  MachineRow,
+  OverviewData,
+  RunningStep,
+} from '../../source/ui/state/types.js';
+
+export const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
+const NOW_S = Math.floor(NOW / 1000);
+
+export function fakeBuild(id: number, over: Partial<BuildListRow> = {}): BuildListRow {
+  const project = id % 3 === 0 ? 'beta' : 'alpha';
+  return {
+    id,
+    project,
+    jobset: 'main',
+    job: `pkg${id}`,
+    system: id % 5 === 0 ? 'aarch64-linux' : 'x86_64-linux',
+    drvpath: `/nix/store/${String(id).padStart(32, 'a')}-pkg${id}.drv`,
+    finished: id % 2,
+    buildstatus: id % 2 ? (id % 7 === 0 ? 1 : 0) : null,
+    iscachedbuild: 0,
+    priority: 100,
+    globalpriority: id % 11 === 0 ? NOW_S - 60 : 0,
+    timestamp: NOW_S - 3600 + id,
+    starttime: id % 2 ? NOW_S - 600 : null,
+    stoptime: id % 2 ? NOW_S - 300 : null,
+    busy: id % 4 === 0 ? 30 : 0,
+    machine: id % 4 === 0 ? 'builder1' : null,
+    ...over,
+  };
+}
+
+function cmp(order: BuildOrder, a: BuildListRow, b: BuildListRow): number {
+  if (order === 'id-desc') return b.id - a.id;
+  return b.globalpriority - a.globalpriority || a.id - b.id;
+}
+
+function keyCmp(order: BuildOrder, row: BuildListRow, key: number[]): number {
+  // <0: row sorts before the key.
+  if (order === 'id-desc') return key[0]! - row.id;
+  return key[0]! - row.globalpriority || row.id - key[1]!;
+}
+
+export class FakeLog implements LogHandle {
+  constructor(
+    readonly path: string,
+    public stepnr: number | null,
+    public all: string[],
+  ) {}
+  lineCount() {
+    return this.all.length;
+  }
+  async lines(from: number, count: number) {
+    return this.all.slice(from, from + count);
+  }
+  grown = false;
+  async refresh() {
+    const g = this.grown;
+    this.grown = false;
+    return g;
+  }
+  async search(needle: string, from: number, backwards: boolean) {
+    const n = needle.toLowerCase();
+    if (backwards) {
+      for (let i = Math.min(from, this.all.length - 1); i >= 0; i--) if (this.all[i]!.toLowerCase().includes(n)) return i;
+      return -1;
+    }
+    for (let i = Math.max(0, from); i < this.all.length; i++) if (this.all[i]!.toLowerCase().includes(n)) return i;
+    return -1;
+  }
+  async close() {}
+}
+
+export interface FakeOptions {
+  builds?: number;
+  caps?: Partial<Capabilities>;
+  header?: Partial<HeaderData>;
+  machines?: MachineRow[];
+  steps?: RunningStep[];
+  /** Outcome of act(); default: success changing every id. */
+  act?: (req: ActionRequest) => ActionOutcome;
+  logLines?: number;
+}
+
+export class FakeData implements ConsoleData {
+  builds: BuildListRow[];
+  calls: string[] = [];
+  acts: ActionRequest[] = [];
+  subscribers = new Set<(w: ChangeKind) => void>();
+  log: FakeLog;
+  audit: AuditEntry[] = [];
+  closed = false;
+
+  constructor(readonly o: FakeOptions = {}) {
+    this.builds = Array.from({length: o.builds ?? 500}, (_, i) => fakeBuild(i + 1));
+    this.log = new FakeLog('/data/build-logs/aa/bbb-pkg.drv', 1, Array.from({length: o.logLines ?? 200}, (_, i) => `line ${i + 1} of the build output`));
+  }
+
+  describe() {
+    return 'fake database';
+  }
+  async capabilities(): Promise<Capabilities> {
+    return {readonly: null, admin: null, checks: 'reproducibility checks are not available yet', user: 'alice', ...this.o.caps};
+  }
+  async header(): Promise<HeaderData> {
+    return {
+      mode: 'embedded',
+      modeNote: null,
+      runnerUp: true,
+      uptimeSec: 3700,
+      runnerDataAt: NOW - 1000,
+      queued: this.builds.filter((b) => b.finished === 0).length,
+      runnable: 12,
+      running: 3,
+      systems: [{system: 'x86_64-linux', runnable: 10, running: 3, capacity: 4, queued: 200, avgWait: 30}],
+      builders: {online: 2, backingOff: 1, drained: 0, total: 3},
+      dispatcherBusy: 0.12,
+      lastDispatchMs: 4,
+      progress: {stalled: false, stalledSeconds: 0, thresholdSeconds: 300, lastProgressAt: NOW - 5000},
+      ingest: null,
+      ...this.o.header,
+    };
+  }
+  async overview(): Promise<OverviewData> {
+    return {
+      systems: [
+        {system: 'x86_64-linux', runnable: 10, running: 3, capacity: 4, queued: 200, avgWait: 30},
+        {system: 'aarch64-linux', runnable: 2, running: 0, capacity: 0, queued: 50, avgWait: 600},
+      ],
+      jobsets: await this.jobsets(),
+      throughput: Array.from({length: 60}, (_, i) => i % 7),
+      queueHistory: [5, 8, 13, 21, 34],
+    };
+  }
+  private matching(filter: string | null, order: BuildOrder): BuildListRow[] {
+    let rows = order === 'queue' ? this.builds.filter((b) => b.finished === 0) : [...this.builds];
+    if (filter) {
+      const ast = parseFilter(filter);
+      for (const t of ast.terms) {
+        if (t.kind !== 'field') continue;
+        const v = t.items.map((i) => (i.type === 'string' ? i.pattern.value : i.type === 'status' ? i.name : '')).join(',');
+        if (t.field === 'project') rows = rows.filter((b) => b.project === v);
+        if (t.field === 'status' && v === 'queued') rows = rows.filter((b) => b.finished === 0);
+      }
+    }
+    return rows.sort((a, b) => cmp(order, a, b));
+  }
+  async pageBuilds(q: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
+    this.calls.push(`pageBuilds ${q.anchor.kind} ${q.filter ?? ''}`);
+    const rows = this.matching(q.filter, q.order);
+    const a = q.anchor;
+    switch (a.kind) {
+      case 'start':
+        return rows.slice(0, q.limit);
+      case 'end':
+        return rows.slice(Math.max(0, rows.length - q.limit));
+      case 'after':
+        return rows.filter((r) => keyCmp(q.order, r, a.key) > 0).slice(0, q.limit);
+      case 'from':
+        return rows.filter((r) => keyCmp(q.order, r, a.key) >= 0).slice(0, q.limit);
+      case 'before': {
+        const before = rows.filter((r) => keyCmp(q.order, r, a.key) < 0);
+        return before.slice(Math.max(0, before.length - q.limit));
+      }
+    }
+  }
+  async countBuilds(q: {filter: string | null; order: BuildOrder}) {
+    return this.matching(q.filter, q.order).length;
+  }
+  async runningSteps(filter: string | null): Promise<RunningStep[]> {
+    this.calls.push(`runningSteps ${filter ?? ''}`);
+    const steps = this.o.steps ?? [
+      {build: 4, stepnr: 1, machine: 'builder1', project: 'alpha', jobset: 'main', job: 'pkg4', drvpath: '/nix/store/x-pkg4.drv', system: 'x86_64-linux', busy: 30, starttime: NOW_S - 120, phaseSince: NOW - 100_000, timeout: 36000},
+      {build: 8, stepnr: 2, machine: 'builder1', project: 'alpha', jobset: 'main', job: 'pkg8', drvpath: '/nix/store/x-pkg8.drv', system: 'x86_64-linux', busy: 20, starttime: NOW_S - 7200, phaseSince: NOW - 2 * 3600_000, timeout: 36000},
+      {build: 12, stepnr: 1, machine: 'builder2', project: 'beta', jobset: 'main', job: 'pkg12', drvpath: '/nix/store/x-pkg12.drv', system: 'x86_64-linux', busy: 10, starttime: NOW_S - 400, phaseSince: NOW - 400_000, timeout: 36000},
+    ];
+    return filter ? steps.filter((s) => filter.includes(s.machine)) : steps;
+  }
+  async machines(): Promise<MachineRow[]> {
+    return (
+      this.o.machines ?? [
+        {name: 'builder1', uri: 'ssh://builder1', state: 'busy', systems: ['x86_64-linux'], supportedFeatures: ['kvm'], mandatoryFeatures: [], currentJobs: 2, maxJobs: 4, speedFactor: 2, score: 0.5, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null},
+        {name: 'builder2', uri: 'ssh://builder2', state: 'backoff', systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: 0, load1: null, disabledUntil: NOW + 300_000, consecutiveFailures: 3, drained: false, lastError: 'connection refused'},
+      ]
+    );
+  }
+  async jobsets(): Promise<JobsetShare[]> {
+    return [
+      {project: 'alpha', name: 'main', enabled: 1, shares: 100, shareUsed: 0.4, queued: 167, running: 2, oldest: NOW_S - 3600},
+      {project: 'beta', name: 'main', enabled: 1, shares: 50, shareUsed: 0.1, queued: 83, running: 1, oldest: NOW_S - 1800},
+    ];
+  }
+  async buildDetail(id: number): Promise<BuildDetail | null> {
+    const b = this.builds.find((x) => x.id === id);
+    if (!b) return null;
+    return {
+      build: {...b, nixname: `pkg${id}-1.0`, description: null, timeout: 36000, maxsilent: 7200, releasename: null},
+      steps: [
+        {stepnr: 1, drvpath: `/nix/store/${'d'.repeat(32)}-dep-of-${id}.drv`, busy: 0, status: 0, machine: 'builder1', starttime: NOW_S - 900, stoptime: NOW_S - 800, errormsg: null},
+        {stepnr: 2, drvpath: b.drvpath, busy: b.busy, status: b.finished ? b.buildstatus : null, machine: 'builder1', starttime: NOW_S - 700, stoptime: b.finished ? NOW_S - 300 : null, errormsg: null},
+      ],
+      outputs: [{name: 'out', path: `/nix/store/${'o'.repeat(32)}-pkg${id}`}],
+      products: [],
+      why: b.finished === 0 && b.busy === 0 ? ['no machine with platform aarch64-linux has a free slot (builder3 backing off)'] : [],
+    };
+  }
+  async pageAudit(): Promise<AuditEntry[]> {
+    return this.audit;
+  }
+  async countAudit() {
+    return this.audit.length;
+  }
+  async pageChecks(): Promise<CheckEntry[]> {
+    return [];
+  }
+  async countChecks() {
+    return 0;
+  }
+  async openLog(build: number, stepnr?: number): Promise<LogHandle> {
+    this.calls.push(`openLog ${build}/${stepnr ?? ''}`);
+    if (build === 999999) throw new Error('build 999999 has not started yet: no log so far');
+    this.log.stepnr = stepnr ?? 1;
+    return this.log;
+  }
+  async act(req: ActionRequest): Promise<ActionOutcome> {
+    this.acts.push(req);
+    if (this.o.act) return this.o.act(req);
+    const ids = req.ids ?? [];
+    return {ok: true, message: `${req.dryRun ? 'would ' : ''}${req.kind} ${ids.length} of ${ids.length} build(s)`, changed: ids, targets: ids, scope: 'in alpha:main (1 not running, 0 running)'};
+  }
+  subscribe(fn: (w: ChangeKind) => void) {
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
+  }
+  emit(w: ChangeKind) {
+    for (const fn of this.subscribers) fn(w);
+  }
+  async close() {
+    this.closed = true;
+  }
+}

@@ -1,0 +1,488 @@
+// Key paths of the console with ink-testing-library and a fake data source: navigation, paging,
+// filter, drill-down, log search, confirm and cancel dialogs, read-only and permission refusals,
+// command mode, help, marks, pause, live refresh, small terminals, colours and ASCII glyphs.
+import {test} from 'node:test';
+import assert from 'node:assert/strict';
+import {FakeData, NOW} from './support/ui-fake.js';
+import {KEYS, renderConsole} from './support/ui-render.js';
+import {terminalProblem} from '../source/ui/console.js';
+import {toKeys} from '../source/ui/state/keymap.js';
+import {themeFromEnv, statusStyle} from '../source/ui/theme.js';
+import {sparkline} from '../source/ui/components/Sparkline.js';
+import {fitColumns} from '../source/ui/components/Table.js';
+
+/** The line of the selected row (it starts with ">"). */
+function selectedLine(frame: string): string {
+  return frame.split('\n').find((l) => l.startsWith('>')) ?? '';
+}
+
+test('first paint at 80×24: header, crumb, overview, footer; every line fits', async () => {
+  const r = await renderConsole(new FakeData());
+  const f = await r.waitFor((x) => x.includes('alpha:main'), 'overview');
+  assert.match(f, /runner up 1h01m · scheduler in-process/);
+  assert.match(f, /queued 250 · runnable 12 · running 3/);
+  assert.match(f, /x86_64-linux \[/);
+  assert.match(f, /Overview/);
+  assert.match(f, /aarch64-linux/);
+  assert.match(f, /q quit/);
+  const lines = f.split('\n');
+  assert.ok(lines.length <= 24, `${lines.length} lines`);
+  for (const l of lines) assert.ok(l.length <= 80, `too wide: ${l}`);
+  await r.unmount();
+});
+
+test('60×15 stays legible; below it a notice replaces the screen and q still quits', async () => {
+  const r = await renderConsole(new FakeData(), {columns: 60, rows: 15});
+  await r.press('2');
+  const f = await r.waitFor((x) => x.includes('pkg500'), 'builds at 60x15');
+  const lines = f.split('\n');
+  assert.ok(lines.length <= 15);
+  for (const l of lines) assert.ok(l.length <= 60, `too wide: ${l}`);
+  assert.match(f, /id/);
+  assert.match(f, /status/);
+  await r.unmount();
+
+  const tiny = await renderConsole(new FakeData(), {columns: 50, rows: 12});
+  assert.match(tiny.frame(), /terminal too small \(need 60×15, have 50×12\)/);
+  await tiny.press('q');
+  assert.equal(tiny.quitCalls, 1);
+  await tiny.unmount();
+});
+
+test('navigation: number keys, j/k, arrows, g/G, page keys, tab; paging loads more rows from the source', async () => {
+  const data = new FakeData({builds: 1000});
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg1000'), 'builds');
+  assert.match(selectedLine(r.frame()), /1000/);
+  await r.press('j', 'j', KEYS.down);
+  assert.match(selectedLine(r.frame()), /\b997\b/);
+  await r.press('k', KEYS.up);
+  assert.match(selectedLine(r.frame()), /\b999\b/);
+  // G jumps to the oldest build (a page fetched from the end).
+  await r.press('G');
+  await r.waitFor((f) => /^>\s+1 /m.test(f), 'bottom row');
+  assert.match(r.frame(), /1,?\u2009?000 of 1\u2009000|1000 of 1000/);
+  await r.press('g');
+  await r.waitFor((f) => /^>\s+1000 /m.test(f), 'top row');
+  // Paging far beyond the first window makes the controller fetch the following pages.
+  for (let i = 0; i < 15; i++) await r.press(KEYS.pgdn);
+  await r.waitFor((f) => {
+    const m = /^>\s+(\d+) /m.exec(f);
+    return m !== null && Number(m[1]) < 800;
+  }, 'deep page');
+  assert.ok(data.calls.some((c) => c.startsWith('pageBuilds after')), data.calls.join('\n'));
+  // and back up again (rows before the window are fetched when it was trimmed)
+  for (let i = 0; i < 15; i++) await r.press(KEYS.pgup);
+  await r.waitFor((f) => /^>\s+1000 /m.test(f), 'top again');
+  await r.press(KEYS.tab);
+  await r.waitFor((f) => f.includes('Running steps'), 'tab to steps');
+  await r.press('4');
+  await r.waitFor((f) => f.includes('Machines'), 'machines');
+  await r.press('5');
+  await r.waitFor((f) => f.includes('Jobsets') && f.includes('beta:main'), 'jobsets');
+  await r.press('1');
+  await r.waitFor((f) => f.includes('Overview'), 'overview');
+  await r.unmount();
+});
+
+test('a pasted chunk of keys is split into single keys', async () => {
+  assert.deepEqual(toKeys('jjk', {}), ['j', 'j', 'k']);
+  assert.deepEqual(toKeys(' ', {}), ['space']);
+  assert.deepEqual(toKeys('d', {ctrl: true}), ['ctrl-d']);
+  assert.deepEqual(toKeys('', {escape: true}), ['esc']);
+  const r = await renderConsole(new FakeData());
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  r.stdinWrite('jjj');
+  await r.waitFor((f) => /^>\s+497 /m.test(f), 'three rows down');
+  await r.unmount();
+});
+
+test('filter: / applies the shared grammar, shows it in the crumb, reports a bad term with its column, esc clears', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press('/');
+  await r.type('project:beta');
+  assert.match(r.frame(), /\/project:beta/);
+  await r.press(KEYS.enter);
+  const f = await r.waitFor((x) => x.includes('filter: project:beta') && x.includes('pkg498'), 'filtered');
+  assert.doesNotMatch(f, /pkg500/);
+  assert.match(f, /of 166/);
+  // A bad filter stays in the input with a caret report.
+  await r.press('/');
+  for (let i = 0; i < 20; i++) await r.press(KEYS.backspace);
+  await r.type('colour:red');
+  await r.press(KEYS.enter);
+  const bad = await r.waitFor((x) => x.includes('filter error'), 'filter error');
+  assert.match(bad, /column 1/);
+  assert.match(bad, /\^/);
+  await r.press(KEYS.esc);
+  assert.match(r.frame(), /filter: project:beta/);
+  // esc in the list clears the filter.
+  await r.press(KEYS.esc);
+  await r.waitFor((x) => x.includes('pkg500') && !x.includes('filter:'), 'filter cleared');
+  await r.unmount();
+});
+
+test('drill-down: enter opens the build with steps and why it is not building; l opens the log; / n N search; esc goes back', async () => {
+  const data = new FakeData({logLines: 300});
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press('j', 'j');
+  await r.press(KEYS.enter);
+  const d = await r.waitFor((f) => f.includes('build 498') && f.includes('Why'), 'detail');
+  assert.match(d, /Why it is not building yet/);
+  assert.match(d, /no machine with platform aarch64-linux/);
+  assert.match(d, /dep-of-498/);
+  await r.press('j');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('log of build 498 step 2'), 'log');
+  assert.ok(data.calls.includes('openLog 498/2'));
+  assert.match(r.frame(), /line 300 of the build output/);
+  assert.match(r.frame(), /following/);
+  await r.press('g');
+  await r.waitFor((f) => /^\s+1 line 1 of/m.test(f), 'top of log');
+  assert.doesNotMatch(r.frame(), /following/);
+  await r.press('/');
+  await r.type('line 150 ');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('match at line 150'), 'search hit');
+  await r.press('n');
+  await r.waitFor((f) => f.includes('not found: line 150'), 'no further match');
+  // Search starts at the top of the screen, like less: from the top of the log here.
+  await r.press('g', '/');
+  await r.type('line 2');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => /match at line 2\b/.test(f), 'first match');
+  await r.press('n');
+  await r.waitFor((f) => /match at line 20\b/.test(f), 'next match');
+  await r.press('N');
+  await r.waitFor((f) => /match at line 2\b/.test(f), 'previous match');
+  await r.press('w');
+  assert.match(r.frame(), /wrap/);
+  await r.press('f');
+  await r.waitFor((f) => f.includes('following') && f.includes('line 300'), 'follow again');
+  // Growth while following scrolls to the new lines.
+  data.log.all.push('the very last line');
+  data.log.grown = true;
+  await r.waitFor((f) => f.includes('the very last line'), 'followed growth');
+  await r.press(KEYS.esc);
+  await r.waitFor((f) => f.includes('build 498') && f.includes('Why'), 'back to detail');
+  await r.press(KEYS.esc);
+  await r.waitFor((f) => f.includes('Builds (newest first)'), 'back to builds');
+  await r.unmount();
+});
+
+test('cancel: ctrl-d shows the exact scope; n changes nothing; y runs the cancel on the selected build', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press('j', 'j', KEYS.ctrlD);
+  const dlg = await r.waitFor((f) => f.includes('Cancel 1 build in alpha:main'), 'dialog');
+  assert.match(dlg, /builds: 498/);
+  assert.match(dlg, /y confirm/);
+  assert.deepEqual(data.acts, [{kind: 'cancel', ids: [498], dryRun: true}]);
+  await r.press('n');
+  await r.waitFor((f) => f.includes('cancelled: nothing changed'), 'declined');
+  assert.equal(data.acts.length, 1);
+  await r.press(KEYS.ctrlD);
+  await r.waitFor((f) => f.includes('Cancel 1 build'), 'dialog again');
+  await r.press('y');
+  await r.waitFor((f) => f.includes('cancel 1 of 1 build(s)'), 'result');
+  assert.deepEqual(data.acts[2], {kind: 'cancel', ids: [498], dryRun: false});
+  await r.unmount();
+});
+
+test('marks: space marks rows; r on several builds asks first; a large action needs the count typed', async () => {
+  const many = Array.from({length: 150}, (_, i) => i + 1);
+  const data = new FakeData({
+    act: (req) => {
+      const ids = req.dryRun && req.kind === 'bump' ? many : (req.ids ?? []);
+      return {ok: true, message: `${req.dryRun ? 'would ' : ''}${req.kind} ${ids.length} build(s)`, changed: ids, targets: ids, scope: 'in 2 jobsets (alpha:main, beta:main) (150 not running, 0 running)'};
+    },
+  });
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press(' ', ' ');
+  assert.match(r.frame(), /2 marked/);
+  await r.press('r');
+  const dlg = await r.waitFor((f) => f.includes('Restart 2 builds'), 'restart dialog');
+  assert.match(dlg, /builds: 499, 500/);
+  await r.press(KEYS.esc);
+  assert.equal(data.acts.length, 1);
+  assert.equal(data.acts[0]!.dryRun, true);
+  // bump of 150 targets: typed confirmation
+  await r.press('b');
+  await r.waitFor((f) => f.includes('Type 150 to confirm'), 'typed confirmation');
+  await r.type('15');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('type 150 exactly'), 'wrong count refused');
+  assert.equal(data.acts.filter((a) => !a.dryRun).length, 0);
+  await r.type('150');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('bump 150 build(s)'), 'bumped');
+  assert.equal(data.acts.at(-1)!.dryRun, false);
+  assert.equal(data.acts.at(-1)!.ids!.length, 150);
+  assert.doesNotMatch(r.frame(), /marked/);
+  await r.unmount();
+});
+
+test('single-build restart and bump run at once and report the outcome', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press('j', 'r');
+  await r.waitFor((f) => f.includes('restart 1 of 1 build(s)'), 'restart result');
+  assert.deepEqual(data.acts[0], {kind: 'restart', ids: [499]});
+  await r.press('b');
+  await r.waitFor((f) => f.includes('bump 1 of 1 build(s)'), 'bump result');
+  await r.unmount();
+});
+
+test('read-only: actions are refused with the reason, and the footer shows them disabled', async () => {
+  const data = new FakeData({caps: {readonly: 'read-only mode (from --readonly): mutations are disabled', admin: 'read-only'}});
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500') && f.includes('READ-ONLY'), 'builds');
+  assert.match(r.frame(), /r restart \(read-only\)/);
+  await r.press('r');
+  await r.waitFor((f) => f.includes('restart: read-only mode (from --readonly)'), 'refusal');
+  await r.press(KEYS.ctrlD);
+  await r.waitFor((f) => f.includes('cancel: read-only mode'), 'cancel refusal');
+  assert.equal(data.acts.length, 0);
+  await r.unmount();
+});
+
+test('permission refusal from the action layer is shown, nothing else happens', async () => {
+  const data = new FakeData({
+    act: () => ({ok: false, refusal: 'permission', message: 'Hydra user "bob" may not cancel builds of project "alpha" (needs role "admin" or "cancel-build")'}),
+  });
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press(KEYS.ctrlD);
+  await r.waitFor((f) => f.includes('may not cancel builds of project'), 'permission message');
+  assert.doesNotMatch(r.frame(), /y confirm/);
+  await r.unmount();
+});
+
+test('machines: E drains after confirmation, e enables; without admin both are refused', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data);
+  await r.press('4');
+  const f = await r.waitFor((x) => x.includes('builder2'), 'machines');
+  assert.match(f, /backoff/);
+  assert.match(f, /2\/4/);
+  await r.press('E');
+  await r.waitFor((x) => x.includes('Drain builder1?'), 'drain dialog');
+  await r.press('y');
+  await r.waitFor(() => data.acts.length === 1, 'drain act');
+  assert.deepEqual(data.acts[0], {kind: 'drain', machine: 'ssh://builder1', dryRun: false});
+  await r.press('j', 'e');
+  await r.waitFor(() => data.acts.length === 2, 'enable act');
+  assert.deepEqual(data.acts[1], {kind: 'enable', machine: 'ssh://builder2'});
+  await r.unmount();
+
+  const nonAdmin = new FakeData({caps: {admin: 'needs the admin role (user "bob")'}});
+  const s = await renderConsole(nonAdmin);
+  await s.press('4');
+  await s.waitFor((x) => x.includes('builder2'), 'machines');
+  assert.match(s.frame(), /E drain \(needs admin\)/);
+  await s.press('E');
+  await s.waitFor((x) => x.includes('drain: needs the admin role'), 'refused');
+  assert.equal(nonAdmin.acts.length, 0);
+  await s.unmount();
+});
+
+test('running steps: grouped by machine; a transfer phase older than an hour is flagged; enter drills down, l opens its log', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data, {theme: {color: true, unicode: true}, columns: 100, rows: 24});
+  await r.press('3');
+  const f = await r.waitFor((x) => x.includes('pkg12'), 'steps');
+  const rows = f.split('\n').filter((l) => /pkg(4|8|12)\b/.test(l));
+  assert.match(rows[0]!, /builder1/);
+  assert.doesNotMatch(rows[1]!, /builder1/);
+  assert.match(rows[1]!, /↑ sending\s+2h00m/);
+  assert.match(rows[2]!, /builder2/);
+  await r.press('j', 'l');
+  await r.waitFor((x) => x.includes('log of build 8'), 'step log');
+  assert.ok(data.calls.includes('openLog 8/2'));
+  await r.unmount();
+});
+
+test('command mode: :steps, :log ID/STEP, :build ID, :queue, unknown commands; ? help; q quits', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data);
+  await r.press(':');
+  await r.type('steps');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('Running steps'), ':steps');
+  await r.press(':');
+  await r.type('log 5/1');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('log of build 5'), ':log');
+  assert.ok(data.calls.includes('openLog 5/1'));
+  await r.press('q');
+  await r.waitFor((f) => f.includes('Running steps'), 'q from a sub-view goes back');
+  await r.press(':');
+  await r.type('build 7');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('build 7 '), ':build');
+  await r.press(':');
+  await r.type('queue');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('Builds (queue order)') && selectedLine(f) !== '', ':queue');
+  // queue order: bumped builds first
+  assert.match(selectedLine(r.frame()), /\b(22|44|66|88|110)\b|▲/);
+  await r.press(':');
+  await r.type('nonsense');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('unknown command :nonsense'), 'unknown');
+  await r.press('?');
+  await r.waitFor((f) => f.includes('Actions') && f.includes('ctrl-d'), 'help');
+  await r.press('x');
+  await r.waitFor((f) => !f.includes('Actions'), 'help closed');
+  await r.press(':');
+  await r.type('q');
+  await r.press(KEYS.enter);
+  assert.equal(r.quitCalls, 1);
+  await r.unmount();
+});
+
+test('a log that does not exist yet is an explanation, not a crash', async () => {
+  const r = await renderConsole(new FakeData());
+  await r.press(':');
+  await r.type('log 999999');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('has not started yet: no log so far'), 'no log message');
+  await r.unmount();
+});
+
+test('checks: the empty state explains checks; c says they are not available yet', async () => {
+  const r = await renderConsole(new FakeData());
+  await r.press('6');
+  await r.waitFor((f) => f.includes('No reproducibility checks recorded'), 'checks empty');
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press('c');
+  await r.waitFor((f) => f.includes('check: reproducibility checks are not available yet'), 'c refused');
+  await r.unmount();
+});
+
+test('audit view lists actions newest first', async () => {
+  const data = new FakeData();
+  data.audit = [
+    {id: 2, at: '2026-01-15T11:59:00Z', hydraUser: 'alice', unixUser: 'root', action: 'cancel', scope: 'build 498', targetCount: 1, resultCount: 1, outcome: 'ok', message: null},
+    {id: 1, at: '2026-01-15T11:58:00Z', hydraUser: 'bob', unixUser: 'bob', action: 'restart', scope: 'build 3', targetCount: 1, resultCount: 0, outcome: 'refused', message: 'read-only'},
+  ];
+  const r = await renderConsole(data);
+  await r.press('7');
+  const f = await r.waitFor((x) => x.includes('alice'), 'audit');
+  assert.ok(f.indexOf('alice') < f.indexOf('bob'));
+  assert.match(f, /refused/);
+  await r.unmount();
+});
+
+test('live updates: a change event refreshes the visible window; p pauses them and the header says so', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data);
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  data.builds.push({...data.builds[0]!, id: 501, job: 'fresh-build'});
+  data.emit('queue');
+  await r.waitFor((f) => f.includes('fresh-build'), 'new build appears');
+  await r.press('p');
+  await r.waitFor((f) => f.includes('PAUSED'), 'paused');
+  data.builds.push({...data.builds[0]!, id: 502, job: 'while-paused'});
+  data.emit('queue');
+  await new Promise((res) => setTimeout(res, 120));
+  assert.doesNotMatch(r.frame(), /while-paused/);
+  await r.press('p');
+  await r.waitFor((f) => f.includes('while-paused') && !f.includes('PAUSED'), 'resumed');
+  await r.unmount();
+});
+
+test('header turns into a stall alarm when runnable work has not progressed', async () => {
+  const data = new FakeData({header: {progress: {stalled: true, stalledSeconds: 720, thresholdSeconds: 300, lastProgressAt: NOW - 720_000}}});
+  const r = await renderConsole(data, {theme: {color: true, unicode: true}});
+  const f = await r.waitFor((x) => x.includes('STALLED'), 'stall');
+  assert.match(f, /STALLED: no progress for 12m00s with 12 runnable/);
+  await r.unmount();
+});
+
+test('header in attach mode and with the runner down says so', async () => {
+  const data = new FakeData({header: {mode: 'attached', modeNote: 'runner pid 4242 (127.0.0.1:8081)', runnerUp: false}});
+  const r = await renderConsole(data);
+  await r.waitFor((x) => x.includes('attached to runner pid 4242'), 'attached');
+  assert.match(r.frame(), /runner DOWN/);
+  await r.unmount();
+});
+
+test('NO_COLOR and the ASCII fallback', async () => {
+  assert.equal(themeFromEnv({NO_COLOR: '1', LANG: 'en_US.UTF-8'}).color, false);
+  assert.equal(themeFromEnv({LANG: 'en_US.UTF-8'}).color, true);
+  assert.equal(themeFromEnv({LANG: 'C'}).unicode, false);
+  assert.equal(themeFromEnv({LANG: 'en_US.UTF-8'}, {ascii: true}).unicode, false);
+  assert.equal(statusStyle({color: false, unicode: false}, {finished: false, buildstatus: null}).glyph, '-');
+  assert.equal(statusStyle({color: false, unicode: false}, {finished: true, buildstatus: 4}).glyph, 'c');
+  const r = await renderConsole(new FakeData(), {theme: {color: false, unicode: false}});
+  await r.press('2');
+  const f = await r.waitFor((x) => x.includes('pkg500'), 'builds');
+  assert.match(f, /- queued/);
+  assert.match(f, /ok success/);
+  assert.match(f, /\[##/);
+  assert.doesNotMatch(f, /[⏸✔⏵█]/);
+  await r.unmount();
+  // with colours on, the frame carries ANSI colour codes; with NO_COLOR it has none
+  const {render} = await import('ink-testing-library');
+  void render;
+});
+
+test('sparkline and column fitting', () => {
+  const t = {color: false, unicode: true};
+  assert.equal(sparkline([0, 1, 2, 3, 4, 5, 6, 7], 8, t), '▁▂▃▄▅▆▇█');
+  assert.equal(sparkline([], 4, t), '    ');
+  assert.equal(sparkline(Array.from({length: 100}, (_, i) => (i === 50 ? 10 : 0)), 10, t).includes('█'), true);
+  const cols = [
+    {title: 'a', width: 10},
+    {title: 'b', width: 20, flex: true},
+    {title: 'c', width: 10, drop: 1},
+    {title: 'd', width: 10, drop: 2},
+  ];
+  assert.deepEqual(fitColumns(cols, 40).map((c) => c.index), [0, 1]);
+  assert.equal(fitColumns(cols, 100).find((c) => c.index === 1)!.width, 67);
+});
+
+test('the console refuses to start without a terminal, with a message naming the problem', () => {
+  assert.match(terminalProblem({isTTY: true}, {isTTY: undefined})!, /standard output is not one/);
+  assert.match(terminalProblem({isTTY: undefined}, {isTTY: true})!, /standard input is not one/);
+  assert.equal(terminalProblem({isTTY: true}, {isTTY: true}), null);
+});
+
+test('stdin without raw mode: the app renders and ignores input instead of crashing', async () => {
+  const React = (await import('react')).default;
+  const {render} = await import('ink');
+  const {PassThrough} = await import('node:stream');
+  const {App} = await import('../source/ui/app.js');
+  const {ConsoleController} = await import('../source/ui/state/controller.js');
+  const stdout = new PassThrough() as unknown as NodeJS.WriteStream & {columns: number; rows: number};
+  stdout.columns = 80;
+  stdout.rows = 24;
+  let out = '';
+  (stdout as unknown as InstanceType<typeof PassThrough>).on('data', (d: Buffer) => (out += d.toString()));
+  const stdin = new PassThrough() as unknown as NodeJS.ReadStream; // isTTY undefined: no raw mode
+  const c = new ConsoleController(new FakeData(), {size: {columns: 80, rows: 24}});
+  const ink = render(React.createElement(App, {controller: c, theme: {color: false, unicode: true}, size: {columns: 80, rows: 24}, clockMs: 0}), {stdout, stdin, patchConsole: false, exitOnCtrlC: false});
+  c.start();
+  await new Promise((res) => setTimeout(res, 50));
+  ink.unmount();
+  await c.stop();
+  assert.match(out, /hydra-ops/);
+});
