@@ -12,12 +12,14 @@ import {localNixSettings} from '../fleet/machines-file.js';
 import {FleetExecutor} from '../fleet/step-runner.js';
 import type {StepExecutor} from '../fleet/step-api.js';
 import {acquireRunnerLock, type RunnerLock} from '../scheduler/runner-lock.js';
-import {Scheduler, type SchedulerOptions} from '../scheduler/scheduler.js';
+import {Scheduler, type IdleRound, type SchedulerOptions} from '../scheduler/scheduler.js';
 import type {Logger} from './logger.js';
 import {parseStatusAddress, startStatusServer, type StatusServer} from './http.js';
 import {SystemStatusPublisher} from './system-status.js';
 import {PostBuildRunner} from './post-build.js';
 import {postBuildCommands} from '../config/run-commands.js';
+import {CheckRunner} from '../fleet/check-runner.js';
+import {ReproSampler, samplerSettings} from '../scheduler/repro-sampler.js';
 
 export interface RunnerOptions {
   config: ResolvedConfig;
@@ -30,6 +32,9 @@ export interface RunnerOptions {
   statusAddress?: string;
   schedulerOverrides?: Partial<SchedulerOptions>;
   executor?: StepExecutor;
+  /** Reproducibility sampling share (%) and diff hook; default: the reproSamplePercent / diffHook settings. */
+  reproSamplePercent?: number;
+  diffHook?: string;
 }
 
 export interface RunningRunner {
@@ -65,7 +70,11 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
   let server: StatusServer | null = null;
   let publisher: SystemStatusPublisher | null = null;
   let postBuild: PostBuildRunner | null = null;
+  let sampler: ReproSampler | null = null;
+  let checkRunner: CheckRunner | null = null;
   const teardown = async (graceMs: number) => {
+    await sampler?.stop().catch(() => {});
+    await checkRunner?.close().catch(() => {});
     await postBuild?.stop(Math.min(graceMs, 5000)).catch(() => {});
     await server?.close().catch(() => {});
     await scheduler?.stop(graceMs).catch((e) => log('error', `stop: ${(e as Error).message}`));
@@ -93,6 +102,15 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     const files = machinesFiles(config);
     monitor = new MachinesMonitor({files});
     executor = o.executor ?? new FleetExecutor({log: (line) => log('debug', line)});
+    const repro = samplerSettings(o.env, (m) => log('warn', m));
+    const percent = o.reproSamplePercent ?? repro.percent;
+    if (percent > 0) {
+      checkRunner = new CheckRunner({log: (line) => log('debug', line)});
+      const diffHook = o.diffHook ?? repro.diffHook;
+      sampler = new ReproSampler({pool: db.pool, runner: checkRunner, dataDir, percent, diffHook, maxLogSize: config.runner.maxLogSize, log: (l, m) => log(l, m)});
+      log('info', `reproducibility sampling: ${percent}% of successful builds are re-checked on idle machines`);
+    }
+    const smp = sampler;
     scheduler = new Scheduler({
       pool: db.pool,
       connection: db.connection,
@@ -102,8 +120,10 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
       localSystem,
       buildOne: o.buildOne,
       log: (level, message, fields) => log(level, message, fields),
+      ...(smp ? {idleWork: (round: IdleRound) => smp.onIdle(round)} : {}),
       ...o.schedulerOverrides,
     });
+    smp?.attach(scheduler);
     const sched = scheduler;
     const mon = monitor;
     monitor.on('change', (c) => {

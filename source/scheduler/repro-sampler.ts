@@ -19,6 +19,7 @@ import type pg from 'pg';
 import {readDrv, requiredSystemFeatures} from '../nix/drv.js';
 import {buildsIntoLocalStore, type CheckRunner} from '../fleet/check-runner.js';
 import {STATUS} from '../db/runner-sql.js';
+import {openSettings} from '../config/settings.js';
 import {isAvailable, stepPlatform, type RunnerMachine} from './machines.js';
 import {machineCanBuild, performCheck, resolveCheckTarget, type CheckReport, type CheckTarget} from './repro-check.js';
 import type {IdleRound, Scheduler} from './scheduler.js';
@@ -203,5 +204,16 @@ export class ReproSampler extends EventEmitter {
     await Promise.allSettled([...this.resolving]);
     for (const r of this.running) r.controller.abort('shutdown');
     await Promise.allSettled([...this.running].map((r) => r.done));
+  }
+}
+
+/** The sampler's settings (reproSamplePercent, diffHook) from hydra-ops' settings; unreadable settings: off. */
+export function samplerSettings(env: NodeJS.ProcessEnv, log?: (message: string) => void): {percent: number; diffHook: string | undefined} {
+  try {
+    const settings = openSettings(env);
+    return {percent: settings.getSetting('reproSamplePercent') ?? 0, diffHook: settings.getSetting('diffHook')};
+  } catch (e) {
+    log?.(`reproducibility sampling is off: ${(e as Error).message}`);
+    return {percent: 0, diffHook: undefined};
   }
 }
