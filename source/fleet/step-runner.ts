@@ -130,13 +130,28 @@ export class FleetExecutor implements StepExecutor {
       log = await LogWriter.open(request.logPath);
       await request.onPhase('connecting');
       check();
-      session = await this.connect(request.machine, log);
+      // A machine that hangs before the session exists (TCP or SSH handshake, channel open) must not delay a cancel.
+      session = await abortable(this.connect(request.machine, log), signal, (late) => void late.kill());
       client = session.client;
       if (signal.aborted) onAbort();
       check();
-      await client.handshake();
-      request.onConnected?.();
-      await this.execute(request, client, log, result, check);
+      // The rest stops waiting at an abort too: a wedged builder may never answer the request in flight, even after
+      // the kill. The work fills its own result, so nothing it does after an abort reaches the returned one.
+      const active = client;
+      const work = emptyResult(request.logPath);
+      try {
+        await abortable(
+          (async () => {
+            await active.handshake();
+            request.onConnected?.();
+            await this.execute(request, active, log!, work, check);
+          })(),
+          signal,
+          () => undefined,
+        );
+      } finally {
+        if (!signal.aborted) Object.assign(result, work);
+      }
     } catch (error) {
       if (signal.aborted || error instanceof StepAborted) {
         Object.assign(result, {status: 4, retry: false, cacheFailure: false, errorMsg: null, machineFault: false, isCached: false});
@@ -345,6 +360,28 @@ export class FleetExecutor implements StepExecutor {
       },
     };
   }
+}
+
+/** `p`, or a StepAborted rejection once `signal` aborts; a value that arrives after the abort is handed to `late`. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal, late: (value: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      p.then(late, () => undefined);
+      reject(new StepAborted());
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, {once: true});
+    p.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** Σ NAR size over the closure of `paths` in the coordinator's store (two nix-store calls). */
