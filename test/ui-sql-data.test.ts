@@ -1,0 +1,394 @@
+// The console's SQL-backed data source against a real PostgreSQL: keyset paging in both orders and
+// directions, counts, filters, running steps, actions with permission refusals and audit rows,
+// LISTEN-driven change events, logs (plain, .bz2, growth, truncation, a 1M-line file), and the runner
+// status parsers (REST shape and SystemStatus).
+import {test, before, after} from 'node:test';
+import assert from 'node:assert/strict';
+import {mkdtempSync, mkdirSync, rmSync, writeFileSync, appendFileSync, truncateSync, createWriteStream} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {dirname, join} from 'node:path';
+import {execFileSync} from 'node:child_process';
+import pg from 'pg';
+import {freshDatabase, type TestDatabase} from './support/pg.js';
+import {insertBuild, insertBuildStep, insertJobset, storePath} from './support/fixtures.js';
+import {initSchema} from '../source/db/schema.js';
+import {FilterError} from '../source/db/filter.js';
+import {makeActor} from '../source/actions/actor.js';
+import {drvLogBucketPath} from '../source/nix/store.js';
+import {SqlConsoleData} from '../source/ui/state/sql-data.js';
+import {LogFile} from '../source/ui/state/log-file.js';
+import {externalSource, parseCppStatus, parseRestStatus} from '../source/ui/state/runner-source.js';
+import type {Anchor, BuildListRow, BuildOrder} from '../source/ui/state/types.js';
+import type {MachineSpec} from '../source/fleet/machines-file.js';
+
+let db: TestDatabase;
+let pool: pg.Pool;
+let dataDir: string;
+let jobsetId: number;
+const N = 137;
+
+const machine: MachineSpec = {
+  uri: 'ssh://builder1',
+  kind: 'ssh',
+  host: 'builder1',
+  port: undefined,
+  user: undefined,
+  systems: ['x86_64-linux'],
+  maxJobs: 2,
+  speedFactor: 1,
+  supportedFeatures: [],
+  mandatoryFeatures: [],
+  file: '(test)',
+  line: 1,
+};
+
+function source(o: {admin?: boolean; user?: string; readonly?: boolean} = {}): SqlConsoleData {
+  return new SqlConsoleData({
+    pool,
+    connection: {connectionString: db.url},
+    describe: 'test database',
+    dataDir,
+    actor: makeActor({hydraUser: o.user ?? 'nobody', localAdmin: o.admin ?? false, readonly: o.readonly ?? false, readonlySource: '--readonly', version: 'test'}),
+    runner: null,
+    mode: 'none',
+    modeNote: '--no-scheduler',
+    machineSpecs: async () => [machine],
+    stepsPollMs: 50,
+  });
+}
+
+before(async () => {
+  db = await freshDatabase('ui_sql');
+  pool = new pg.Pool({connectionString: db.url, max: 5});
+  await initSchema(pool);
+  dataDir = mkdtempSync(join(tmpdir(), 'hydra-ops-ui-sql-'));
+  const js = await insertJobset(pool, {name: 'main'});
+  jobsetId = js.id;
+  // N builds: odd ids finished, every 10th bumped.
+  await pool.query(
+    `INSERT INTO Builds (finished, timestamp, jobset_id, job, nixName, drvPath, system, maxsilent, timeout, isCurrent, priority, globalPriority,
+                         startTime, stopTime, isCachedBuild, buildStatus, keep)
+     SELECT i % 2, 1700000000 + i, $1, 'job' || i, 'job' || i, '/nix/store/' || lpad(i::text, 32, 'a') || '-job' || i || '.drv',
+            CASE WHEN i % 3 = 0 THEN 'aarch64-linux' ELSE 'x86_64-linux' END, 7200, 36000, 1, 100,
+            CASE WHEN i % 10 = 0 THEN 1700000500 + i ELSE 0 END,
+            CASE WHEN i % 2 = 1 THEN 1700001000 END, CASE WHEN i % 2 = 1 THEN 1700001060 END,
+            CASE WHEN i % 2 = 1 THEN 0 END, CASE WHEN i % 2 = 1 THEN 0 END, 0
+       FROM generate_series(1, ${N}) AS i`,
+    [jobsetId],
+  );
+});
+
+after(async () => {
+  await pool.end();
+  await db.drop();
+  rmSync(dataDir, {recursive: true, force: true});
+});
+
+async function walk(d: SqlConsoleData, order: BuildOrder, filter: string | null, dir: 'down' | 'up'): Promise<number[]> {
+  const seen: number[] = [];
+  let anchor: Anchor = {kind: dir === 'down' ? 'start' : 'end'};
+  for (let i = 0; i < 100; i++) {
+    const rows: BuildListRow[] = await d.pageBuilds({filter, order, anchor, limit: 25});
+    if (rows.length === 0) break;
+    const key = (r: BuildListRow) => (order === 'queue' ? [r.globalpriority, r.id] : [r.id]);
+    if (dir === 'down') {
+      seen.push(...rows.map((r) => r.id));
+      anchor = {kind: 'after', key: key(rows[rows.length - 1]!)};
+    } else {
+      seen.unshift(...rows.map((r) => r.id));
+      anchor = {kind: 'before', key: key(rows[0]!)};
+    }
+    if (rows.length < 25) break;
+  }
+  return seen;
+}
+
+test('builds are keyset-paged both ways in both orders, and counts agree', async () => {
+  const d = source();
+  const down = await walk(d, 'id-desc', null, 'down');
+  assert.equal(down.length, N);
+  assert.deepEqual(down, [...down].sort((a, b) => b - a));
+  assert.deepEqual(await walk(d, 'id-desc', null, 'up'), down);
+  assert.equal(await d.countBuilds({filter: null, order: 'id-desc'}), N);
+
+  const queue = await walk(d, 'queue', null, 'down');
+  const {rows} = await pool.query('SELECT id FROM Builds WHERE finished = 0 ORDER BY globalPriority DESC, id');
+  assert.deepEqual(queue, rows.map((r) => r.id));
+  assert.deepEqual(await walk(d, 'queue', null, 'up'), queue);
+  assert.equal(await d.countBuilds({filter: null, order: 'queue'}), rows.length);
+
+  // 'from' is inclusive: a refresh in place starts at the same row.
+  const page = await d.pageBuilds({filter: null, order: 'id-desc', anchor: {kind: 'from', key: [100]}, limit: 3});
+  assert.deepEqual(page.map((r) => r.id), [100, 99, 98]);
+  const qp = await d.pageBuilds({filter: null, order: 'queue', anchor: {kind: 'from', key: [queue.length ? (await d.pageBuilds({filter: null, order: 'queue', anchor: {kind: 'start'}, limit: 1}))[0]!.globalpriority : 0, queue[0]!]}, limit: 2});
+  assert.deepEqual(qp.map((r) => r.id), queue.slice(0, 2));
+
+  const filtered = await walk(d, 'id-desc', 'system:aarch64-linux status:queued', 'down');
+  const expected = Array.from({length: N}, (_, i) => i + 1).filter((i) => i % 3 === 0 && i % 2 === 0).reverse();
+  assert.deepEqual(filtered, expected);
+  assert.equal(await d.countBuilds({filter: 'system:aarch64-linux status:queued', order: 'id-desc'}), expected.length);
+  await assert.rejects(() => d.pageBuilds({filter: 'colour:red', order: 'id-desc', anchor: {kind: 'start'}, limit: 5}), FilterError);
+  await assert.rejects(() => d.pageBuilds({filter: '/a{1000/', order: 'id-desc', anchor: {kind: 'start'}, limit: 5}), FilterError);
+});
+
+test('running steps: busy steps by machine with their phase; the observed phase age starts at a change', async () => {
+  const d = source();
+  const b1 = await insertBuild(pool, {jobsetId, job: 'run-a'});
+  const b2 = await insertBuild(pool, {jobsetId, job: 'run-b'});
+  await insertBuildStep(pool, {build: b1, busy: 30, machine: 'ssh://m2'});
+  await insertBuildStep(pool, {build: b2, busy: 20, machine: 'ssh://m1'});
+  let steps = await d.runningSteps(null);
+  assert.deepEqual(steps.map((s) => [s.machine, s.build, s.busy]), [
+    ['ssh://m1', b2, 20],
+    ['ssh://m2', b1, 30],
+  ]);
+  assert.equal(steps[0]!.phaseSince, null);
+  await pool.query('UPDATE BuildSteps SET busy = 30 WHERE build = $1', [b2]);
+  steps = await d.runningSteps(null);
+  assert.ok(steps[0]!.phaseSince !== null && Date.now() - steps[0]!.phaseSince < 5000);
+  assert.deepEqual((await d.runningSteps('machine:ssh://m2')).map((s) => s.build), [b1]);
+  // the builds list shows the running step's phase and machine
+  const page = await d.pageBuilds({filter: `id:${b1}`, order: 'id-desc', anchor: {kind: 'start'}, limit: 5});
+  assert.equal(page[0]!.busy, 30);
+  assert.equal(page[0]!.machine, 'ssh://m2');
+  const detail = await d.buildDetail(b1);
+  assert.equal(detail!.steps.length, 1);
+  assert.deepEqual(detail!.why, []);
+  const queued = await d.buildDetail(2);
+  assert.match(queued!.why.join(' '), /no queue runner: --no-scheduler/);
+  assert.equal(await d.buildDetail(99_999_999), null);
+  await pool.query('UPDATE BuildSteps SET busy = 0, status = 0, stoptime = starttime WHERE build = ANY($1::int[])', [[b1, b2]]);
+});
+
+test('actions: an unknown user is read-only; a local admin cancels with a scoped preview; audit rows page newest first', async () => {
+  const nobody = source();
+  const caps = await nobody.capabilities();
+  assert.match(caps.readonly!, /Hydra user "nobody" is unknown/);
+  assert.equal(caps.checks, 'reproducibility checks are not available yet');
+  const refused = await nobody.act({kind: 'cancel', ids: [2]});
+  assert.equal(refused.ok, false);
+  assert.equal(refused.refusal, 'permission');
+
+  const ro = source({readonly: true});
+  assert.match((await ro.capabilities()).readonly!, /read-only mode \(from --readonly\)/);
+  const roRefused = await ro.act({kind: 'restart', ids: [1]});
+  assert.equal(roRefused.refusal, 'readonly');
+
+  const admin = source({admin: true});
+  const adminCaps = await admin.capabilities();
+  assert.equal(adminCaps.readonly, null);
+  assert.equal(adminCaps.admin, null);
+  const preview = await admin.act({kind: 'cancel', ids: [2, 4, 5], dryRun: true});
+  assert.equal(preview.ok, true);
+  assert.deepEqual(preview.changed, [2, 4]);
+  assert.match(preview.scope!, /in .*:main \(2 not running, 0 running\)/);
+  assert.equal((await pool.query('SELECT buildstatus FROM Builds WHERE id = 2')).rows[0].buildstatus, null);
+  const done = await admin.act({kind: 'cancel', ids: [2, 4]});
+  assert.equal(done.ok, true);
+  assert.match(done.message, /cancelled 2 of 2 build\(s\): 2, 4/);
+  const {rows} = await pool.query('SELECT id, finished, buildstatus FROM Builds WHERE id = ANY($1::int[]) ORDER BY id', [[2, 4]]);
+  assert.deepEqual(rows, [
+    {id: 2, finished: 1, buildstatus: 4},
+    {id: 4, finished: 1, buildstatus: 4},
+  ]);
+  const bump = await admin.act({kind: 'bump', ids: [6]});
+  assert.equal(bump.ok, true);
+  const drain = await admin.act({kind: 'drain', machine: 'builder1'});
+  assert.match(drain.message, /ssh:\/\/builder1 drained/);
+  const machines = await admin.machines(null);
+  assert.equal(machines[0]!.state, 'drained');
+  assert.deepEqual(await admin.machines('state:idle'), []);
+  const check = await admin.act({kind: 'check', ids: [1]});
+  assert.equal(check.ok, false);
+
+  const total = await admin.countAudit();
+  assert.ok(total >= 6, `audit rows: ${total}`);
+  const first = await admin.pageAudit({kind: 'start'}, 2);
+  assert.equal(first[0]!.action, 'machine-drain');
+  assert.ok(first[0]!.id > first[1]!.id);
+  const next = await admin.pageAudit({kind: 'after', key: [first[1]!.id]}, 100);
+  assert.equal(first.length + next.length, total);
+  const last = await admin.pageAudit({kind: 'end'}, 1);
+  assert.equal(last[0]!.id, next[next.length - 1]!.id);
+  assert.ok(next.some((e) => e.outcome === 'refused' && e.hydraUser === 'nobody'));
+});
+
+test('header and overview without a runner; jobsets with shares and queue counts', async () => {
+  const d = source();
+  const h = await d.header();
+  const {rows} = await pool.query('SELECT count(*)::int AS n FROM Builds WHERE finished = 0');
+  assert.equal(h.queued, rows[0].n);
+  assert.equal(h.mode, 'none');
+  assert.equal(h.runnerUp, false);
+  assert.ok(h.systems.some((s) => s.system === 'aarch64-linux' && s.queued > 0));
+  const o = await d.overview();
+  assert.equal(o.throughput.length, 60);
+  assert.deepEqual(o.queueHistory, [rows[0].n]);
+  assert.ok(o.jobsets.some((j) => j.name === 'main' && j.queued === rows[0].n));
+  const js = await d.jobsets();
+  assert.equal(js.find((j) => j.name === 'main')!.shares, 100);
+});
+
+test('reproducibility checks page from hydra_ops.repro_checks', async () => {
+  const d = source();
+  assert.equal(await d.countChecks(), 0);
+  await pool.query(
+    `INSERT INTO hydra_ops.repro_checks (build, drv_path, original_machine, check_machine, verdict, outputs, started_at)
+     VALUES (1, '/nix/store/aaaa-x.drv', 'm1', 'm2', 'not-reproducible', '[{"name":"out","expected":"a","got":"b"},{"name":"doc","expected":"c","got":"c"}]', now())`,
+  );
+  const rows = await d.pageChecks({kind: 'start'}, 10);
+  assert.equal(rows.length, 1);
+  assert.deepEqual(rows[0]!.differing, ['out']);
+  assert.equal(rows[0]!.verdict, 'not-reproducible');
+});
+
+test('LISTEN: a queued build and a started step reach subscribers; busy-phase changes are found by polling', async () => {
+  const d = source();
+  const seen: string[] = [];
+  const off = d.subscribe((w) => seen.push(w));
+  const waitFor = async (what: string) => {
+    const deadline = Date.now() + 5000;
+    while (!seen.includes(what)) {
+      if (Date.now() > deadline) throw new Error(`no ${what} event; got ${seen.join(',')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  await new Promise((r) => setTimeout(r, 300));
+  seen.length = 0;
+  await pool.query("SELECT pg_notify('builds_added', '1')");
+  await waitFor('queue');
+  seen.length = 0;
+  const b = await insertBuild(pool, {jobsetId});
+  await insertBuildStep(pool, {build: b, busy: 10});
+  await waitFor('steps');
+  seen.length = 0;
+  await pool.query('UPDATE BuildSteps SET busy = 30 WHERE build = $1', [b]);
+  await waitFor('steps');
+  off();
+  await d.close();
+  await pool.query('UPDATE BuildSteps SET busy = 0, status = 0, stoptime = starttime WHERE build = $1', [b]);
+});
+
+test('logs: the step log by derivation, plain and .bz2; missing logs explain themselves', async () => {
+  const d = source();
+  const drv = storePath('logged.drv');
+  const b = await insertBuild(pool, {jobsetId, drvPath: drv});
+  await insertBuildStep(pool, {build: b, drvPath: drv, busy: 30});
+  await assert.rejects(() => d.openLog(b), /no log for .*logged\.drv \(looked for .*build-logs/);
+  const path = drvLogBucketPath(dataDir, drv);
+  mkdirSync(dirname(path), {recursive: true});
+  writeFileSync(path, 'first\nsecond\nthird without newline');
+  const log = await d.openLog(b);
+  assert.equal(log.stepnr, 1);
+  assert.equal(log.lineCount(), 3);
+  assert.deepEqual(await log.lines(1, 5), ['second', 'third without newline']);
+  appendFileSync(path, ' done\nfourth\n');
+  assert.equal(await log.refresh(), true);
+  assert.deepEqual(await log.lines(2, 5), ['third without newline done', 'fourth']);
+  // truncation (a log is truncated once more after the input copy) re-indexes
+  truncateSync(path, 0);
+  writeFileSync(path, 'again\n');
+  assert.equal(await log.refresh(), true);
+  assert.deepEqual(await log.lines(0, 10), ['again']);
+  await log.close();
+  rmSync(path);
+  writeFileSync(`${path}.src`, 'compressed one\ncompressed two\n');
+  execFileSync('sh', ['-c', `bzip2 -c '${path}.src' > '${path}.bz2'`]);
+  rmSync(`${path}.src`);
+  const bz = await d.openLog(b, 1);
+  assert.ok(bz.path.endsWith('.bz2'));
+  assert.deepEqual(await bz.lines(0, 10), ['compressed one', 'compressed two']);
+  await bz.close();
+  await assert.rejects(() => d.openLog(b, 9), /build \d+ has no step 9/);
+  const q = await insertBuild(pool, {jobsetId});
+  await assert.rejects(() => d.openLog(q), /has not started yet/);
+  await pool.query('UPDATE BuildSteps SET busy = 0, status = 0, stoptime = starttime WHERE build = $1', [b]);
+});
+
+test('a 1M-line log is indexed, not loaded: the last page and a search near the end stay fast', async () => {
+  const file = join(dataDir, 'big.log');
+  await new Promise<void>((resolve, reject) => {
+    const out = createWriteStream(file);
+    out.on('error', reject);
+    const chunk: string[] = [];
+    for (let i = 1; i <= 1_000_000; i++) {
+      chunk.push(`building step output line ${i} ${i === 999_990 ? 'NEEDLE' : ''}`);
+      if (chunk.length === 10_000) {
+        out.write(chunk.join('\n') + '\n');
+        chunk.length = 0;
+      }
+    }
+    out.end(resolve);
+  });
+  const t0 = performance.now();
+  const log = await LogFile.open(file);
+  const openMs = performance.now() - t0;
+  assert.equal(log.lineCount(), 1_000_000);
+  const t1 = performance.now();
+  const last = await log.lines(1_000_000 - 20, 20);
+  const pageMs = performance.now() - t1;
+  assert.equal(last.length, 20);
+  assert.match(last[19]!, /line 1000000/);
+  const t2 = performance.now();
+  assert.equal(await log.search('needle', 999_000, false), 999_989);
+  assert.equal(await log.search('needle', 999_999, true), 999_989);
+  const searchMs = performance.now() - t2;
+  await log.close();
+  rmSync(file);
+  process.stdout.write(`# 1M-line log: index ${openMs.toFixed(0)} ms, last page ${pageMs.toFixed(1)} ms, two searches ${searchMs.toFixed(0)} ms\n`);
+  assert.ok(pageMs < 100, `last page took ${pageMs} ms`);
+  assert.ok(openMs < 5000, `indexing took ${openMs} ms`);
+});
+
+test('runner status: REST and SystemStatus documents become one snapshot shape', async () => {
+  const now = Date.now();
+  const rest = parseRestStatus(
+    {
+      queueRunner: {
+        status: 'up',
+        uptime: 42.5,
+        queueStats: {'x86_64-linux': {activeRunnable: 2, totalRunnable: 7, avgRunnableTime: 12}, 'x86_64-linux:kvm': {activeRunnable: 0, totalRunnable: 1}},
+        nrActiveSteps: 2,
+        dispatcherTimeSpentRunning: 100,
+        dispatcherTimeSpentWaiting: 900,
+        progress: {runnable: 6, stalled: true, stalledSeconds: 400, stallThresholdSeconds: 300, lastProgressAt: new Date(now - 400_000).toISOString()},
+      },
+      machines: {
+        b1: {uri: 'ssh://b1', systems: ['x86_64-linux'], maxJobs: 2, speedFactor: 1, score: 1.5, supportedFeatures: ['kvm'], mandatoryFeatures: [], stats: {currentJobs: 2, consecutiveFailures: 0, disabledUntil: 0}, drained: false, listed: true, backingOff: false},
+        b2: {uri: 'ssh://b2', systems: ['x86_64-linux'], maxJobs: 2, stats: {currentJobs: 0, consecutiveFailures: 2, disabledUntil: Math.floor(now / 1000) + 60}, backingOff: true, lastError: 'refused'},
+      },
+      jobsets: {'p:j': {shares: 100, shareUsed: 0.5}},
+    },
+    now,
+    'rest',
+  );
+  assert.equal(rest.runnable, 6);
+  assert.equal(rest.running, 2);
+  assert.deepEqual(rest.machines.map((m) => m.state), ['full', 'backoff']);
+  assert.equal(rest.machines[1]!.lastError, 'refused');
+  assert.equal(rest.progress!.stalled, true);
+  assert.equal(rest.dispatcherBusy, 0.1);
+  assert.equal(rest.jobsets.get('p:j')!.shareUsed, 0.5);
+
+  await pool.query("DELETE FROM SystemStatus WHERE what = 'queue-runner'");
+  const ext = externalSource({address: '127.0.0.1:1', db: pool, timeoutMs: 300});
+  assert.equal(await ext.snapshot(), null);
+  const doc = {
+    status: 'up',
+    time: Math.floor(now / 1000),
+    uptime: 99,
+    nrRunnableSteps: 3,
+    nrActiveSteps: 1,
+    machines: {'ssh://root@b3': {enabled: true, systemTypes: ['aarch64-linux'], currentJobs: 1, consecutiveFailures: 0, disabledUntil: 0, drained: true}},
+    jobsets: {'p:j': {shareUsed: 0.25, seconds: 10}},
+    machineTypes: {'aarch64-linux': {runnable: 3, running: 1, waitTime: 30}},
+  };
+  await pool.query("INSERT INTO SystemStatus (what, status) VALUES ('queue-runner', $1)", [JSON.stringify(doc)]);
+  const snap = await ext.snapshot();
+  assert.equal(snap!.source, 'system-status');
+  assert.equal(snap!.uptimeSec, 99);
+  assert.equal(snap!.machines[0]!.name, 'b3');
+  assert.equal(snap!.machines[0]!.state, 'drained');
+  assert.deepEqual(parseCppStatus(doc, now).queueStats, [{systemType: 'aarch64-linux', runnable: 3, running: 1, avgWait: 10}]);
+  await pool.query("DELETE FROM SystemStatus WHERE what = 'queue-runner'");
+});
