@@ -154,13 +154,35 @@ export class StepGraph {
 
   /** Removes builds (finished, cancelled, deleted) and every step no remaining build needs. */
   dropBuilds(ids: Iterable<number>): void {
+    const released: Step[] = [];
     for (const id of ids) {
       const b = this.builds.get(id);
       if (!b) continue;
       this.builds.delete(id);
-      b.toplevel?.builds.delete(b);
+      if (b.toplevel) {
+        b.toplevel.builds.delete(b);
+        released.push(b.toplevel);
+      }
     }
-    this.collectGarbage();
+    this.release(released);
+  }
+
+  /**
+   * Incremental collection below the given steps: the graph is acyclic and holds no garbage between calls,
+   * so a step is garbage exactly when no build names it and no step needs it. Costs what it frees, where
+   * collectGarbage() walks the whole graph.
+   */
+  private release(stack: Step[]): void {
+    while (stack.length > 0) {
+      const step = stack.pop()!;
+      if (step.builds.size > 0 || step.rdeps.size > 0 || this.steps.get(step.drvPath) !== step) continue;
+      for (const d of step.deps) {
+        d.rdeps.delete(step);
+        stack.push(d);
+      }
+      this.runnable.delete(step);
+      if (!step.running) this.steps.delete(step.drvPath);
+    }
   }
 
   /** Steps not reachable from any build are dropped (running ones stay until they end, unlinked). */
