@@ -164,7 +164,7 @@ test('actions: an unknown user is read-only; a local admin cancels with a scoped
   const nobody = source();
   const caps = await nobody.capabilities();
   assert.match(caps.readonly!, /Hydra user "nobody" is unknown/);
-  assert.equal(caps.checks, 'reproducibility checks are not available yet');
+  assert.equal(caps.checks, null);
   const refused = await nobody.act({kind: 'cancel', ids: [2]});
   assert.equal(refused.ok, false);
   assert.equal(refused.refusal, 'permission');
@@ -198,13 +198,18 @@ test('actions: an unknown user is read-only; a local admin cancels with a scoped
   const machines = await admin.machines(null);
   assert.equal(machines[0]!.state, 'drained');
   assert.deepEqual(await admin.machines('state:idle'), []);
+  // build 1's derivation is not in the store: the check is refused with the reason, and audited
   const check = await admin.act({kind: 'check', ids: [1]});
   assert.equal(check.ok, false);
+  assert.ok(check.message.length > 0);
+  assert.equal((await admin.act({kind: 'check', ids: [1, 3]})).refusal, 'usage');
 
   const total = await admin.countAudit();
   assert.ok(total >= 6, `audit rows: ${total}`);
   const first = await admin.pageAudit({kind: 'start'}, 2);
-  assert.equal(first[0]!.action, 'machine-drain');
+  assert.equal(first[0]!.action, 'check');
+  assert.equal(first[0]!.outcome, 'refused');
+  assert.equal(first[1]!.action, 'check');
   assert.ok(first[0]!.id > first[1]!.id);
   const next = await admin.pageAudit({kind: 'after', key: [first[1]!.id]}, 100);
   assert.equal(first.length + next.length, total);

@@ -136,7 +136,8 @@ export class ConsoleController {
       (dirty.has('queue') && (v === 'builds' || v === 'overview' || v === 'jobsets' || v === 'detail')) ||
       (dirty.has('steps') && (v === 'steps' || v === 'builds' || v === 'detail' || v === 'machines')) ||
       (dirty.has('runner') && (v === 'machines' || v === 'overview' || v === 'jobsets' || v === 'steps')) ||
-      (dirty.has('audit') && v === 'audit');
+      (dirty.has('audit') && v === 'audit') ||
+      (dirty.has('checks') && v === 'checks');
     if (relevant) this.dispatch({type: 'refresh', what: 'visible'});
   }
 

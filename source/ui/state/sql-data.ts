@@ -19,7 +19,9 @@ import {loadAuthority, readonlyError} from '../../actions/permissions.js';
 import {restartBuilds} from '../../actions/restart.js';
 import {cancelBuilds} from '../../actions/cancel.js';
 import {bumpBuilds} from '../../actions/bump.js';
-import {machineStates, setMachineDrained} from '../../actions/machine-drain.js';
+import {drainedMachines, machineStates, setMachineDrained} from '../../actions/machine-drain.js';
+import {runCheck} from '../../actions/check.js';
+import {CheckRunner} from '../../fleet/check-runner.js';
 import type {ActionResult} from '../../actions/perform.js';
 import {LogFile} from './log-file.js';
 import {machineState, type RunnerSnapshot, type RunnerSource} from './runner-source.js';
@@ -168,7 +170,6 @@ export class SqlConsoleData implements ConsoleData {
   private subscribers = new Set<(what: ChangeKind) => void>();
   private timers: NodeJS.Timeout[] = [];
   private stepsSignature = '';
-  private checkModule: Promise<Record<string, unknown> | null> | null = null;
   private closed = false;
 
   constructor(private readonly o: SqlDataOptions) {}
@@ -198,20 +199,9 @@ export class SqlConsoleData implements ConsoleData {
     return value;
   }
 
-  private loadCheckModule(): Promise<Record<string, unknown> | null> {
-    // Reproducibility checks come with source/actions/check.ts; until it exists `c` says so.
-    const specifier = '../../actions/check.js';
-    this.checkModule ??= import(specifier).then(
-      (m) => m as Record<string, unknown>,
-      () => null,
-    );
-    return this.checkModule;
-  }
-
   async capabilities(): Promise<Capabilities> {
     const actor = this.o.actor;
-    const checkFn = await this.checkFunction();
-    const checks = checkFn ? null : 'reproducibility checks are not available yet';
+    const checks = null;
     if (actor.readonly) {
       const why = readonlyError(actor).message;
       return {readonly: why, admin: why, checks, user: actor.hydraUser};
@@ -222,13 +212,6 @@ export class SqlConsoleData implements ConsoleData {
       return {readonly: why, admin: why, checks, user: actor.hydraUser};
     }
     return {readonly: null, admin: auth.admin ? null : `needs the admin role (user "${auth.user}")`, checks, user: actor.hydraUser};
-  }
-
-  private async checkFunction(): Promise<((...args: unknown[]) => Promise<unknown>) | null> {
-    const m = await this.loadCheckModule();
-    if (!m) return null;
-    const fn = m.checkBuilds ?? m.requestChecks;
-    return typeof fn === 'function' ? (fn as (...args: unknown[]) => Promise<unknown>) : null;
   }
 
   // ---------------------------------------------------------------- header and overview
@@ -620,13 +603,8 @@ export class SqlConsoleData implements ConsoleData {
           const changed = m.wasDrained !== m.drained;
           return {ok: true, message: `${m.machine} ${req.kind === 'drain' ? 'drained' : 'enabled'}${changed ? '' : ' (it already was)'}`};
         }
-        case 'check': {
-          const fn = await this.checkFunction();
-          if (!fn) return {ok: false, message: 'reproducibility checks are not available yet', refusal: 'refused'};
-          await fn(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
-          this.emit('audit');
-          return {ok: true, message: `check requested for ${req.ids?.length ?? 0} build(s)`};
-        }
+        case 'check':
+          return this.check(req.ids ?? []);
       }
       this.emit('audit');
       if (!dryRun) this.emit('queue');
@@ -644,6 +622,46 @@ export class SqlConsoleData implements ConsoleData {
       if (e instanceof ActionError) return {ok: false, message: e.message, refusal: e.kind};
       throw e;
     }
+  }
+
+  /**
+   * `c`: a reproducibility check of one build (source/actions/check.ts). The rebuild takes as long as
+   * the build did, so this resolves once the check has started; its verdict lands in the Checks view.
+   */
+  private async check(ids: number[]): Promise<ActionOutcome> {
+    if (ids.length !== 1) return {ok: false, message: 'check one build at a time (unmark the others)', refusal: 'usage'};
+    const build = ids[0]!;
+    const runner = new CheckRunner();
+    const deps = {
+      runner,
+      machines: await this.o.machineSpecs(),
+      dataDir: this.o.dataDir,
+      drained: await drainedMachines(this.pool).catch(() => new Set<string>()),
+    };
+    return new Promise<ActionOutcome>((resolve) => {
+      let started = false;
+      runCheck(this.pool, this.o.actor, {build, onStarted: (id, machine) => {
+        started = true;
+        this.emit('checks');
+        this.emit('audit');
+        resolve({ok: true, message: `check ${id} of build ${build} started on ${machine}; its verdict appears in the Checks view (6)`});
+      }}, deps)
+        .then((r) => {
+          const message = r.dryRun ? `check of build ${build} planned on ${r.checkMachine}` : `check ${r.id} of build ${build}: ${r.verdict}`;
+          if (!started) resolve({ok: true, message});
+          this.o.log?.(message);
+        })
+        .catch((e) => {
+          const message = e instanceof Error ? e.message : String(e);
+          if (!started) resolve({ok: false, message, refusal: e instanceof ActionError ? e.kind : 'failed'});
+          else this.o.log?.(`check of build ${build}: ${message}`);
+        })
+        .finally(() => {
+          this.emit('checks');
+          this.emit('audit');
+          void runner.close();
+        });
+    });
   }
 
   // ---------------------------------------------------------------- live updates

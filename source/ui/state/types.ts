@@ -231,7 +231,7 @@ export interface LogHandle {
   close(): Promise<void>;
 }
 
-export type ChangeKind = 'queue' | 'steps' | 'runner' | 'audit' | 'all';
+export type ChangeKind = 'queue' | 'steps' | 'runner' | 'audit' | 'checks' | 'all';
 
 export interface ConsoleData {
   /** Database description for the help screen. */
