@@ -209,7 +209,7 @@ test('actions: an unknown user is read-only; a local admin cancels with a scoped
   const first = await admin.pageAudit({kind: 'start'}, 2);
   assert.equal(first[0]!.action, 'check');
   assert.equal(first[0]!.outcome, 'refused');
-  assert.equal(first[1]!.action, 'check');
+  assert.equal(first[1]!.action, 'machine-drain');
   assert.ok(first[0]!.id > first[1]!.id);
   const next = await admin.pageAudit({kind: 'after', key: [first[1]!.id]}, 100);
   assert.equal(first.length + next.length, total);
