@@ -66,15 +66,16 @@ test('runcommand blocks: matchers, defaults and problems', () => {
     writeFileSync(
       file,
       ['<runcommand>', '  job = p:j:*', '  command = echo one', '</runcommand>', '<runcommand>', '  command = echo two', '  timeout = 5', '</runcommand>',
-        '<runcommand>', '  job = p:j', '</runcommand>', '<runcommand>', '  command = x', '  timeout = soon', '</runcommand>', ''].join('\n'),
+        '<runcommand>', '  job = p:j', '</runcommand>', '<runcommand>', '  command = x', '  timeout = soon', '</runcommand>', '<hydra-ops-runcommand>', '  job = q:*', '  command = y', '</hydra-ops-runcommand>', ''].join('\n'),
     );
     const {commands, warnings} = postBuildCommands(parseHydraConf(file));
     assert.deepEqual(commands.map((c) => [c.matcher, c.command, c.timeoutSeconds, c.source]), [
       ['p:j:*', 'echo one', 600, `${file}:1`],
       ['*:*:*', 'echo two', 5, `${file}:5`],
       ['*:*:*', 'x', 600, `${file}:12`],
+      ['q:*', 'y', 600, `${file}:16`],
     ]);
-    assert.equal(new Set(commands.map((c) => c.id)).size, 3);
+    assert.equal(new Set(commands.map((c) => c.id)).size, 4);
     assert.equal(warnings.length, 2);
     assert.match(warnings[0]!, /:9: <runcommand> block without a command/);
     assert.match(warnings[1]!, /:14: timeout "soon" is not a positive number/);

@@ -6,7 +6,9 @@
 //     timeout = 300                # hydra-ops: seconds before the command's process group is killed (default 600)
 //   </runcommand>
 //
-// Several blocks may be given. Hydra matches each part of `job` exactly or as a lone `*`; hydra-ops also accepts
+// Several blocks may be given. `<hydra-ops-runcommand>` blocks take the same keys and are read by hydra-ops only:
+// use them when hydra-notify also runs (it would run `<runcommand>` blocks itself, so each command would run twice).
+// Hydra matches each part of `job` exactly or as a lone `*`; hydra-ops also accepts
 // `*` inside a part (`nixpkgs:release-*:*`), a superset. `events` other than buildFinished are not run by hydra-ops.
 import {createHash} from 'node:crypto';
 import {readFileSync} from 'node:fs';
@@ -23,6 +25,9 @@ export interface PostBuildCommand {
 }
 
 export const DEFAULT_POST_BUILD_TIMEOUT = 600;
+
+/** Block names read: Hydra's own, and one hydra-notify ignores. */
+export const BLOCKS = ['runcommand', 'hydra-ops-runcommand'];
 
 export function commandId(matcher: string, command: string): string {
   return createHash('sha256').update(`${matcher}\0${command}`).digest('hex').slice(0, 16);
@@ -60,7 +65,7 @@ function blockStart(lines: Map<string, string[]>, file: string, line: number): n
     }
     lines.set(file, text);
   }
-  for (let i = Math.min(line, text.length) - 1; i >= 0; i--) if (/^\s*<\s*runcommand\b/i.test(text[i]!)) return i + 1;
+  for (let i = Math.min(line, text.length) - 1; i >= 0; i--) if (/^\s*<\s*(hydra-ops-)?runcommand\b/i.test(text[i]!)) return i + 1;
   return line;
 }
 
@@ -72,7 +77,7 @@ export function postBuildCommands(conf: HydraConf | null): {commands: PostBuildC
   const lines = new Map<string, string[]>();
   const blocks = new Map<string, {file: string; line: number; keys: Map<string, {value: string; line: number}>}>();
   for (const e of conf.entries) {
-    if (e.blocks.length !== 1 || e.blocks[0] !== 'runcommand') continue;
+    if (e.blocks.length !== 1 || !BLOCKS.includes(e.blocks[0]!)) continue;
     const start = blockStart(lines, e.file, e.line);
     const key = `${e.file}:${start}`;
     let b = blocks.get(key);
