@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import {existsSync, readFileSync, writeFileSync, rmSync, chmodSync} from 'node:fs';
 import {basename, join} from 'node:path';
 import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
+import {runCli} from './support/cli.js';
 import {insertUser} from './support/fixtures.js';
 import {queryPathInfos, queryValidPaths} from '../source/nix/store.js';
 import {sameHash} from '../source/nix/nar.js';
@@ -238,4 +239,35 @@ test('a rebuild that fails on the builder is "check failed"; the build, its outp
   assert.ok((await queryValidPaths(built.outs)).has(built.outs[0]!));
   await rig.fleet!.startBuilder(other);
   rmSync(`${marker}.slow`);
+});
+
+test('hydra-ops check and hydra-ops repro on the command line', {timeout: 120_000}, async () => {
+  const {ids} = await buildThroughRunner(`${mkPrelude(rig.nix.nonce)} mk "cli-det" [] "echo same > $out"`);
+  const build = ids[0]!;
+  const configDir = join(rig.nix.dir, 'config');
+  const env = {HYDRA_DATABASE_URL: rig.db.url, HYDRA_DATA: rig.dataDir, NIX_REMOTE_SYSTEMS: rig.fleet!.machinesFile, HYDRA_OPS_CONFIG_DIR: configDir};
+  // Independent invocations run side by side (each CLI start costs a few seconds under tsx).
+  const [check, bad, missing] = await Promise.all([
+    runCli(['--local-admin', '--json', 'check', String(build)], env),
+    runCli(['--local-admin', 'check', String(build), '--rounds', '0'], env),
+    runCli(['--local-admin', 'check', '999999'], env),
+  ]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--rounds/);
+  assert.equal(missing.code, 3, missing.stderr);
+  assert.equal(check.code, 0, check.stderr);
+  const r = JSON.parse(check.stdout);
+  assert.equal(r.verdict, 'reproducible');
+  assert.equal(r.build, build);
+
+  const [rep, show] = await Promise.all([runCli(['--json', 'repro', '--filter', `id:${build}`], env), runCli(['repro', '--show', String(r.id)], env)]);
+  assert.equal(rep.code, 0, rep.stderr);
+  const doc = JSON.parse(rep.stdout);
+  assert.equal(doc.builds, 1);
+  assert.equal(doc.reproducible, 1);
+  assert.equal(doc.reproducibleShare, 1);
+  assert.equal(doc.unchecked, 0);
+
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, new RegExp(`check ${r.id}: reproducible`));
 });

@@ -14,6 +14,8 @@ import {registerJobsetCommands} from './jobset.js';
 import {registerEvalCommands} from './eval.js';
 import {registerEnqueueCommands} from './enqueue.js';
 import {registerDemoCommands} from './demo.js';
+import {registerCheckCommand} from './check.js';
+import {registerReproCommand} from './repro.js';
 import {registerUtilityCommands} from './utilities.js';
 
 /** Every subcommand module registers itself here. */
@@ -32,5 +34,7 @@ export function registerCommands(program: Command, ctx: AppContext): void {
   registerEvalCommands(program, ctx);
   registerEnqueueCommands(program, ctx);
   registerDemoCommands(program, ctx);
+  registerCheckCommand(program, ctx);
+  registerReproCommand(program, ctx);
   registerUtilityCommands(program, ctx);
 }
