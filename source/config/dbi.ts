@@ -117,7 +117,8 @@ export function parseHydraDbi(dbi: string, opts: ParseDbiOptions = {}): DbiConfi
     if (/^(postgres|postgresql):\/\//i.test(dbi)) {
       fail(`a URL is not a DBI string (expected prefix "dbi:Pg:"; put URLs in HYDRA_DATABASE_URL)`);
     }
-    const driver = /^dbi:([^:]*):?/i.exec(dbi);
+    // Matched on the masked text: without the prefix's ':' a password may sit inside what looks like the driver.
+    const driver = /^dbi:([^:]*):?/i.exec(maskDbi(dbi));
     if (driver && driver[1]!.toLowerCase() === 'pg' && driver[1] !== 'Pg') {
       fail(`driver ${quote(driver[0])} at position 1: the driver name is case-sensitive, write "dbi:Pg:"`);
     }
@@ -127,8 +128,11 @@ export function parseHydraDbi(dbi: string, opts: ParseDbiOptions = {}): DbiConfi
     if (driver) {
       fail(`prefix ${quote(driver[0])} at position 1 must be written "dbi:Pg:" or "DBI:Pg:"`);
     }
-    fail(`must start with "dbi:Pg:" but starts with ${quote(dbi.slice(0, 7))} at position 1`);
+    fail(`must start with "dbi:Pg:" but starts with ${quote(maskDbi(dbi).slice(0, 7))} at position 1`);
   }
+
+  // libpq reads conninfo as a C string; a NUL would silently cut the value short.
+  if (dbi.includes('\0')) fail(`NUL character at position ${dbi.indexOf('\0') + 1}`);
 
   const s = dbi;
   const n = s.length;

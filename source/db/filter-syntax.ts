@@ -637,5 +637,8 @@ function decodeItem(field: FieldName, kind: FieldKind, op: FilterOp, raw: RawIte
 
 /** Parses a filter expression; throws FilterError with the offending token's position. */
 export function parseFilter(text: string): FilterAst {
+  // PostgreSQL cannot hold a NUL in a text value: refuse it here, at its column, not as a database error.
+  const nul = text.indexOf('\0');
+  if (nul >= 0) throw filterError('NUL character (\\0)', nul, '\0', ' (not allowed in a filter)');
   return new Parser(text).parse();
 }
