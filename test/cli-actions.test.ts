@@ -214,6 +214,11 @@ test('read commands: --json shapes and not-found', {timeout: 120_000}, async () 
     products: [{build: 'number', productnr: 'number', type: 'string', subtype: 'string', filesize: '?number', sha256hash: '?string', path: '?string', name: 'string', defaultpath: '?string'}],
     metrics: [{build: 'number', name: 'string', unit: '?string', value: 'number', project: 'string', jobset: 'string', job: 'string', timestamp: 'number'}],
     evals: ['number'],
+    postBuild: [{
+      id: 'number', build: 'number', build_stoptime: 'number', command_id: 'string', matcher: 'string', command: 'string',
+      status: 'string', attempts: 'number', exit_code: '?number', signal: '?string', output: '?string', output_bytes: '?number',
+      error: '?string', queued_at: 'string', started_at: '?string', finished_at: '?string',
+    }],
   }, 'build');
   assert.equal(one.build.id, b);
   assert.equal(missing.code, 3);

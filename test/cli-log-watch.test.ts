@@ -16,7 +16,7 @@ import {shapeErrors, type Shape} from './support/json-shape.js';
 import {initSchema} from '../source/db/schema.js';
 import {drvLogBucketPath} from '../source/nix/store.js';
 
-const entry = new URL('../cli.tsx', import.meta.url).pathname;
+import {cliArgs} from './support/cli.js';
 
 let tdb: TestDatabase;
 let pool: pg.Pool;
@@ -53,7 +53,7 @@ after(async () => {
 
 /** Starts the CLI; collects stdout lines with their arrival times. */
 function startCli(args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {env, stdio: ['ignore', 'pipe', 'pipe']});
+  const child = spawn(process.execPath, [...cliArgs(), ...args], {env, stdio: ['ignore', 'pipe', 'pipe']});
   children.push(child);
   const lines: {text: string; at: number}[] = [];
   let buf = '';
@@ -92,7 +92,7 @@ test('log -f follows a real build log as it is written and ends when the step en
   writeFileSync(
     join(dir, 'default.nix'),
     `derivation { name = "hydra-ops-log-${tag}"; system = builtins.currentSystem; builder = "/bin/sh";
-       args = [ "-c" "for i in 1 2 3 4 5 6; do echo log-line-$i >&2; ${sleep} 0.4; done; echo done > $out" ]; }`,
+       args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo log-line-$i >&2; ${sleep} 0.5; done; echo done > $out" ]; }`,
   );
   const drv = execFileSync('nix-instantiate', [join(dir, 'default.nix')], {encoding: 'utf8'}).trim();
   const build = await insertBuild(pool, {jobsetId: js.id, drvPath: drv});
@@ -125,18 +125,18 @@ test('log -f follows a real build log as it is written and ends when the step en
   const endShape: Shape = {type: 'string', build: 'number', stepnr: '?number', drvpath: 'string', status: '?number', logFound: 'boolean'};
   for (const e of events) assert.deepEqual(shapeErrors(e, e.type === 'end' ? endShape : lineShape), [], JSON.stringify(e));
   const texts = events.filter((e) => e.type === 'line').map((e) => e.text);
-  for (let i = 1; i <= 6; i++) assert.ok(texts.some((t: string) => t.includes(`log-line-${i}`)), `line ${i} printed`);
+  for (let i = 1; i <= 12; i++) assert.ok(texts.some((t: string) => t.includes(`log-line-${i}`)), `line ${i} printed`);
   assert.deepEqual(events.at(-1), {type: 'end', build, stepnr, drvpath: drv, status: 0, logFound: true});
 
   // Compressed logs are found too once the plain file is gone (as hydra-notify's CompressLog leaves them).
   execFileSync('bzip2', [logPath]);
   const plain = await new Promise<string>((resolve) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', entry, 'log', `${build}/${stepnr}`, '--tail', '2'], {env, stdio: ['ignore', 'pipe', 'inherit']});
+    const c = spawn(process.execPath, [...cliArgs(), 'log', `${build}/${stepnr}`, '--tail', '2'], {env, stdio: ['ignore', 'pipe', 'inherit']});
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     c.on('exit', () => resolve(out));
   });
-  assert.match(plain, /log-line-6/);
+  assert.match(plain, /log-line-12/);
   assert.doesNotMatch(plain, /log-line-1\b/);
 });
 

@@ -12,10 +12,10 @@ import {startFleet} from './support/fleet.js';
 import {nixFixture} from './support/nix-fixtures.js';
 import {mkPrelude} from './support/runner-rig.js';
 import {insertJobset} from './support/fixtures.js';
+import {cliArgs} from './support/cli.js';
 import {initSchema} from '../source/db/schema.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
 
-const entry = new URL('../cli.tsx', import.meta.url).pathname;
 
 interface Daemon {
   child: ChildProcess;
@@ -24,7 +24,7 @@ interface Daemon {
 }
 
 function startDaemon(env: Record<string, string>, args: string[] = []): Daemon {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, '--daemon', '--status-address', '127.0.0.1:0', '--grace', '2', ...args], {
+  const child = spawn(process.execPath, [...cliArgs(), '--daemon', '--status-address', '127.0.0.1:0', '--grace', '2', ...args], {
     env: {...process.env, ...env},
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -35,7 +35,10 @@ export function buildProgram(ctx: AppContext): Command {
   });
   registerCommands(program, ctx);
   // No subcommand: the console (loaded on demand so script mode never pays for Ink).
-  program.action(async () => {
+  program.allowExcessArguments(true).action(async () => {
+    if (program.args.length > 0) {
+      program.error(`error: unknown command '${program.args[0]}'`, {exitCode: EXIT.usage, code: 'commander.unknownCommand'});
+    }
     const {runConsole} = await import('../ui/console.js');
     const o = program.opts<{ascii?: boolean; color?: 'auto' | 'always' | 'never'}>();
     ctx.exitCode = await runConsole(ctx, {ascii: o.ascii, color: o.color});

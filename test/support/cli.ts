@@ -1,7 +1,35 @@
 // Runs the real hydra-ops command line in a child process.
+// The compiled dist/cli.js starts about twice as fast as the TypeScript sources under tsx; it is
+// used when it is at least as new as every source file (npm test builds it first), otherwise the
+// sources run through tsx so a stale build is never tested.
 import {execFile} from 'node:child_process';
+import {existsSync, readdirSync, statSync} from 'node:fs';
+import {join} from 'node:path';
 
-const entry = new URL('../../cli.tsx', import.meta.url).pathname;
+const root = new URL('../../', import.meta.url).pathname;
+const entry = join(root, 'cli.tsx');
+const compiled = join(root, 'dist', 'cli.js');
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    const st = statSync(full);
+    newest = Math.max(newest, st.isDirectory() ? newestSource(full) : st.mtimeMs);
+  }
+  return newest;
+}
+
+let cached: string[] | undefined;
+
+/** argv (after the node executable) that starts the CLI. */
+export function cliArgs(): string[] {
+  if (!cached) {
+    const fresh = existsSync(compiled) && statSync(compiled).mtimeMs >= Math.max(newestSource(join(root, 'source')), statSync(entry).mtimeMs);
+    cached = fresh ? [compiled] : ['--import', 'tsx', entry];
+  }
+  return [...cached];
+}
 
 export interface CliResult {
   code: number;
@@ -13,7 +41,7 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
   return new Promise((resolve) => {
     const child = execFile(
       process.execPath,
-      ['--import', 'tsx', entry, ...args],
+      [...cliArgs(), ...args],
       {env: {...process.env, NO_COLOR: '1', ...env}, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 << 20},
       (error, stdout, stderr) => {
         const code = error ? (typeof (error as {code?: unknown}).code === 'number' ? (error as {code: number}).code : 1) : 0;
