@@ -44,7 +44,7 @@ test('PostgreSQL restarted during builds: the runner reconnects, resyncs and fin
       },
     });
     const drvs = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)}
-      builtins.genList (i: mk "pg-outage-\${toString i}" [] "echo step \${toString i}; sleep \${toString (3 + i / 2)}; echo \${toString i} > $out") 4
+      builtins.genList (i: mk "pg-outage-\${toString i}" [] "echo step \${toString i}; sleep \${toString (4 + i / 2)}; echo \${toString i} > $out") 4
       ++ [ (mk "after-restart" [] "echo > $out") ]`);
     const logs: string[] = [];
     const s = rig.scheduler({retryIntervalMs: 500, pollMs: 500, log: (level, message) => logs.push(`${level}: ${message}`)});
