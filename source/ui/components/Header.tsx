@@ -26,7 +26,10 @@ export function modeText(h: HeaderData): string {
   return `no scheduler${h.modeNote ? `: ${h.modeNote}` : ''}`;
 }
 
-export function Header(p: HeaderProps): React.ReactElement {
+/** Memoised: a keypress re-renders the header only when its data, the clock or the flags changed. */
+export const Header = React.memo(HeaderStrip);
+
+function HeaderStrip(p: HeaderProps): React.ReactElement {
   const {header: h, theme} = p;
   const g = glyphs(theme);
   const u = theme.unicode;

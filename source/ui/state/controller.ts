@@ -69,7 +69,9 @@ export class ConsoleController {
       (e) => this.opts.log?.(`capabilities: ${errorText(e)}`),
     );
     void this.refreshHeader();
-    this.run(loadView(this.state, true).effects, this.state);
+    const first = loadView(this.state, true);
+    this.state = first.state;
+    this.run(first.effects, first.state);
     this.unsubscribe = this.data.subscribe((what) => this.dirty.add(what));
     this.timers.push(setInterval(() => this.tick(), this.opts.tickMs ?? 250));
     this.timers.push(setInterval(() => void this.refreshHeader(), this.opts.headerMs ?? 2000));
@@ -187,7 +189,7 @@ export class ConsoleController {
                 : e.list === 'audit'
                   ? await d.pageAudit(e.anchor, e.limit)
                   : await d.pageChecks(e.anchor, e.limit);
-            this.dispatch({type: 'page', list: e.list, gen: e.gen, merge: e.merge, anchor: e.anchor, limit: e.limit, rows, jump: e.jump}, e.jump === true);
+            this.dispatch({type: 'page', list: e.list, gen: e.gen, merge: e.merge, anchor: e.anchor, limit: e.limit, rows, jump: e.jump}, e.jump === true || e.merge !== 'replace');
           } catch (err) {
             this.dispatch({type: 'pageError', list: e.list, gen: e.gen, error: errorText(err, filter)});
           }
@@ -197,10 +199,10 @@ export class ConsoleController {
           const key = e.list === 'builds' ? `${state.order}\0${state.filters.builds ?? ''}` : '';
           const last = this.counted.get(e.list);
           const now = Date.now();
-          if (last && last.key === key && now - last.at < (this.opts.countMs ?? 3000)) {
+          const known = this.state[e.list].total;
+          if (last && last.key === key && now - last.at < (this.opts.countMs ?? 3000) && known !== null) {
             // Recent enough: keep the total we have (re-sent under the new generation).
-            const w = this.state[e.list];
-            if (w.total !== null) this.dispatch({type: 'count', list: e.list, gen: e.gen, total: w.total});
+            this.dispatch({type: 'count', list: e.list, gen: e.gen, total: known});
             return;
           }
           this.counted.set(e.list, {gen: e.gen, at: now, key});

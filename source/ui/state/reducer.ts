@@ -41,6 +41,8 @@ export interface Window<T> {
   error: string | null;
   /** Generation: responses to an older generation are dropped. */
   gen: number;
+  /** Where a move beyond the loaded rows wanted to go; applied when the rows arrive. */
+  want: number | null;
 }
 
 export interface List<T> {
@@ -159,7 +161,7 @@ export const WINDOW_MAX = 400;
 export const TYPED_CONFIRM_THRESHOLD = 100;
 
 function emptyWindow<T>(): Window<T> {
-  return {rows: [], offset: 0, selected: 0, top: 0, total: null, atStart: true, atEnd: false, pending: null, loaded: false, error: null, gen: 0};
+  return {rows: [], offset: 0, selected: 0, top: 0, total: null, atStart: true, atEnd: false, pending: null, loaded: false, error: null, gen: 0, want: null};
 }
 
 function emptyList<T>(): List<T> {
@@ -327,6 +329,14 @@ function mergePage(state: State, a: Extract<Action, {type: 'page'}>): State {
     next = {...next, rows, offset, selected, top, atStart, atEnd};
   }
   if (next.atEnd) next.total = next.offset + next.rows.length;
+  if (a.merge !== 'replace' && next.want !== null && next.rows.length > 0) {
+    const last = next.offset + next.rows.length - 1;
+    const selected = Math.max(next.offset, Math.min(last, next.want));
+    const reached = selected === next.want || (next.want > last && next.atEnd) || (next.want < next.offset && next.atStart);
+    next = {...next, selected, want: reached ? null : next.want, top: scrollTop(next.top, selected, visible)};
+  } else if (a.merge === 'replace') {
+    next = {...next, want: null};
+  }
   return {...state, [list]: next};
 }
 
@@ -400,7 +410,9 @@ function moveTo(state: State, target: number): State {
     case 'audit':
     case 'checks': {
       const w = state[state.view] as Window<unknown>;
-      return {...state, [state.view]: {...w, selected, top: scrollTop(w.top, selected, visible)}};
+      // A move past the loaded rows is remembered and completed when the next page arrives.
+      const want = (target > selected && !w.atEnd) || (target < selected && !w.atStart) ? target : null;
+      return {...state, [state.view]: {...w, selected, want, top: scrollTop(w.top, selected, visible)}};
     }
     case 'steps':
     case 'machines':

@@ -1,0 +1,147 @@
+// Console at scale: 100k builds in a fresh database (one INSERT … SELECT generate_series), the real
+// SQL data source, the app rendered with ink-testing-library at 80×24. Measures the time to the first
+// frame and to the first frame with data, and keypress-to-frame latency for j (within the loaded
+// window), PgDn (crossing into pages fetched from SQL), G (jump to the oldest build) and g.
+//
+//   node --import tsx bench/console-scale.ts [builds]
+import React from 'react';
+import pg from 'pg';
+import {render} from 'ink-testing-library';
+import {freshDatabase} from '../test/support/pg.js';
+import {insertJobset} from '../test/support/fixtures.js';
+import {initSchema} from '../source/db/schema.js';
+import {makeActor} from '../source/actions/actor.js';
+import {SqlConsoleData} from '../source/ui/state/sql-data.js';
+import {ConsoleController} from '../source/ui/state/controller.js';
+import {App} from '../source/ui/app.js';
+
+const N = Number(process.argv[2] ?? 100_000);
+// eslint-disable-next-line no-control-regex
+const strip = (s: string | undefined) => (s ?? '').replace(/\u001B\[[0-9;]*m/g, '');
+const selected = (f: string) => f.split('\n').find((l) => l.startsWith('>')) ?? '';
+
+function stats(xs: number[]): string {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+  return `median ${q(0.5).toFixed(1)} ms, p95 ${q(0.95).toFixed(1)} ms, max ${s[s.length - 1]!.toFixed(1)} ms (n=${s.length})`;
+}
+
+async function main(): Promise<void> {
+  const db = await freshDatabase('console_scale');
+  const pool = new pg.Pool({connectionString: db.url, max: 10});
+  try {
+    await initSchema(pool);
+    const js = await insertJobset(pool, {name: 'big'});
+    const t0 = performance.now();
+    // Hydra's per-row triggers (NOTIFY, NrBuilds bookkeeping) would make this a minute: skip them.
+    const c = await pool.connect();
+    await c.query('SET session_replication_role = replica');
+    await c.query(
+      `INSERT INTO Builds (finished, timestamp, jobset_id, job, nixName, drvPath, system, maxsilent, timeout, isCurrent, priority, globalPriority,
+                           startTime, stopTime, isCachedBuild, buildStatus, keep)
+       SELECT i % 2, 1700000000 + i, $1, 'job' || i, 'job' || i, '/nix/store/' || lpad(i::text, 32, '0') || '-job' || i || '.drv',
+              CASE WHEN i % 4 = 0 THEN 'aarch64-linux' ELSE 'x86_64-linux' END, 7200, 36000, 1, 100, 0,
+              CASE WHEN i % 2 = 1 THEN 1700001000 + i END, CASE WHEN i % 2 = 1 THEN 1700001060 + i END,
+              CASE WHEN i % 2 = 1 THEN 0 END, CASE WHEN i % 2 = 1 THEN 0 END, 0
+         FROM generate_series(1, $2::int) AS i`,
+      [js.id, N],
+    );
+    await c.query('SET session_replication_role = DEFAULT');
+    c.release();
+    await pool.query('ANALYZE Builds');
+    console.log(`inserted ${N} builds in ${(performance.now() - t0).toFixed(0)} ms`);
+
+    const data = new SqlConsoleData({
+      pool,
+      connection: {connectionString: db.url},
+      describe: 'bench',
+      dataDir: '/nonexistent',
+      actor: makeActor({hydraUser: 'bench', version: 'bench'}),
+      runner: null,
+      mode: 'none',
+      modeNote: 'bench',
+      machineSpecs: async () => [],
+    });
+    const size = {columns: 80, rows: 24};
+    const controller = new ConsoleController(data, {size, view: 'builds'});
+    const tr = performance.now();
+    const r = render(React.createElement(App, {controller, theme: {color: true, unicode: true}, size, clockMs: 0}));
+    const firstFrame = performance.now() - tr;
+    controller.start();
+    const frame = () => strip(r.lastFrame());
+    // Frames are observed as Ink writes them (no polling, so the measurement costs no CPU).
+    let waiter: {pred: (f: string) => boolean; resolve: (t: number) => void} | null = null;
+    const out = r.stdout as unknown as {write: (f: string) => void};
+    const write = out.write;
+    out.write = (f: string) => {
+      write(f);
+      if (waiter && waiter.pred(strip(f))) {
+        const w = waiter;
+        waiter = null;
+        w.resolve(performance.now());
+      }
+    };
+    const until = async (pred: (f: string) => boolean, what: string): Promise<number> => {
+      if (pred(frame())) return performance.now();
+      return new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out: ${what}\n${frame()}`)), 10_000);
+        waiter = {pred, resolve: (t) => (clearTimeout(timer), resolve(t))};
+      });
+    };
+    const withData = (await until((f) => new RegExp(`^>\\s+${N} `, 'm').test(f), 'first data frame')) - tr;
+    const withCount = (await until((f) => /— 1 of \d/.test(f), 'count')) - tr;
+    await new Promise((res) => setTimeout(res, 50));
+
+    let cpuUs = 0;
+    let presses = 0;
+    const press = async (key: string, changed: (before: string, after: string) => boolean) => {
+      // Keys a few frames apart, as typed: each is measured from the write to the frame that shows it.
+      await new Promise((res) => setTimeout(res, 40));
+      const before = frame();
+      const cpu0 = process.cpuUsage();
+      presses++;
+      const t = performance.now();
+      r.stdin.write(key);
+      const shown = await until((f) => changed(before, f), `frame after ${JSON.stringify(key)}`);
+      const elapsed = shown - t;
+      const d = process.cpuUsage(cpu0);
+      cpuUs += d.user + d.system;
+      return elapsed;
+    };
+    const moved = (a: string, b: string) => selected(a) !== selected(b);
+    const j: number[] = [];
+    for (let i = 0; i < 60; i++) j.push(await press('j', moved));
+    const pg_: number[] = [];
+    for (let i = 0; i < 30; i++) pg_.push(await press('\u001B[6~', moved));
+    const G = await press('G', (_a, b) => /^>\s+1 /m.test(b));
+    const g = await press('g', (_a, b) => new RegExp(`^>\\s+${N} `, 'm').test(b));
+    const k: number[] = [];
+    for (let i = 0; i < 20; i++) k.push(await press('/', (a, b) => a !== b), await press('\u001B', (a, b) => a !== b));
+
+    console.log(`first frame (skeleton, synchronous render): ${firstFrame.toFixed(1)} ms`);
+    console.log(`first frame with the newest builds: ${withData.toFixed(1)} ms; with the total count: ${withCount.toFixed(1)} ms`);
+    console.log(`j (within the loaded window): ${stats(j)}`);
+    console.log(`PgDn (window refilled from SQL as it goes): ${stats(pg_)}`);
+    console.log(`G (jump to the oldest build, reverse keyset query): ${G.toFixed(1)} ms`);
+    console.log(`g (back to the newest): ${g.toFixed(1)} ms`);
+    console.log(`/ and esc (input mode on/off): ${stats(k)}`);
+    console.log(`CPU per keypress (all of the above, this process): ${(cpuUs / presses / 1000).toFixed(1)} ms`);
+    const la = (await import('node:os')).loadavg()[0]!;
+    console.log(`machine load average (1 min) during the run: ${la.toFixed(1)} on ${(await import('node:os')).cpus().length} CPUs`);
+    console.log(`rows held by the builds window: ${controller.getState().builds.rows.length} of ${N}`);
+    r.unmount();
+    await controller.stop();
+    await data.close();
+  } finally {
+    await pool.end();
+    await db.drop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
