@@ -486,3 +486,19 @@ test('stdin without raw mode: the app renders and ignores input instead of crash
   await c.stop();
   assert.match(out, /hydra-ops/);
 });
+
+test('starting in the builds view shows the total; fast page keys over a slow source are not lost', async () => {
+  const data = new FakeData({builds: 1000});
+  const page = data.pageBuilds.bind(data);
+  data.pageBuilds = async (q) => {
+    await new Promise((res) => setTimeout(res, 40));
+    return page(q);
+  };
+  const r = await renderConsole(data, {controller: {view: 'builds'}});
+  await r.waitFor((f) => /— 1 of 1\u2009000/.test(f), 'total on the first view');
+  // 18 rows a page at 80×24: six pages down is row 109 (id 892), far past the first 50 loaded rows.
+  for (let i = 0; i < 6; i++) r.stdinWrite(KEYS.pgdn);
+  await r.waitFor((f) => /^>\s+892 /m.test(f), 'selection completed after the pages arrived', 5000);
+  assert.match(r.frame(), /109 of 1\u2009000/);
+  await r.unmount();
+});

@@ -433,8 +433,11 @@ function currentIndex(state: State): number {
   switch (state.view) {
     case 'builds':
     case 'audit':
-    case 'checks':
-      return (state[state.view] as Window<unknown>).selected;
+    case 'checks': {
+      // Keys typed while a page is on its way continue from where the earlier ones were heading.
+      const w = state[state.view] as Window<unknown>;
+      return w.want ?? w.selected;
+    }
     case 'steps':
     case 'machines':
     case 'jobsets':
