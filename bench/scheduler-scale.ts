@@ -15,9 +15,12 @@
 // Measured:
 //  - ingestion: scheduler.start() + first scan until stats.ingestDone == ingestTotal, with the executor paused
 //    (dispatched steps wait, none finishes);
+//  - full rounds, timed directly on the loaded graph (~48k runnable at the default size): the dispatcher's
+//    ordering and assignment over every runnable step with one free slot on each machine, 20 times;
 //  - dispatch rounds: the executor is resumed; the time of every dispatch round (stats.lastDispatchMs) is
 //    recorded with the number of runnable steps at that round; p50/p99 over the rounds at 45k–55k runnable
-//    (or the first --rounds rounds, default 300);
+//    (or the first --rounds rounds, default 300). A round that finds every machine full skips the ordering, so
+//    these rounds are cheaper than the full ones above;
 //  - peak RSS of this process (VmHWM), which holds the whole graph, plus the RSS right after ingestion.
 import {mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync} from 'node:fs';
 import {createHash} from 'node:crypto';
@@ -30,6 +33,7 @@ import {initSchema} from '../source/db/schema.js';
 import {defaultRunnerSettings} from '../source/config/hydra-conf.js';
 import {Scheduler} from '../source/scheduler/scheduler.js';
 import {LookupBatcher} from '../source/scheduler/batcher.js';
+import {assignSteps, sortRunnable} from '../source/scheduler/dispatcher.js';
 import {failedPathsAmong} from '../source/db/runner-sql.js';
 import {readDrv} from '../source/nix/drv.js';
 import {NIX_BASE32_ALPHABET} from '../source/nix/store-path.js';
@@ -229,6 +233,23 @@ async function main(): Promise<void> {
         `${s.graph.runnable.size} runnable (+${s.active.size} dispatched), RSS ${rssIngested.toFixed(0)} MiB (was ${rssBefore.toFixed(0)})`,
     );
 
+    // Full rounds, timed directly on the loaded graph: the dispatcher's ordering and assignment over every runnable
+    // step, with one free slot on each machine (as after a burst of finished steps). Assignments are undone.
+    const full: number[] = [];
+    const fullRunnable = [...s.graph.runnable].filter((x) => !x.running).length;
+    for (let i = 0; i < 21; i++) {
+      const r0 = performance.now();
+      const now = Date.now();
+      const candidates = [...s.graph.runnable].filter((x) => !x.running && x.after <= now);
+      const clones = [...s.machines.values()].map((m) => ({spec: m.spec, rt: {...m.rt, currentJobs: m.spec.maxJobs - 1}}));
+      const assigned = assignSteps(sortRunnable(candidates), clones, SYSTEM, now);
+      const took = performance.now() - r0;
+      for (const a of assigned) a.step.running = false;
+      if (i > 0) full.push(took); // the first is a warm-up
+    }
+    full.sort((a, b) => a - b);
+    console.log(`full rounds timed directly: ${fullRunnable} runnable, p50 ${percentile(full, 50).toFixed(1)} ms, max ${full[full.length - 1]!.toFixed(1)} ms`);
+
     // Dispatch rounds while steps finish and free slots.
     recording = true;
     t = performance.now();
@@ -252,6 +273,8 @@ async function main(): Promise<void> {
       {figure: 'ingestion rate', ours: nBuilds / (ingestMs / 1000), peer: null, unit: 'builds/s', digits: 0},
       {figure: `dispatch round p50 (~${Math.round(percentile([...runnables].sort((a, b) => a - b), 50) / 1000)}k runnable; Rust: 35k)`, ours: percentile(ms, 50), peer: RUST.dispatchMs, unit: 'ms'},
       {figure: 'dispatch round p99', ours: percentile(ms, 99), peer: null, unit: 'ms'},
+      {figure: `full round, 1 free slot per machine, p50 (${Math.round(fullRunnable / 1000)}k runnable)`, ours: percentile(full, 50), peer: RUST.dispatchMs, unit: 'ms'},
+      {figure: 'full round p99 (20 rounds: the maximum)', ours: percentile(full, 99), peer: null, unit: 'ms'},
       {figure: 'dispatch round per 1k runnable (p50)', ours: percentile(ms, 50) / (percentile([...runnables].sort((a, b) => a - b), 50) / 1000), peer: RUST.dispatchMs / 35, unit: 'ms', digits: 2},
       {figure: `peak RSS (${Math.round(stepsInGraph / 1000)}k steps; Rust: 273k)`, ours: peak, peer: RUST.rssMiB, unit: 'MiB', digits: 0},
       {figure: 'RSS per 1k steps (after ingestion)', ours: rssIngested / (stepsInGraph / 1000), peer: RUST.rssMiB / (RUST.rssSteps / 1000), unit: 'MiB', digits: 2},

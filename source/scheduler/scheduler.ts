@@ -17,7 +17,7 @@ import {Build, DAY, Jobset, Step, dependentBuilds, propagatePriorities} from './
 import {StepGraph, type GraphStore, type LoadResult} from './graph.js';
 import {LookupBatcher} from './batcher.js';
 import {assignSteps, sortRunnable, type StepOrder} from './dispatcher.js';
-import {machineName, newRuntime, recordMachineFailure, stepPlatform, unsupportedReason, waitingReason, type RunnerMachine} from './machines.js';
+import {isAvailable, machineName, newRuntime, recordMachineFailure, stepPlatform, unsupportedReason, waitingReason, type RunnerMachine} from './machines.js';
 
 export const QUEUE_CHANNELS = ['builds_added', 'builds_restarted', 'builds_cancelled', 'builds_deleted', 'builds_bumped', 'jobset_shares_changed'];
 
@@ -662,6 +662,8 @@ export class Scheduler extends EventEmitter {
     try {
       for (const j of this.graph.jobsets.values()) j.prune(nowSeconds());
       const machines = [...this.machines.values()];
+      // With every machine full (the usual state of a busy farm), ordering the runnable steps is wasted work.
+      const anyFree = machines.some((m) => isAvailable(m, now));
       const candidates: Step[] = [];
       let nextWake = Number.POSITIVE_INFINITY;
       let unsupported = 0;
@@ -691,11 +693,11 @@ export class Scheduler extends EventEmitter {
           nextWake = Math.min(nextWake, step.after);
           continue;
         }
-        candidates.push(step);
+        if (anyFree) candidates.push(step);
       }
       this.stats.nrUnsupportedSteps = unsupported;
       for (const m of machines) if (m.rt.consecutiveFailures > 0 && m.rt.disabledUntil > now) nextWake = Math.min(nextWake, m.rt.disabledUntil);
-      const sorted = sortRunnable(candidates, this.options.stepOrder ?? 'rdeps');
+      const sorted = anyFree ? sortRunnable(candidates, this.options.stepOrder ?? 'rdeps') : [];
       const assignments = assignSteps(sorted, machines, this.options.localSystem, now);
       for (const {step, machine} of assignments) {
         this.graph.runnable.delete(step);
