@@ -15,7 +15,7 @@ import {insertJobset} from './support/fixtures.js';
 import {cliArgs} from './support/cli.js';
 import {initSchema} from '../source/db/schema.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
-
+import {waitFor} from './support/wait.js';
 
 interface Daemon {
   child: ChildProcess;
@@ -32,16 +32,6 @@ function startDaemon(env: Record<string, string>, args: string[] = []): Daemon {
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {child, stderr: () => err, exited};
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 test('the daemon: single instance, REST status, and SIGKILL mid-build five times in a row', {timeout: 300_000}, async () => {

@@ -6,16 +6,7 @@
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {runnerRig, mkPrelude} from './support/runner-rig.js';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import {waitFor} from './support/wait.js';
 
 test('a builder whose sshd was killed backs off, then comes back and takes steps again', {timeout: 90_000}, async () => {
   const rig = await runnerRig({builders: 2, label: 'fault_sshd'});

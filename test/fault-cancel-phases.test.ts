@@ -11,16 +11,7 @@ import {readFileSync, readdirSync, readlinkSync} from 'node:fs';
 import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
 import {cancelBuildsSql} from '../source/actions/cancel.js';
 import type {StepExecutor, StepPhase, StepRequest} from '../source/fleet/step-api.js';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import {waitFor} from './support/wait.js';
 
 /** Command lines of every process in the PID namespace of the builder whose helper process is `helperPid`. */
 function builderProcesses(helperPid: number): string[] {
@@ -81,7 +72,7 @@ test('cancel during connecting, sending, building and receiving: step 4 within s
       const [id] = await rig.queue([drvs[i]!], {jobsetId: jobset.id});
       s.requestScan();
       const busy = BUSY[phase]!;
-      await waitFor(`the ${phase} phase`, async () => (await rig.pool.query('SELECT 1 FROM BuildSteps WHERE build = $1 AND busy = $2', [id, busy])).rowCount);
+      await waitFor(`the ${phase} phase`, async () => (await rig.pool.query('SELECT 1 FROM BuildSteps WHERE build = $1 AND busy = $2', [id, busy])).rowCount, 90_000);
       if (freezeOn) await waitFor('the builder to be frozen', () => frozen);
       else await waitFor('the remote build process', () => builderProcesses(builder.pid).some((c) => c.includes(marks[phase]!)));
       // Stay in the phase a moment: the step really is stuck there, not passing through.

@@ -11,16 +11,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {connectOrStart, stopEmbedded} from '../source/db/embedded.js';
 import {runnerRig, mkPrelude} from './support/runner-rig.js';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import {waitFor} from './support/wait.js';
 
 test('PostgreSQL restarted during builds: the runner reconnects, resyncs and finishes every build once', {timeout: 90_000}, async () => {
   const base = mkdtempSync(join(tmpdir(), 'hydra-ops-fault-pg-'));

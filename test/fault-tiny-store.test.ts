@@ -7,16 +7,7 @@ import {randomBytes} from 'node:crypto';
 import {writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {runnerRig, mkPrelude} from './support/runner-rig.js';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import {waitFor} from './support/wait.js';
 
 test('an input closure that does not fit the builder store: step 3 with the ENOSPC text, machine backs off', {timeout: 90_000}, async () => {
   const storeSize = 16 * 1024 * 1024;

@@ -11,24 +11,7 @@ import {restartBuildsSql} from '../source/actions/restart.js';
 import {cancelBuildsSql} from '../source/actions/cancel.js';
 import {bumpBuildsSql} from '../source/actions/bump.js';
 import type {Scheduler} from '../source/scheduler/scheduler.js';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function pgrep(pattern: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', pattern], {encoding: 'utf8'}).split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
+import {waitFor, pgrep} from './support/wait.js';
 
 async function started(rig: RunnerRig, s: Scheduler): Promise<void> {
   await s.start();

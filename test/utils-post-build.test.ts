@@ -8,14 +8,13 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {runnerRig, mkPrelude} from './support/runner-rig.js';
 import {insertBuild} from './support/fixtures.js';
-import {runCli} from './support/cli.js';
+import {cliArgs, runCli} from './support/cli.js';
 import {postBuildCommands, matchesJob, checkMatcher} from '../source/config/run-commands.js';
 import {parseHydraConf} from '../source/config/hydra-conf.js';
 
-const entry = new URL('../cli.tsx', import.meta.url).pathname;
 
 function startDaemon(env: Record<string, string>, logFile: string): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'daemon', '--status-address', 'off', '--log-level', 'debug', '--grace', '2'], {
+  const child = spawn(process.execPath, [...cliArgs(), 'daemon', '--status-address', 'off', '--log-level', 'debug', '--grace', '2'], {
     env: {...process.env, ...env},
     stdio: ['ignore', 'ignore', 'pipe'],
   });
