@@ -213,15 +213,23 @@ export class CheckRunner {
             if (differs && o.checkPath === null) {
               const target = join(req.checkDir, `${basename(o.path)}.check`);
               const pipe = new PassThrough({highWaterMark: 1 << 20});
-              const unpacking = unpackNar(pipe, target, {label: o.path});
-              unpacking.catch(() => undefined);
-              let dumped: {narHash: string};
+              pipe.on('error', () => undefined); // destroyed by a failing unpack; reported below
+              const unpacking = unpackNar(pipe, target, {label: o.path}).then(
+                () => null,
+                (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+              );
+              let dumped: {narHash: string} | undefined;
+              let dumpError: unknown;
               try {
                 dumped = await client.dumpStorePath(o.path, undefined, pipe);
+              } catch (e) {
+                dumpError = e;
               } finally {
                 pipe.end();
               }
-              await unpacking;
+              const unpackError = await unpacking;
+              if (unpackError) throw new CheckError(`round ${round}: unpacking the rebuilt ${o.path} into ${target} failed: ${unpackError.message}`);
+              if (dumpError || !dumped) throw dumpError;
               if (!sameHash(dumped.narHash, info.narHash)) {
                 throw new CheckError(`round ${round}: the NAR of ${o.path} sent by ${req.machine.uri} hashes to ${dumped.narHash}, not ${info.narHash}`);
               }

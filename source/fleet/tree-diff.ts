@@ -81,12 +81,12 @@ export function unifiedDiff(a: string[], b: string[], context = 3): string[] {
       ops.push({op: ' ', text: A[i]!});
       i++;
       j++;
-    } else if (j < B.length && (i === A.length || lcs[i * cols + j + 1]! >= lcs[(i + 1) * cols + j]!)) {
-      ops.push({op: '+', text: B[j]!});
-      j++;
-    } else {
+    } else if (i < A.length && (j === B.length || lcs[(i + 1) * cols + j]! >= lcs[i * cols + j + 1]!)) {
       ops.push({op: '-', text: A[i]!});
       i++;
+    } else {
+      ops.push({op: '+', text: B[j]!});
+      j++;
     }
   }
   for (let k = n - suf; k < n; k++) ops.push({op: ' ', text: a[k]!});
@@ -167,8 +167,9 @@ export async function diffTrees(oldRoot: string, newRoot: string, options: TreeD
 
   const textOrBinary = (rel: string, x: Buffer, y: Buffer): void => {
     if (isText(x) && isText(y)) {
-      const a = x.toString('utf8').split('\n');
-      const b = y.toString('utf8').split('\n');
+      const lines = (t: string) => (t.endsWith('\n') ? t.slice(0, -1) : t).split('\n');
+      const a = lines(x.toString('utf8'));
+      const b = lines(y.toString('utf8'));
       if (a.length <= 20_000 && b.length <= 20_000) {
         const hunks = unifiedDiff(a, b, context);
         const shown = hunks.slice(0, maxExcerpt);

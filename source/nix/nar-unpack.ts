@@ -23,7 +23,10 @@ export interface UnpackResult {
 
 const MAX_TOKEN = 64;
 
-/** Unpacks the NAR read from `source` at `target`, which must not exist yet (its parent must). */
+/**
+ * Unpacks the NAR read from `source` at `target`, which must not exist yet (its parent must). On failure the
+ * source stream is destroyed (so its producer stops) and what was written so far stays for inspection.
+ */
 export async function unpackNar(source: Readable | AsyncIterable<Buffer>, target: string, options: {label?: string; limits?: Partial<NarLimits>} = {}): Promise<UnpackResult> {
   const limits: NarLimits = {...DEFAULT_NAR_LIMITS, ...options.limits};
   const label = options.label ? `NAR of ${options.label}` : 'NAR';
@@ -110,10 +113,17 @@ export async function unpackNar(source: Readable | AsyncIterable<Buffer>, target
     }
   };
 
-  const magic = await token('magic');
-  if (magic !== NAR_MAGIC) fail(`input doesn't look like a Nix archive (magic '${magic.slice(0, 40)}')`);
-  await node(target, '', 0);
-  if (!(await reader.atEof())) fail('trailing data after the archive');
+  try {
+    const magic = await token('magic');
+    if (magic !== NAR_MAGIC) fail(`input doesn't look like a Nix archive (magic '${magic.slice(0, 40)}')`);
+    await node(target, '', 0);
+    if (!(await reader.atEof())) fail('trailing data after the archive');
+  } catch (error) {
+    // Stop the producer: a stream nobody reads any more would otherwise block it (and its process) forever.
+    const s = source as {destroy?: (e?: Error) => void};
+    if (typeof s.destroy === 'function') s.destroy(error instanceof Error ? error : undefined);
+    throw error;
+  }
   // Directories become read-only last (children first), as in the store.
   for (const d of dirs.reverse()) {
     await chmod(d, 0o555);
