@@ -129,6 +129,9 @@ async function main(): Promise<void> {
     const la = (await import('node:os')).loadavg()[0]!;
     console.log(`machine load average (1 min) during the run: ${la.toFixed(1)} on ${(await import('node:os')).cpus().length} CPUs`);
     console.log(`rows held by the builds window: ${controller.getState().builds.rows.length} of ${N}`);
+    const mem = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(mem)?.[1] ?? NaN) / 1024;
+    console.log(`RSS of this process (console, data source and renderer): ${kb('VmRSS').toFixed(0)} MiB now, peak ${kb('VmHWM').toFixed(0)} MiB`);
     r.unmount();
     await controller.stop();
     await data.close();
