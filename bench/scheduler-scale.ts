@@ -118,7 +118,7 @@ function generate(dir: string, n: number): Generated {
 }
 
 async function insertQueue(pool: pg.Pool, g: Generated): Promise<void> {
-  const jobsets = [];
+  const jobsets: number[] = [];
   for (let j = 0; j < 4; j++) jobsets.push((await insertJobset(pool, {name: `scale-${j}`, schedulingShares: 100 * (j + 1)})).id);
   const now = Math.floor(Date.now() / 1000);
   const chunk = 10_000;
