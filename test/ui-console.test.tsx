@@ -376,6 +376,27 @@ test('checks: the empty state explains checks; c says they are not available yet
   await r.unmount();
 });
 
+test('checks: enter on a check opens its diff in the log viewer; a check without a diff says so', async () => {
+  const data = new FakeData({
+    checks: [
+      {id: 7, build: 12, drvPath: '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-stamp.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'not-reproducible', differing: ['out'], diffLogPath: '/tmp/checks/7/diff.log', startedAt: '2026-01-15T11:00:00Z'},
+      {id: 6, build: 11, drvPath: '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-hello.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'reproducible', differing: [], diffLogPath: null, startedAt: '2026-01-15T10:00:00Z'},
+    ],
+  });
+  const r = await renderConsole(data);
+  await r.press('6');
+  await r.waitFor((f) => f.includes('stamp') && f.includes('hello'), 'checks listed');
+  await r.press(KEYS.enter);
+  await r.waitFor(() => data.calls.includes('openFile /tmp/checks/7/diff.log'), 'diff opened');
+  await r.waitFor((f) => f.includes('log of build 12'), 'log view shows the diff');
+  await r.press(KEYS.esc);
+  await r.waitFor((f) => f.includes('stamp') && f.includes('hello'), 'back to checks');
+  await r.press('j');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('check 6: reproducible — no diff to show'), 'no diff message');
+  await r.unmount();
+});
+
 test('audit view lists actions newest first', async () => {
   const data = new FakeData();
   data.audit = [

@@ -97,6 +97,7 @@ export interface FakeOptions {
   /** Outcome of act(); default: success changing every id. */
   act?: (req: ActionRequest) => ActionOutcome;
   logLines?: number;
+  checks?: CheckEntry[];
 }
 
 export class FakeData implements ConsoleData {
@@ -228,10 +229,14 @@ export class FakeData implements ConsoleData {
     return this.audit.length;
   }
   async pageChecks(): Promise<CheckEntry[]> {
-    return [];
+    return this.o.checks ?? [];
   }
   async countChecks() {
-    return 0;
+    return this.o.checks?.length ?? 0;
+  }
+  async openFile(path: string): Promise<LogHandle> {
+    this.calls.push(`openFile ${path}`);
+    return this.log;
   }
   async openLog(build: number, stepnr?: number): Promise<LogHandle> {
     this.calls.push(`openLog ${build}/${stepnr ?? ''}`);

@@ -241,7 +241,7 @@ export class ConsoleController {
           this.logHandle = null;
           await old?.close().catch(() => {});
           try {
-            const handle = await d.openLog(e.build, e.stepnr);
+            const handle = e.file !== undefined ? await d.openFile(e.file) : await d.openLog(e.build, e.stepnr);
             if (seq !== this.logOpenSeq || this.state.view !== 'log') {
               await handle.close();
               return;

@@ -118,7 +118,7 @@ export const HELP: {section: string; entries: HelpEntry[]}[] = [
       {keys: 'j k ↑ ↓', what: 'move'},
       {keys: 'g G', what: 'top / bottom'},
       {keys: 'ctrl-f ctrl-b PgDn PgUp', what: 'page'},
-      {keys: 'enter', what: 'drill down (build detail)'},
+      {keys: 'enter', what: 'drill down (build detail; in checks: the diff)'},
       {keys: 'l', what: 'log of the selected build or step'},
       {keys: 'space', what: 'mark / unmark a build'},
       {keys: 's', what: 'builds: newest first ↔ queue order'},

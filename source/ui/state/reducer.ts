@@ -119,7 +119,7 @@ export type Effect =
   | {type: 'count'; list: WindowName; gen: number}
   | {type: 'load'; what: ListName | 'overview'}
   | {type: 'detail'; id: number}
-  | {type: 'openLog'; build: number; stepnr?: number}
+  | {type: 'openLog'; build: number; stepnr?: number; file?: string}
   | {type: 'readLog'; top: number; count: number}
   | {type: 'searchLog'; needle: string; from: number; backwards: boolean}
   | {type: 'closeLog'}
@@ -476,14 +476,14 @@ function openDetail(state: State, id: number): Result {
   return r;
 }
 
-function openLog(state: State, build: number, stepnr?: number): Result {
+function openLog(state: State, build: number, stepnr?: number, file?: string): Result {
   const next: State = {
     ...state,
     back: [...state.back, state.view],
     view: 'log',
     log: {build, stepnr: stepnr ?? null, path: null, total: 0, top: 0, lines: [], follow: true, wrap: false, search: null, match: null, error: null, loading: true},
   };
-  return {state: next, effects: [{type: 'openLog', build, ...(stepnr !== undefined ? {stepnr} : {})}]};
+  return {state: next, effects: [{type: 'openLog', build, ...(stepnr !== undefined ? {stepnr} : {}), ...(file !== undefined ? {file} : {})}]};
 }
 
 // ------------------------------------------------------------------ input modes
@@ -738,6 +738,13 @@ function normalKey(state: State, key: string): Result {
       if (state.view === 'detail') {
         const step = state.detail?.data?.steps[state.detail.selected];
         return step ? openLog(cleared, state.detail!.id, step.stepnr) : none;
+      }
+      if (state.view === 'checks') {
+        // Drill down into a check: its diff log in the log viewer (search, wrap, paging).
+        const c = state.checks.rows[state.checks.selected - state.checks.offset];
+        if (!c) return none;
+        if (!c.diffLogPath) return {state: {...state, message: {text: `check ${c.id}: ${c.verdict} — no diff to show`, error: false}}, effects: []};
+        return openLog(cleared, c.build ?? 0, undefined, c.diffLogPath);
       }
       if (state.view === 'jobsets') {
         const j = state.jobsets.rows[state.jobsets.selected];

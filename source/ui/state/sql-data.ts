@@ -560,6 +560,10 @@ export class SqlConsoleData implements ConsoleData {
     return LogFile.open(path, step?.stepnr ?? null);
   }
 
+  async openFile(path: string): Promise<LogHandle> {
+    return LogFile.open(path, null);
+  }
+
   // ---------------------------------------------------------------- actions
 
   private async scopeOf(ids: number[]): Promise<string> {

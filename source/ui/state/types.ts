@@ -253,6 +253,8 @@ export interface ConsoleData {
   countChecks(): Promise<number>;
   /** The log of a build's step (the running or last step when stepnr is omitted). */
   openLog(build: number, stepnr?: number): Promise<LogHandle>;
+  /** Any text file shown in the log view (a reproducibility check's diff). */
+  openFile(path: string): Promise<LogHandle>;
   act(req: ActionRequest): Promise<ActionOutcome>;
   /** Live updates: calls back with what changed; returns the unsubscribe function. */
   subscribe(onChange: (what: ChangeKind) => void): () => void;
