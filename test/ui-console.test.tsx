@@ -10,6 +10,7 @@ import {toKeys} from '../source/ui/state/keymap.js';
 import {themeFromEnv, statusStyle} from '../source/ui/theme.js';
 import {sparkline} from '../source/ui/components/Sparkline.js';
 import {fitColumns} from '../source/ui/components/Table.js';
+import {pingSummary} from '../source/ui/state/sql-data.js';
 
 /** The line of the selected row (it starts with ">"). */
 function selectedLine(frame: string): string {
@@ -271,6 +272,28 @@ test('permission refusal from the action layer is shown, nothing else happens', 
   await r.waitFor((f) => f.includes('may not cancel builds of project'), 'permission message');
   assert.doesNotMatch(r.frame(), /y confirm/);
   await r.unmount();
+});
+
+test('machines: i pings the selected machine (also when read-only) and shows the verdict', async () => {
+  const data = new FakeData({
+    caps: {readonly: 'read-only mode (--readonly)'},
+    act: (req) => ({ok: false, message: `${req.machine}: UNUSABLE — ✖ import-refused: the builder refused to import`}),
+  });
+  const r = await renderConsole(data);
+  await r.press('4');
+  await r.waitFor((x) => x.includes('builder2'), 'machines');
+  await r.press('j', 'i');
+  await r.waitFor(() => data.acts.length === 1, 'ping act');
+  assert.deepEqual(data.acts[0], {kind: 'ping', machine: 'ssh://builder2'});
+  await r.waitFor((x) => x.includes('import-refused'), 'verdict shown');
+  await r.unmount();
+});
+
+test('pingSummary names problems with their fix, or the facts when all is well', () => {
+  const base = {uri: 'ssh://b1', connectMs: 35, handshake: {version: '2.7', ms: 40}, canImport: true, canBuild: true, systems: ['x86_64-linux'], machineSystems: ['x86_64-linux'], features: [], machineFeatures: [], storeFreeBytes: 5 * 2 ** 30, nixVersion: '2.8.0'};
+  assert.equal(pingSummary({...base, ok: true, problems: []} as never), 'ssh://b1: ok — connect 35 ms, protocol 2.7, Nix 2.8.0, 5.0 GiB free');
+  const bad = pingSummary({...base, ok: false, canImport: false, problems: [{kind: 'import-refused', severity: 'error', message: 'not trusted', fix: 'add root to trusted-users'}]} as never);
+  assert.match(bad, /^ssh:\/\/b1: UNUSABLE — ✖ import-refused: not trusted \(fix: add root to trusted-users\)/);
 });
 
 test('machines: E drains after confirmation, e enables; without admin both are refused', async () => {

@@ -42,7 +42,7 @@ export function hintsFor(state: State): Hint[] {
     case 'steps':
       return [{key: 'enter', what: 'build'}, {key: 'l', what: 'log'}, {key: '/', what: 'filter'}, {key: 'r', what: 'restart', disabled: ro}, {key: '^d', what: 'cancel', disabled: ro}, ...common];
     case 'machines':
-      return [{key: 'enter', what: 'steps'}, {key: '/', what: 'filter'}, {key: 'e', what: 'enable', disabled: admin}, {key: 'E', what: 'drain', disabled: admin}, ...common];
+      return [{key: 'enter', what: 'steps'}, {key: '/', what: 'filter'}, {key: 'e', what: 'enable', disabled: admin}, {key: 'E', what: 'drain', disabled: admin}, {key: 'i', what: 'ping'}, ...common];
     case 'detail':
       return [{key: 'j/k', what: 'step'}, {key: 'enter l', what: 'log'}, {key: 'r', what: 'restart', disabled: ro}, {key: '^d', what: 'cancel', disabled: ro}, {key: 'b', what: 'bump', disabled: ro}, {key: 'esc', what: 'back'}, ...common];
     case 'log':

@@ -132,6 +132,7 @@ export const HELP: {section: string; entries: HelpEntry[]}[] = [
       {keys: 'b', what: 'bump to the front of the queue'},
       {keys: 'c', what: 'reproducibility check'},
       {keys: 'e E', what: 'machines: enable / drain'},
+      {keys: 'i', what: 'machines: ping (connect, handshake, trust, systems, free space)'},
     ],
   },
   {

@@ -581,6 +581,14 @@ function buildAction(state: State, kind: 'restart' | 'cancel' | 'bump' | 'check'
   return {state: {...state, busyAction: true, message: {text: `${kind} build ${ids[0]}…`, error: false}}, effects: [{type: 'act', req}]};
 }
 
+/** `i` on the Machines view: ping the selected machine (read-only, so allowed in read-only mode). */
+function pingAction(state: State): Result {
+  if (state.view !== 'machines') return refuse(state, 'ping', 'select a machine in the Machines view (4)');
+  const m = state.machines.rows[state.machines.selected];
+  if (!m) return refuse(state, 'ping', 'no machine selected');
+  return {state: {...state, busyAction: true, message: {text: `pinging ${m.name}…`, error: false}}, effects: [{type: 'act', req: {kind: 'ping', machine: m.uri}}]};
+}
+
 function machineAction(state: State, kind: 'drain' | 'enable'): Result {
   if (state.view !== 'machines') return refuse(state, kind, 'select a machine in the Machines view (4)');
   if (state.caps?.readonly) return refuse(state, kind, state.caps.readonly);
@@ -795,6 +803,8 @@ function normalKey(state: State, key: string): Result {
       return machineAction(cleared, 'enable');
     case 'E':
       return machineAction(cleared, 'drain');
+    case 'i':
+      return pingAction(cleared);
     default: {
       const view = VIEW_KEYS[key];
       if (view) return switchView(cleared, view);

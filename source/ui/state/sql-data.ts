@@ -25,6 +25,7 @@ import {CheckRunner} from '../../fleet/check-runner.js';
 import type {ActionResult} from '../../actions/perform.js';
 import {LogFile} from './log-file.js';
 import {machineState, type RunnerSnapshot, type RunnerSource} from './runner-source.js';
+import {pingMachines, type PingResult} from '../../actions/ping.js';
 import type {
   ActionOutcome,
   ActionRequest,
@@ -596,6 +597,13 @@ export class SqlConsoleData implements ConsoleData {
         case 'bump':
           r = await bumpBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
           break;
+        case 'ping': {
+          const specs = await this.o.machineSpecs();
+          const spec = specs.find((s) => s.uri === req.machine);
+          if (!spec) return {ok: false, message: `ping: ${req.machine} is not in the machines file`};
+          const [r] = await pingMachines([spec], {timeoutMs: 15_000});
+          return {ok: r!.ok, message: pingSummary(r!)};
+        }
         case 'drain':
         case 'enable': {
           const specs = await this.o.machineSpecs();
@@ -732,4 +740,14 @@ export class SqlConsoleData implements ConsoleData {
     await this.listener?.stop();
     this.listener = null;
   }
+}
+
+/** One line for the footer: the ping verdict of a machine. */
+export function pingSummary(r: PingResult): string {
+  const proto = r.handshake && 'version' in r.handshake ? `protocol ${r.handshake.version}` : null;
+  const free = r.storeFreeBytes === null ? null : `${(r.storeFreeBytes / 2 ** 30).toFixed(1)} GiB free`;
+  const facts = [r.connectMs === null ? null : `connect ${r.connectMs} ms`, proto, r.nixVersion ? `Nix ${r.nixVersion}` : null, free].filter(Boolean).join(', ');
+  if (r.problems.length === 0) return `${r.uri}: ok — ${facts}`;
+  const problems = r.problems.map((p) => `${p.severity === 'error' ? '✖' : '!'} ${p.kind}: ${p.message}${p.fix ? ` (fix: ${p.fix})` : ''}`).join('; ');
+  return `${r.uri}: ${r.ok ? 'usable' : 'UNUSABLE'} — ${problems}${facts ? ` [${facts}]` : ''}`;
 }

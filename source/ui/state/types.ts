@@ -181,7 +181,7 @@ export interface CheckEntry {
   startedAt: string | null;
 }
 
-export type ActionKind = 'restart' | 'cancel' | 'bump' | 'drain' | 'enable' | 'check';
+export type ActionKind = 'restart' | 'cancel' | 'bump' | 'drain' | 'enable' | 'check' | 'ping';
 
 export interface ActionRequest {
   kind: ActionKind;
