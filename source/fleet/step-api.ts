@@ -74,6 +74,34 @@ export interface StepResult {
   logPath: string | null;
 }
 
+/** A result with nothing realised (status 3 unless given): the starting point of every outcome. */
+export function blankStepResult(fields: Partial<StepResult> = {}): StepResult {
+  return {
+    status: 3,
+    retry: false,
+    cacheFailure: false,
+    errorMsg: null,
+    isCached: false,
+    machineFault: false,
+    startTime: 0,
+    stopTime: 0,
+    timesBuilt: 0,
+    isNonDeterministic: false,
+    outputs: new Map(),
+    products: [],
+    releaseName: null,
+    metrics: [],
+    failedMarker: false,
+    size: null,
+    closureSize: null,
+    overheadMs: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    logPath: null,
+    ...fields,
+  };
+}
+
 export interface StepExecutor {
   run(request: StepRequest): Promise<StepResult>;
   /** Closes pooled connections. */

@@ -15,7 +15,7 @@ import {startLocalServe, type LocalTransportOptions, type ServeTransport} from '
 import {LogWriter} from './log-writer.js';
 import type {MachineSpec} from './machines-file.js';
 import {SshConnectionPool, type ExecHandle} from './ssh-transport.js';
-import type {StepExecutor, StepOutput, StepRequest, StepResult} from './step-api.js';
+import {blankStepResult, type StepExecutor, type StepOutput, type StepRequest, type StepResult} from './step-api.js';
 
 export interface FleetExecutorOptions {
   /** Shared pool of SSH connections (one per machine); created (and closed by close()) when not given. */
@@ -50,31 +50,6 @@ class StepAborted extends Error {
   }
 }
 
-function emptyResult(logPath: string): StepResult {
-  return {
-    status: 3,
-    retry: false,
-    cacheFailure: false,
-    errorMsg: null,
-    isCached: false,
-    machineFault: false,
-    startTime: 0,
-    stopTime: 0,
-    timesBuilt: 0,
-    isNonDeterministic: false,
-    outputs: new Map(),
-    products: [],
-    releaseName: null,
-    metrics: [],
-    failedMarker: false,
-    size: null,
-    closureSize: null,
-    overheadMs: 0,
-    bytesSent: 0,
-    bytesReceived: 0,
-    logPath,
-  };
-}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -111,7 +86,7 @@ export class FleetExecutor implements StepExecutor {
   }
 
   async run(request: StepRequest): Promise<StepResult> {
-    const result = emptyResult(request.logPath);
+    const result = blankStepResult({logPath: request.logPath});
     const {signal} = request;
     let session: Session | undefined;
     let killing: Promise<void> | undefined;
@@ -138,7 +113,7 @@ export class FleetExecutor implements StepExecutor {
       // The rest stops waiting at an abort too: a wedged builder may never answer the request in flight, even after
       // the kill. The work fills its own result, so nothing it does after an abort reaches the returned one.
       const active = client;
-      const work = emptyResult(request.logPath);
+      const work = blankStepResult({logPath: request.logPath});
       try {
         await abortable(
           (async () => {

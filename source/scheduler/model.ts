@@ -120,15 +120,7 @@ export class Step {
 /** Every build that (transitively) needs `step`. */
 export function dependentBuilds(step: Step): Set<Build> {
   const builds = new Set<Build>();
-  const seen = new Set<Step>();
-  const stack = [step];
-  while (stack.length > 0) {
-    const s = stack.pop()!;
-    if (seen.has(s)) continue;
-    seen.add(s);
-    for (const b of s.builds) builds.add(b);
-    for (const r of s.rdeps) stack.push(r);
-  }
+  for (const s of dependentSteps(step)) for (const b of s.builds) builds.add(b);
   return builds;
 }
 

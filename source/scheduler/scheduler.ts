@@ -8,7 +8,7 @@ import {readDrv, outputPathMap, type Derivation} from '../nix/drv.js';
 import {queryValidPaths, queryPathInfos, queryClosure, addGcRoot, drvLogBucketPath} from '../nix/store.js';
 import {collectNixSupport, localNixSupportFs} from '../nix/nix-support.js';
 import type {MachineSpec} from '../fleet/machines-file.js';
-import type {StepExecutor, StepPhase, StepResult} from '../fleet/step-api.js';
+import {blankStepResult, type StepExecutor, type StepPhase, type StepResult} from '../fleet/step-api.js';
 import type {RunnerSettings} from '../config/hydra-conf.js';
 import {PgListener} from '../db/listener.js';
 import * as sql from '../db/runner-sql.js';
@@ -1143,29 +1143,7 @@ export class Scheduler extends EventEmitter {
 
 export function failureResult(status: number, message: string, machineFault: boolean): StepResult {
   const now = nowSeconds();
-  return {
-    status,
-    retry: status === STATUS.aborted,
-    cacheFailure: false,
-    errorMsg: message,
-    isCached: false,
-    machineFault,
-    startTime: now,
-    stopTime: now,
-    timesBuilt: 0,
-    isNonDeterministic: false,
-    outputs: new Map(),
-    products: [],
-    releaseName: null,
-    metrics: [],
-    failedMarker: false,
-    size: null,
-    closureSize: null,
-    overheadMs: 0,
-    bytesSent: 0,
-    bytesReceived: 0,
-    logPath: null,
-  };
+  return blankStepResult({status, retry: status === STATUS.aborted, errorMsg: message, machineFault, startTime: now, stopTime: now});
 }
 
 export type {Derivation};

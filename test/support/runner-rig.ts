@@ -11,7 +11,7 @@ import {nixFixture, type NixFixture} from './nix-fixtures.js';
 import {insertJobset} from './fixtures.js';
 import {initSchema} from '../../source/db/schema.js';
 import {readDrv, outputPathMap} from '../../source/nix/drv.js';
-import {loadMachinesFiles, localNixSettings, type MachineSpec} from '../../source/fleet/machines-file.js';
+import {implicitLocalhostFrom, loadMachinesFiles, localNixSettings, type MachineSpec} from '../../source/fleet/machines-file.js';
 import {FleetExecutor} from '../../source/fleet/step-runner.js';
 import {defaultRunnerSettings} from '../../source/config/hydra-conf.js';
 import {Scheduler, type SchedulerOptions} from '../../source/scheduler/scheduler.js';
@@ -86,20 +86,7 @@ export async function runnerRig(
     machines,
     executor,
     localhost(maxJobs = 1) {
-      return {
-        uri: 'localhost',
-        kind: 'local',
-        host: 'localhost',
-        port: undefined,
-        user: undefined,
-        systems: [localSystem],
-        maxJobs,
-        speedFactor: 1,
-        supportedFeatures: [],
-        mandatoryFeatures: [],
-        file: '(test)',
-        line: 0,
-      };
+      return {...implicitLocalhostFrom({system: localSystem, maxJobs, systemFeatures: []}), systems: [localSystem], file: '(test)', line: 0};
     },
     async jobset(name, shares = 100) {
       const j = await insertJobset(pool, {name: name ?? `js${++jobsetCounter}`, schedulingShares: shares});
