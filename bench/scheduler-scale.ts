@@ -1,7 +1,7 @@
 // B2 scheduler scale: the queue runner's in-memory scheduler on a Hydra-sized queue, next to the figures
 // published for Hydra's Rust queue runner (1.0 GB RSS at 273k steps; ~100 ms dispatch rounds at 35k runnable).
 //
-//   node --import tsx bench/scheduler-scale.ts [builds] [machines] [--rounds N] [--machines-after-ingest] [--keep]
+//   node --import tsx bench/scheduler-scale.ts [builds] [machines] [--rounds N] [--load-concurrency N] [--machines-after-ingest] [--keep]
 //
 // Set-up (not timed): a scratch directory laid out like a store gets real ATerm .drv files for `builds`
 // (default 150,000) top-level derivations. Build i needs a private derivation and one of 1,000 shared ones; two
@@ -50,7 +50,7 @@ function argValue(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
-const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !(all[i - 1] ?? '').startsWith('--rounds'));
+const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !['--rounds', '--load-concurrency'].includes(all[i - 1] ?? ''));
 const nBuilds = Number(positional[0] ?? 150_000);
 const nMachines = Number(positional[1] ?? 120);
 const maxRounds = Number(argValue('--rounds') ?? 300);
@@ -202,6 +202,7 @@ async function main(): Promise<void> {
       localSystem: SYSTEM,
       graphStore,
       pollMs: 5000,
+      loadConcurrency: Number(argValue('--load-concurrency') ?? 32),
     });
     const s = scheduler;
     const specs = machines(nMachines);
