@@ -220,3 +220,31 @@ test('a builder killed mid-step: the step is retried on the other builder, the f
     await rig.close();
   }
 });
+
+test('a drained machine gets no new steps until it is enabled again', {timeout: 60_000}, async () => {
+  const rig = await runnerRig({label: 'sched_drain'});
+  try {
+    const [drv] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "after-drain" [] "echo > $out") ]`);
+    await rig.pool.query("INSERT INTO hydra_ops.machine_state (machine, drained, drained_by) VALUES ('localhost', true, 'test')");
+    const s = rig.scheduler({pollMs: 200});
+    const started: number[] = [];
+    s.on('step-started', (e: {build: number}) => started.push(e.build));
+    await started_(rig, s);
+    const [id] = await rig.queue([drv!]);
+    await waitFor('the build to be loaded', async () => s.graph.builds.has(id!));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(started, [], 'nothing starts on a drained machine');
+    assert.match(s.explain(drv!) ?? '', /drained/);
+    await rig.pool.query("UPDATE hydra_ops.machine_state SET drained = false WHERE machine = 'localhost'");
+    assert.equal((await rig.waitFinished([id!])).get(id!)!.buildstatus, 0);
+    assert.deepEqual(started, [id]);
+  } finally {
+    await rig.close();
+  }
+});
+
+async function started_(rig: RunnerRig, s: Scheduler): Promise<void> {
+  await s.start();
+  s.setMachines([rig.localhost(1)]);
+  s.requestScan();
+}

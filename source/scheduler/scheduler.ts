@@ -278,7 +278,9 @@ export class Scheduler extends EventEmitter {
         existing.spec = spec;
         existing.rt.listed = true;
       } else {
-        this.machines.set(spec.uri, {spec, rt: newRuntime()});
+        const rt = newRuntime();
+        rt.drained = this.isDrained(spec);
+        this.machines.set(spec.uri, {spec, rt});
       }
     }
     for (const m of this.machines.values()) if (!listed.has(m.spec.uri)) m.rt.listed = false;
@@ -286,12 +288,20 @@ export class Scheduler extends EventEmitter {
     this.requestDispatch();
   }
 
+  /** Machines drained by operators, as last read; applied to machines that appear later too. */
+  private drained = new Set<string>();
+
+  private isDrained(spec: MachineSpec): boolean {
+    return this.drained.has(spec.uri) || this.drained.has(spec.host);
+  }
+
   async refreshDrained(): Promise<void> {
     const drained = await sql.drainedMachines(this.pool).catch(() => null);
     if (!drained) return;
+    this.drained = drained;
     let changed = false;
     for (const m of this.machines.values()) {
-      const d = drained.has(m.spec.uri) || drained.has(m.spec.host);
+      const d = this.isDrained(m.spec);
       if (d !== m.rt.drained) {
         m.rt.drained = d;
         changed = true;
