@@ -3,7 +3,8 @@
 // then follows the file as the runner writes it and ends by itself once the step is no longer busy.
 import type {Command} from 'commander';
 import {spawn} from 'node:child_process';
-import {open, stat} from 'node:fs/promises';
+import {open, stat, type FileHandle} from 'node:fs/promises';
+import {StringDecoder} from 'node:string_decoder';
 import type {AppContext} from '../context.js';
 import {notFound, usageError} from '../exit-codes.js';
 import {printJson, printNdjson} from '../output.js';
@@ -47,6 +48,40 @@ async function stepState(db: Queryable, ref: StepRef): Promise<{busy: number; st
   if (ref.stepnr === null) return {busy: 0, status: null};
   const {rows} = await db.query<{busy: number; status: number | null}>('SELECT busy, status FROM BuildSteps WHERE build = $1 AND stepnr = $2', [ref.build, ref.stepnr]);
   return rows[0] ?? {busy: 0, status: null};
+}
+
+const CHUNK = 1 << 20;
+
+/** Resolves once stdout has room again (backpressure), so a fast log never piles up in memory. */
+function stdoutDrained(): Promise<void> {
+  if (!process.stdout.writableNeedDrain) return Promise.resolve();
+  return new Promise((resolve) => process.stdout.once('drain', () => resolve()));
+}
+
+/** Byte offset where the last `lines` lines of the file start, found by reading backwards. */
+async function tailOffset(fh: FileHandle, size: number, lines: number): Promise<number> {
+  const block = Buffer.alloc(64 * 1024);
+  let end = size;
+  let newlines = 0;
+  // A final newline ends the last line; it does not start another one.
+  let skipFinal = true;
+  while (end > 0) {
+    const start = Math.max(0, end - block.length);
+    const {bytesRead} = await fh.read(block, 0, end - start, start);
+    for (let i = bytesRead - 1; i >= 0; i--) {
+      if (block[i] !== 0x0a) {
+        skipFinal = false;
+        continue;
+      }
+      if (skipFinal) {
+        skipFinal = false;
+        continue;
+      }
+      if (++newlines === lines) return start + i + 1;
+    }
+    end = start;
+  }
+  return 0;
 }
 
 /** Whole content of a log, decompressing .bz2 / .zst with the system tools. */
@@ -128,6 +163,9 @@ export function registerLogCommands(program: Command, ctx: AppContext): void {
       let offset = 0;
       let first = true;
       const plain = drvLogBucketPath(dataDir, ref.drvpath);
+      const decoder = new StringDecoder('utf8');
+      // Memory stays flat however large the log: it is read in bounded chunks, and a chunk is
+      // only read once stdout has taken the previous one.
       const drain = async (): Promise<void> => {
         path = await findDrvLog(dataDir, ref.drvpath);
         if (!path) return;
@@ -143,13 +181,16 @@ export function registerLogCommands(program: Command, ctx: AppContext): void {
         if (size === offset) return;
         const fh = await open(path, 'r');
         try {
-          const buf = Buffer.alloc(size - offset);
-          const {bytesRead} = await fh.read(buf, 0, buf.length, offset);
-          offset += bytesRead;
-          let text = buf.subarray(0, bytesRead).toString('utf8');
-          if (first && tail !== null) text = lastLines(text, tail);
-          emit(text);
+          if (first && tail !== null) offset = await tailOffset(fh, size, tail);
           first = false;
+          const buf = Buffer.alloc(Math.min(CHUNK, size - offset));
+          while (offset < size) {
+            const {bytesRead} = await fh.read(buf, 0, Math.min(buf.length, size - offset), offset);
+            if (bytesRead === 0) break;
+            offset += bytesRead;
+            emit(decoder.write(buf.subarray(0, bytesRead)));
+            await stdoutDrained();
+          }
         } finally {
           await fh.close();
         }
@@ -162,7 +203,7 @@ export function registerLogCommands(program: Command, ctx: AppContext): void {
         state = await stepState(pool, ref);
       }
       await drain(); // what was written between the last read and the end of the step
-      emit('', true);
+      emit(decoder.end(), true);
       if (ctx.json) printNdjson({type: 'end', ...head, status: state.status, logFound: path !== null});
     });
 }
