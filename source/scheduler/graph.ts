@@ -94,7 +94,7 @@ export class StepGraph {
       }
     }
     for (const step of created) {
-      for (const input of step.drv.inputDrvs.keys()) {
+      for (const input of step.drv!.inputDrvs.keys()) {
         const dep = resolved.get(input) ?? this.steps.get(input);
         if (dep && !dep.finished) {
           step.deps.add(dep);
@@ -106,6 +106,7 @@ export class StepGraph {
     for (const step of created) {
       this.steps.set(step.drvPath, step);
       step.created = true;
+      step.drv = null;
     }
     this.attach(build, resolved.get(build.drvPath)!);
     for (const step of created) {

@@ -97,7 +97,8 @@ export class Step {
 
   constructor(
     readonly drvPath: string,
-    readonly drv: Derivation,
+    /** The parsed derivation while the graph is being linked; dropped afterwards (memory) and re-read to run. */
+    public drv: Derivation | null,
     readonly platform: string,
     readonly requiredFeatures: readonly string[],
     readonly preferLocal: boolean,

@@ -46,7 +46,7 @@ export interface SchedulerOptions {
   pollMs?: number;
   /** Only load this build (the `--build-one` test hook, §6.22). */
   buildOne?: number;
-  /** Builds loaded concurrently during a scan (default 32). */
+  /** Builds loaded concurrently during a scan (default 128: loading waits on files and queries, not CPU). */
   loadConcurrency?: number;
   /** Coordinator store access for loading (default: the local Nix store, batched). Benchmarks inject one. */
   graphStore?: GraphStore;
@@ -380,7 +380,7 @@ export class Scheduler extends EventEmitter {
     const pending = fresh.map((r) => r.id);
     const byDrv = new Map<string, number[]>();
     const chunk = 500;
-    const concurrency = this.options.loadConcurrency ?? 32;
+    const concurrency = this.options.loadConcurrency ?? 128;
     for (let i = 0; i < pending.length; i += chunk) {
       if (this.stopping) return true;
       const rows = await sql.queuedBuildRows(this.pool, pending.slice(i, i + chunk));
@@ -864,10 +864,11 @@ export class Scheduler extends EventEmitter {
 
     let result: StepResult;
     try {
+      const drv = step.drv ?? (await this.store.readDrv(step.drvPath));
       result = await this.options.executor.run({
         machine: machine.spec,
         drvPath: step.drvPath,
-        drv: step.drv,
+        drv,
         maxSilentTime: maxSilent,
         buildTimeout: timeout,
         maxLogSize: this.options.runner.maxLogSize,
@@ -882,7 +883,9 @@ export class Scheduler extends EventEmitter {
         onSlotReleased: () => this.releaseSlot(a),
       });
     } catch (e) {
-      result = failureResult(3, (e as Error).message, true);
+      // The executor reports builder trouble in its result; what is thrown here is ours (e.g. the
+      // .drv vanished): retry without blaming the machine.
+      result = failureResult(3, (e as Error).message, false);
     }
     this.releaseSlot(a);
     this.active.delete(step);
