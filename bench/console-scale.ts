@@ -117,6 +117,33 @@ async function main(): Promise<void> {
     const g = await press('g', (_a, b) => new RegExp(`^>\\s+${N} `, 'm').test(b));
     const k: number[] = [];
     for (let i = 0; i < 20; i++) k.push(await press('/', (a, b) => a !== b), await press('\u001B', (a, b) => a !== b));
+    // Applying a filter: type it (not timed), then time enter → the first frame with the filtered rows.
+    const applyFilter = async (text: string, shows: (f: string) => boolean): Promise<number> => {
+      await press('/', (a, b) => a !== b);
+      for (const ch of text) {
+        r.stdin.write(ch);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+      await new Promise((res) => setTimeout(res, 40));
+      const t = performance.now();
+      r.stdin.write('\r');
+      const shown = await until((f) => f.includes(`filter: ${text}`) && shows(f), `frame filtered by ${text}`);
+      const ms = shown - t;
+      await press('\u001B', (a, b) => a !== b); // clear it again
+      return ms;
+    };
+    const filters: Array<[string, number]> = [];
+    // Each condition looks at the selected row (the table starts at the newest build, ${N}), not at the
+    // header, which echoes the filter text before the rows arrive.
+    const top = (f: string) => /^>\s+(\d+) /m.exec(f)?.[1] ?? null;
+    for (const [text, shows] of [
+      ['system:x86_64-linux', (f: string) => top(f) === String(N - 1)],
+      [`job:job${N - 7}`, (f: string) => top(f) === String(N - 7)],
+      ['id:1000..1100', (f: string) => top(f) === '1100'],
+      ['status:failed', (f: string) => f.includes('no builds match the filter')],
+    ] as Array<[string, (f: string) => boolean]>) {
+      filters.push([text, await applyFilter(text, shows)]);
+    }
 
     console.log(`first frame (skeleton, synchronous render): ${firstFrame.toFixed(1)} ms`);
     console.log(`first frame with the newest builds: ${withData.toFixed(1)} ms; with the total count: ${withCount.toFixed(1)} ms`);
@@ -125,6 +152,7 @@ async function main(): Promise<void> {
     console.log(`G (jump to the oldest build, reverse keyset query): ${G.toFixed(1)} ms`);
     console.log(`g (back to the newest): ${g.toFixed(1)} ms`);
     console.log(`/ and esc (input mode on/off): ${stats(k)}`);
+    for (const [text, ms] of filters) console.log(`apply filter ${text} (enter → filtered rows on screen): ${ms.toFixed(1)} ms`);
     console.log(`CPU per keypress (all of the above, this process): ${(cpuUs / presses / 1000).toFixed(1)} ms`);
     const la = (await import('node:os')).loadavg()[0]!;
     console.log(`machine load average (1 min) during the run: ${la.toFixed(1)} on ${(await import('node:os')).cpus().length} CPUs`);
