@@ -14,6 +14,8 @@ import {makeActor} from '../source/actions/actor.js';
 import {SqlConsoleData} from '../source/ui/state/sql-data.js';
 import {ConsoleController} from '../source/ui/state/controller.js';
 import {App} from '../source/ui/app.js';
+import {execFileSync} from 'node:child_process';
+import {printTable} from './table.js';
 
 const N = Number(process.argv[2] ?? 100_000);
 // eslint-disable-next-line no-control-regex
@@ -160,6 +162,34 @@ async function main(): Promise<void> {
     const mem = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
     const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(mem)?.[1] ?? NaN) / 1024;
     console.log(`RSS of this process (console, data source and renderer): ${kb('VmRSS').toFixed(0)} MiB now, peak ${kb('VmHWM').toFixed(0)} MiB`);
+    // Peer: what an operator does without a console — psql printing the same page (process start,
+    // connect, query, print), median of 5 runs; null when psql is not installed.
+    const psql = (sql: string): number | null => {
+      const runs: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now();
+        try {
+          execFileSync('psql', [db.url, '-X', '-q', '-c', sql], {stdio: ['ignore', 'ignore', 'ignore']});
+        } catch {
+          return null;
+        }
+        runs.push(performance.now() - t);
+      }
+      return runs.sort((a, b) => a - b)[2]!;
+    };
+    const page = (where: string) =>
+      `SELECT b.id, j.project || ':' || j.name, b.job, b.system, b.buildstatus, b.priority, b.timestamp FROM Builds b JOIN Jobsets j ON j.id = b.jobset_id ${where} ORDER BY b.id DESC LIMIT 20`;
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const f = new Map(filters);
+    printTable(`B3 console at scale: ${N} builds, 80x24`, 'psql', [
+      {figure: 'first page with data (console: first frame; psql: page + count)', ours: withCount, peer: psql(`${page('')}; SELECT count(*) FROM Builds`), unit: 'ms'},
+      {figure: 'next page (console: PgDn median; psql: keyset page)', ours: median(pg_), peer: psql(page(`WHERE b.id < ${N - 500}`)), unit: 'ms'},
+      {figure: 'filter system:x86_64-linux', ours: f.get('system:x86_64-linux') ?? null, peer: psql(page(`WHERE b.system = 'x86_64-linux'`)), unit: 'ms'},
+      {figure: `filter job:job${N - 7}`, ours: f.get(`job:job${N - 7}`) ?? null, peer: psql(page(`WHERE b.job = 'job${N - 7}'`)), unit: 'ms'},
+      {figure: 'filter status:failed (no match: full scan)', ours: f.get('status:failed') ?? null, peer: psql(page('WHERE b.finished = 1 AND b.buildstatus = 1')), unit: 'ms'},
+      {figure: 'j keypress to frame (median)', ours: median(j), peer: null, unit: 'ms'},
+      {figure: 'RSS', ours: kb('VmHWM'), peer: null, unit: 'MiB', digits: 0},
+    ]);
     r.unmount();
     await controller.stop();
     await data.close();

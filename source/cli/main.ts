@@ -4,6 +4,7 @@ import {EXIT} from './exit-codes.js';
 import {handleEpipe, reportError} from './output.js';
 import {AppContext, type GlobalOptions} from './context.js';
 import {registerCommands} from './commands/index.js';
+import {loadConsole} from './console-loader.js';
 
 import {VERSION} from './version.js';
 
@@ -39,7 +40,7 @@ export function buildProgram(ctx: AppContext): Command {
     if (program.args.length > 0) {
       program.error(`error: unknown command '${program.args[0]}'`, {exitCode: EXIT.usage, code: 'commander.unknownCommand'});
     }
-    const {runConsole} = await import('../ui/console.js');
+    const {runConsole} = await loadConsole();
     const o = program.opts<{ascii?: boolean; color?: 'auto' | 'always' | 'never'}>();
     ctx.exitCode = await runConsole(ctx, {ascii: o.ascii, color: o.color});
   });

@@ -300,7 +300,9 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
             '{ nix-daemon >"$8/nix-daemon.log" 2>&1 & } && ' +
             'while [ ! -S /nix/var/nix/daemon-socket/socket ]; do sleep 0.02; done && exec "$2" -D -f "$3" -E "$4"'
           : `${opts.storeSizeBytes ? `mount -t tmpfs -o size=${Math.floor(opts.storeSizeBytes)} hydra-ops-store /nix` : 'mount --bind "$1" /nix'} && ` +
-            'mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && exec "$2" -D -f "$3" -E "$4"',
+            // Initialise the empty store before any client: several first uses at once can fail with
+            // "SQLite database is busy" while the schema is being created.
+            'mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && nix-store --init && exec "$2" -D -f "$3" -E "$4"',
         'builder',
         b.storeDir,
         SSHD,

@@ -11,6 +11,7 @@ import {initSchema, SchemaError} from '../../db/schema.js';
 import {setupDemo, DEMO_JOBSET, DEMO_PROJECT, type DemoResult} from '../../actions/demo.js';
 import {describeEval, evalJson} from './eval.js';
 import {intOption, refuseReadonly, runJobsetAction} from './jobset-support.js';
+import {loadConsole} from '../console-loader.js';
 
 export const NO_NIX_MESSAGE = [
   'Nix is not installed (nix-instantiate is not on PATH): the demo jobset was set up but not evaluated, so nothing',
@@ -23,16 +24,10 @@ export const NO_NIX_MESSAGE = [
   'HYDRA_DBI. Evaluating jobsets and building on localhost need Nix.',
 ].join('\n');
 
-interface ConsoleModule {
-  openConsole(ctx: AppContext, opts: {scheduler: boolean; focus: string}): Promise<unknown>;
-}
-
 /** The console, if this installation has it (it is loaded lazily: the demo works without it). */
-async function loadConsole(): Promise<ConsoleModule | null> {
-  const specifier = '../../ui/console.js';
+async function loadConsoleModule(): Promise<{openConsole: (ctx: AppContext, opts: {scheduler: boolean; focus: string}) => Promise<unknown>} | null> {
   try {
-    const mod = (await import(specifier)) as Partial<ConsoleModule>;
-    return typeof mod.openConsole === 'function' ? (mod as ConsoleModule) : null;
+    return await loadConsole();
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ERR_MODULE_NOT_FOUND' && /ui[/\\]console/.test(err.message)) return null;
@@ -91,7 +86,7 @@ export function registerDemoCommands(program: Command, ctx: AppContext): void {
         if (failed) ctx.exitCode = EXIT.failed;
 
         if (opts.console !== false && !failed) {
-          const consoleModule = await loadConsole();
+          const consoleModule = await loadConsoleModule();
           if (consoleModule) {
             if (r.nixVersion === null) process.stderr.write(NO_NIX_MESSAGE + '\n');
             await consoleModule.openConsole(ctx, {scheduler: ctx.globals.scheduler !== false, focus: DEMO_PROJECT});
