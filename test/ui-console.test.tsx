@@ -244,6 +244,10 @@ test('single-build restart and bump run at once and report the outcome', async (
   assert.deepEqual(data.acts[0], {kind: 'restart', ids: [499]});
   await r.press('b');
   await r.waitFor((f) => f.includes('bump 1 of 1 build(s)'), 'bump result');
+  assert.deepEqual(data.acts[1], {kind: 'bump', ids: [499]});
+  await r.press('B');
+  await r.waitFor(() => data.acts.length === 3, 'bump to the front');
+  assert.deepEqual(data.acts[2], {kind: 'bump', ids: [499], toFront: true});
   await r.unmount();
 });
 

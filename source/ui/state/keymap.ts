@@ -129,7 +129,7 @@ export const HELP: {section: string; entries: HelpEntry[]}[] = [
     entries: [
       {keys: 'r', what: 'restart (marked or current)'},
       {keys: 'ctrl-d', what: 'cancel (always confirmed, shows the exact scope)'},
-      {keys: 'b', what: 'bump to the front of the queue'},
+      {keys: 'b B', what: 'bump (Hydra) / bump above every existing bump'},
       {keys: 'c', what: 'reproducibility check'},
       {keys: 'e E', what: 'machines: enable / drain'},
       {keys: 'i', what: 'machines: ping (connect, handshake, trust, systems, free space)'},

@@ -570,15 +570,15 @@ function refuse(state: State, what: string, why: string): Result {
   return {state: {...state, message: {text: `${what}: ${why}`, error: true}}, effects: []};
 }
 
-function buildAction(state: State, kind: 'restart' | 'cancel' | 'bump' | 'check'): Result {
+function buildAction(state: State, kind: 'restart' | 'cancel' | 'bump' | 'check', toFront = false): Result {
   if (state.caps?.readonly && kind !== 'check') return refuse(state, VERB[kind]!, state.caps.readonly);
   if (kind === 'check' && state.caps?.checks) return refuse(state, 'check', state.caps.checks);
   const ids = targets(state);
   if (ids.length === 0) return refuse(state, VERB[kind]!, 'no build selected here');
-  const req: ActionRequest = {kind, ids};
+  const req: ActionRequest = {kind, ids, ...(toFront ? {toFront: true} : {})};
   // Cancel is always confirmed; other build actions are confirmed when they touch more than one build.
   if (kind === 'cancel' || ids.length > 1) return {state: {...state, busyAction: true, message: {text: `${kind}: checking the exact scope…`, error: false}}, effects: [{type: 'preview', req: {...req, dryRun: true}}]};
-  return {state: {...state, busyAction: true, message: {text: `${kind} build ${ids[0]}…`, error: false}}, effects: [{type: 'act', req}]};
+  return {state: {...state, busyAction: true, message: {text: `${toFront ? 'bump to the front' : kind} build ${ids[0]}…`, error: false}}, effects: [{type: 'act', req}]};
 }
 
 /** `i` on the Machines view: ping the selected machine (read-only, so allowed in read-only mode). */
@@ -797,6 +797,8 @@ function normalKey(state: State, key: string): Result {
       return buildAction(cleared, 'cancel');
     case 'b':
       return buildAction(cleared, 'bump');
+    case 'B':
+      return buildAction(cleared, 'bump', true);
     case 'c':
       return buildAction(cleared, 'check');
     case 'e':

@@ -595,7 +595,7 @@ export class SqlConsoleData implements ConsoleData {
           r = await cancelBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
           break;
         case 'bump':
-          r = await bumpBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
+          r = await bumpBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun, toFront: req.toFront === true});
           break;
         case 'ping': {
           const specs = await this.o.machineSpecs();

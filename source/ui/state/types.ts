@@ -190,6 +190,8 @@ export interface ActionRequest {
   /** Machine name or URI (drain, enable). */
   machine?: string;
   dryRun?: boolean;
+  /** bump: above every existing bump (`B`), not just "now" (`b`). */
+  toFront?: boolean;
 }
 
 export interface ActionOutcome {
