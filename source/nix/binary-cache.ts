@@ -86,8 +86,17 @@ class Digest extends Transform {
   }
 }
 
-/** Writes one path's compressed NAR and then its narinfo. */
-async function writeOne(dir: string, path: string, info: PathInfo, compression: CacheCompression): Promise<{narBytes: number; fileBytes: number}> {
+/**
+ * Writes one path's compressed NAR and then its narinfo; `beforePublish` runs in between (the narinfo of a path
+ * appears only once those of its references have, so an interrupted export never leaves dangling references).
+ */
+async function writeOne(
+  dir: string,
+  path: string,
+  info: PathInfo,
+  compression: CacheCompression,
+  beforePublish: () => Promise<unknown>,
+): Promise<{narBytes: number; fileBytes: number}> {
   const tmp = join(dir, 'nar', `.tmp-${randomBytes(6).toString('hex')}`);
   const narDigest = new Digest();
   const fileDigest = new Digest();
@@ -132,6 +141,7 @@ async function writeOne(dir: string, path: string, info: PathInfo, compression: 
       `References: ${refs.join(' ')}`,
       ...(info.deriver ? [`Deriver: ${storePathBasename(info.deriver)}`] : []),
     ];
+    await beforePublish();
     const nfile = narinfoFile(dir, path);
     const ntmp = `${nfile}.tmp-${randomBytes(4).toString('hex')}`;
     await writeFile(ntmp, lines.join('\n') + '\n');
@@ -163,11 +173,34 @@ export async function exportToBinaryCache(
       options.onPath?.(p, false);
     } else todo.push(p);
   }
+  // Each path's narinfo waits for those of its references that come earlier in `todo` (taken by a worker
+  // before it, so this cannot deadlock); the NARs themselves are still written in parallel.
+  const index = new Map(todo.map((p, i) => [p, i] as const));
+  const published = todo.map(() => {
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => {});
+    return {promise, resolve, reject};
+  });
   let next = 0;
   const worker = async () => {
     while (next < todo.length) {
-      const p = todo[next++]!;
-      const r = await writeOne(dir, p, infos.get(p)!, compression);
+      const i = next++;
+      const p = todo[i]!;
+      const info = infos.get(p)!;
+      const refs = info.references.map((r) => index.get(r)).filter((j): j is number => j !== undefined && j < i);
+      let r: {narBytes: number; fileBytes: number};
+      try {
+        r = await writeOne(dir, p, info, compression, () => Promise.all(refs.map((j) => published[j]!.promise)));
+      } catch (e) {
+        published[i]!.reject(e);
+        throw e;
+      }
+      published[i]!.resolve();
       result.written.push(p);
       result.narBytes += r.narBytes;
       result.fileBytes += r.fileBytes;
