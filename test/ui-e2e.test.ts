@@ -5,7 +5,7 @@
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {execFileSync} from 'node:child_process';
-import {chmodSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -17,6 +17,8 @@ import {nixFixture} from './support/nix-fixtures.js';
 import {mkPrelude} from './support/runner-rig.js';
 import {initSchema} from '../source/db/schema.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
+import {runnerLockHolder} from '../source/scheduler/runner-lock.js';
+import {waitFor, pgrep} from './support/wait.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -166,6 +168,58 @@ test('the console in a terminal: a build appears, runs, streams its log, finishe
     await pool.end();
     await db.drop();
     await nix.cleanup().catch(() => {});
+    rmSync(dir, {recursive: true, force: true});
+  }
+});
+
+test('a console whose terminal goes away (SIGHUP) quits and releases the runner lock', {timeout: 60_000}, async () => {
+  const db = await freshDatabase('ui_hup');
+  const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-ui-hup-'));
+  chmodSync(dir, 0o755);
+  const session = `hydra-ops-hup-${process.pid}`;
+  const dataDir = join(dir, 'data');
+  try {
+    const machines = join(dir, 'machines');
+    writeFileSync(machines, '');
+    const env = `export HYDRA_DATA='${dataDir}' HYDRA_OPS_CONFIG_DIR='${join(dir, 'config')}' NIX_REMOTE_SYSTEMS='${machines}' LANG=C.UTF-8 HOME='${dir}'`;
+    execFileSync(process.execPath, ['--import', 'tsx', join(root, 'cli.tsx'), 'config', 'set', 'statusAddress', `127.0.0.1:${await freePort()}`], {
+      env: {...process.env, HYDRA_OPS_CONFIG_DIR: join(dir, 'config')},
+      cwd: root,
+    });
+    const script = join(dir, 'run.sh');
+    writeFileSync(
+      script,
+      `#!/bin/sh\n${env}\ncd '${root}'\nexec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' 2>'${dir}/stderr'\n`,
+    );
+    chmodSync(script, 0o755);
+    // A console with an in-process scheduler needs a real terminal; as in a dropped SSH session, the
+    // terminal then disappears under it.
+    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '100', '-y', '30', script]);
+    await waitFor('the console to hold the runner lock', () => runnerLockHolder(dataDir) !== null, 30_000);
+    await waitFor('the console to be drawn', () => tmux('capture-pane', '-p', '-t', session).includes('scheduler in-process'), 30_000);
+    const holder = runnerLockHolder(dataDir)!.pid!;
+    execFileSync('tmux', ['kill-session', '-t', session]);
+    await waitFor('the console to release the lock and exit', () => runnerLockHolder(dataDir) === null && pgrep(`database-url ${db.url}`).length === 0, 20_000);
+    const gone = () => {
+      try {
+        process.kill(holder, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    await waitFor('the console process to be reaped', gone, 10_000);
+    // It stopped on purpose (scheduler stopped, lock released), not by the signal's default action.
+    const consoleLog = readFileSync(join(dataDir, 'logs', 'console.log'), 'utf8');
+    assert.match(consoleLog, /console stopped/, `console log:\n${consoleLog}\nstderr:\n${readFileSync(join(dir, 'stderr'), 'utf8')}`);
+  } finally {
+    try {
+      execFileSync('tmux', ['kill-session', '-t', session], {stdio: 'ignore'});
+    } catch {
+      // already gone
+    }
+    for (const pid of pgrep(`database-url ${db.url}`)) process.kill(pid, 'SIGKILL');
+    await db.drop();
     rmSync(dir, {recursive: true, force: true});
   }
 });

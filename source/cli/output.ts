@@ -3,15 +3,28 @@
 import {CliError, EXIT} from './exit-codes.js';
 
 let epipeHandled = false;
+let stdoutGone: (() => void) | null = null;
 
-/** `hydra-ops builds | head` closes the pipe early: exit quietly with status 0. */
+/**
+ * `hydra-ops builds | head` closes the pipe early (EPIPE), a dropped terminal fails writes with EIO:
+ * exit quietly with status 0 — or, while the console runs, let it stop gracefully instead.
+ */
 export function handleEpipe(stream: NodeJS.WriteStream = process.stdout): void {
   if (epipeHandled) return;
   epipeHandled = true;
   stream.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
+    if (e.code === 'EPIPE' || e.code === 'EIO') {
+      if (stdoutGone) stdoutGone();
+      else process.exit(0);
+      return;
+    }
     throw e;
   });
+}
+
+/** While set, a closed stdout calls `fn` instead of exiting (the console stops its scheduler first). */
+export function onStdoutGone(fn: (() => void) | null): void {
+  stdoutGone = fn;
 }
 
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {

@@ -8,6 +8,7 @@ import {render} from 'ink';
 import type {AppContext} from '../cli/context.js';
 import {actorOf} from '../cli/acting.js';
 import {CliError, EXIT} from '../cli/exit-codes.js';
+import {onStdoutGone} from '../cli/output.js';
 import {inspectSchema} from '../db/schema.js';
 import {createLogger, type Logger} from '../daemon/logger.js';
 import {machinesFiles, startRunner, type RunningRunner} from '../daemon/runner.js';
@@ -165,10 +166,15 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
   });
 
   const onSignal = () => quit();
-  const onHup = () => runner?.reload();
+  // SIGHUP here means the terminal went away (a dropped SSH session): quit like `q`, so the in-process
+  // scheduler stops and releases the runner lock. (The machines file is watched; no reload is needed.)
+  const onHup = () => quit();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onHup);
+  stdin.once('end', onHup);
+  stdin.on('error', onHup);
+  onStdoutGone(onHup);
   // The alternate screen keeps the operator's scrollback intact.
   stdout.write('\u001B[?1049h\u001B[H');
   const ink = render(React.createElement(App, {controller, theme}), {
@@ -187,7 +193,13 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
     stdout.write('\u001B[?1049l');
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    process.off('SIGHUP', onHup);
+    // SIGHUP stays handled (quit is idempotent): a vanishing terminal sends it more than once, and the
+    // default action would kill the process in the middle of stopping the scheduler.
+    stdin.off('end', onHup);
+    stdin.off('error', onHup);
+    // Writes below (unmount, leaving the alternate screen) fail with EIO once the terminal is gone:
+    // keep ignoring that until the process ends, so the scheduler is stopped properly.
+    onStdoutGone(() => {});
     await controller.stop();
     await data.close();
     if (runner) {
