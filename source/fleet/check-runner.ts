@@ -17,12 +17,12 @@ import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type Derivation, type DrvFileResolver} from '../nix/drv.js';
 import {sameHash} from '../nix/nar.js';
 import {unpackNar} from '../nix/nar-unpack.js';
-import {ServeClient, type BuildResult} from '../nix/serve-client.js';
+import type {BuildResult} from '../nix/serve-client.js';
 import {KeyedLock, sendClosure} from './closure-copy.js';
-import {startLocalServe} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
 import type {MachineSpec} from './machines-file.js';
 import {SshConnectionPool} from './ssh-transport.js';
+import {openServeSession, type ServeSession} from './serve-session.js';
 
 export interface ExpectedOutput {
   path: string;
@@ -97,11 +97,6 @@ export interface CheckRunnerOptions {
   sendLockWaitMs?: number;
 }
 
-interface Session {
-  client: ServeClient;
-  close(): Promise<void>;
-  kill(): Promise<void>;
-}
 
 /** True when a machine builds into the coordinator's own store (nothing can be rebuilt there). */
 export function buildsIntoLocalStore(machine: MachineSpec): boolean {
@@ -147,7 +142,7 @@ export class CheckRunner {
     const rounds = Math.max(1, Math.floor(req.rounds));
     await mkdir(req.checkDir, {recursive: true});
     const basic = await toBasicDerivation(req.drv, this.resolver);
-    let session: Session | undefined;
+    let session: ServeSession | undefined;
     const onAbort = () => void session?.kill();
     req.signal?.addEventListener('abort', onAbort, {once: true});
     try {
@@ -291,39 +286,7 @@ export class CheckRunner {
     }
   }
 
-  private async connect(machine: MachineSpec, log: LogWriter): Promise<Session> {
-    const onStderr = (chunk: Buffer) => log.write(chunk);
-    if (machine.kind === 'local') {
-      const transport = startLocalServe({nixStore: this.nixStore, store: machine.remoteStore});
-      const client = new ServeClient(transport, {label: machine.uri, onStderr});
-      return {
-        client,
-        close: async () => {
-          await client.close();
-          await Promise.race([transport.exited, new Promise((r) => setTimeout(r, 5000).unref())]);
-          await transport.kill(1000);
-        },
-        kill: async () => {
-          client.abort();
-          await transport.kill(1000);
-        },
-      };
-    }
-    const handle = await this.pool.openServe(machine);
-    const stdout = new PassThrough({highWaterMark: 1 << 20});
-    handle.stdout.pipe(stdout);
-    const client = new ServeClient({stdin: handle.stdin, stdout, stderr: handle.stderr}, {label: machine.uri, onStderr});
-    return {
-      client,
-      close: async () => {
-        await client.close();
-        const done = await Promise.race([handle.exited.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
-        if (!done) await handle.close();
-      },
-      kill: async () => {
-        client.abort();
-        await Promise.race([handle.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
-      },
-    };
+  private connect(machine: MachineSpec, log: LogWriter): Promise<ServeSession> {
+    return openServeSession(machine, {pool: this.pool, nixStore: this.nixStore, closeWaitMs: 5000, onStderr: (chunk) => log.write(chunk)});
   }
 }

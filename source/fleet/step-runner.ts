@@ -4,17 +4,17 @@
 // scan their nix-support files (§6.20) and measure sizes. Transport failures become status 3 with a
 // machine fault; an aborted step kills the remote build and becomes status 4.
 
-import {PassThrough} from 'node:stream';
 import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
 import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
 import {queryClosure, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
 import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
-import {startLocalServe, type LocalTransportOptions, type ServeTransport} from './local-transport.js';
+import type {LocalTransportOptions} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
 import type {MachineSpec} from './machines-file.js';
-import {SshConnectionPool, type ExecHandle} from './ssh-transport.js';
+import {SshConnectionPool} from './ssh-transport.js';
+import {openServeSession, type ServeSession} from './serve-session.js';
 import {blankStepResult, type StepExecutor, type StepOutput, type StepRequest, type StepResult} from './step-api.js';
 
 export interface FleetExecutorOptions {
@@ -35,13 +35,6 @@ export interface FleetExecutorOptions {
 }
 
 /** One serve-protocol session with a machine. */
-interface Session {
-  client: ServeClient;
-  /** EOF, then wait (bounded) for the remote command to exit. */
-  close(): Promise<void>;
-  /** Cancel now: EOF and tear the channel / process group down so the remote build dies. */
-  kill(): Promise<void>;
-}
 
 class StepAborted extends Error {
   constructor() {
@@ -51,9 +44,6 @@ class StepAborted extends Error {
 }
 
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
 
 export class FleetExecutor implements StepExecutor {
   private readonly pool: SshConnectionPool;
@@ -88,7 +78,7 @@ export class FleetExecutor implements StepExecutor {
   async run(request: StepRequest): Promise<StepResult> {
     const result = blankStepResult({logPath: request.logPath});
     const {signal} = request;
-    let session: Session | undefined;
+    let session: ServeSession | undefined;
     let killing: Promise<void> | undefined;
     const onAbort = () => {
       if (session && !killing) killing = session.kill();
@@ -298,42 +288,14 @@ export class FleetExecutor implements StepExecutor {
     return true;
   }
 
-  private async connect(machine: MachineSpec, log: LogWriter): Promise<Session> {
-    const onStderr = (chunk: Buffer) => log.write(chunk);
-    if (machine.kind === 'local') {
-      const options: LocalTransportOptions = {nixStore: this.nixStore, ...this.localServe};
-      if (machine.remoteStore !== undefined) options.store = machine.remoteStore;
-      const transport: ServeTransport = startLocalServe(options);
-      const client = new ServeClient(transport, {label: machine.uri, onStderr});
-      return {
-        client,
-        close: async () => {
-          await client.close();
-          if (!(await settlesWithin(transport.exited, this.closeWaitMs))) await transport.kill(1000);
-        },
-        kill: async () => {
-          client.abort();
-          await transport.kill(1000);
-        },
-      };
-    }
-    const handle: ExecHandle = await this.pool.openServe(machine);
-    // Read the channel in flowing mode through a buffer, so that its end (and 'close') is seen even when the
-    // protocol reader no longer asks for data.
-    const stdout = new PassThrough({highWaterMark: 1 << 20});
-    handle.stdout.pipe(stdout);
-    const client = new ServeClient({stdin: handle.stdin, stdout, stderr: handle.stderr}, {label: machine.uri, onStderr});
-    return {
-      client,
-      close: async () => {
-        await client.close();
-        if (!(await settlesWithin(handle.exited, this.closeWaitMs))) await handle.close();
-      },
-      kill: async () => {
-        client.abort();
-        await Promise.race([handle.close(), delay(2000)]);
-      },
-    };
+  private connect(machine: MachineSpec, log: LogWriter): Promise<ServeSession> {
+    return openServeSession(machine, {
+      pool: this.pool,
+      nixStore: this.nixStore,
+      localServe: this.localServe,
+      closeWaitMs: this.closeWaitMs,
+      onStderr: (chunk) => log.write(chunk),
+    });
   }
 }
 
@@ -372,16 +334,3 @@ async function closureNarSize(paths: readonly string[], nixStore: string): Promi
   return sizes.reduce((n, x) => n + Number(x), 0);
 }
 
-/** True when `p` settles (either way) within `ms`. */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
-    p.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-  ]);
-  if (timer) clearTimeout(timer);
-  return settled;
-}
