@@ -109,6 +109,26 @@ async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms 
 
 const fileText = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
 
+test('a multi-user builder builds as one of its own build users, in the sandbox, with /bin/sh the static busybox', async () => {
+  // /proc/self/uid_map inside the sandbox maps the sandbox uid to the real build user's uid.
+  const script =
+    'mkdir $out; cat /proc/self/uid_map > $out/uid_map; if [ -e /usr ]; then echo host-fs > $out/fs; else echo sandbox > $out/fs; fi; ' +
+    'readlink -f /bin/sh > $out/sh; echo $nonce > $out/nonce';
+  const seen: number[][] = [];
+  for (const i of [0, 1]) {
+    const drv = await instantiate(shDrv(`multi-user-${i}`, script, `builder_index = "${i}";`));
+    const {r} = await runStep(drv, machines[i]!);
+    assert.equal(r.status, 0, r.errorMsg ?? '');
+    const out = r.outputs.get('out')!.path;
+    assert.equal(readFileSync(join(out, 'fs'), 'utf8').trim(), 'sandbox');
+    const [, outside] = readFileSync(join(out, 'uid_map'), 'utf8').trim().split(/\s+/).map(Number);
+    assert.ok(fleet.builders[i]!.buildUsers.uids.includes(outside!), `uid ${outside} is not a build user of builder ${i}: ${fleet.builders[i]!.buildUsers.uids}`);
+    seen.push(fleet.builders[i]!.buildUsers.uids);
+  }
+  // Two stores never share build users.
+  assert.equal(seen[0]!.filter((u) => seen[1]!.includes(u)).length, 0);
+});
+
 test('a 3-level DAG: the input closure goes to the builder, the output comes back verified, the log is written', async () => {
   const defs = `
     a = ${shDrv('dag-a', 'mkdir $out; echo leaf > $out/leaf')};

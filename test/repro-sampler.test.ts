@@ -38,7 +38,7 @@ test('sampling never starts a check while real steps are runnable for the system
     // Builder 0 alone has feature "big", so steps needing it queue up while builder 1 stays free.
     const machines = rig.machines.map((m, i) => (i === 0 ? {...m, supportedFeatures: ['big']} : m));
     // …and its Nix must agree to build such steps.
-    appendFileSync(join(dirname(rig.fleet!.builders[0]!.storeDir), 'etc-nix', 'nix.conf'), 'system-features = big\n');
+    appendFileSync(join(rig.fleet!.builders[0]!.nixConfDir, 'nix.conf'), 'system-features = big\n');
     sampler = new ReproSampler({pool: rig.pool, runner, dataDir: rig.dataDir, percent: 100, random: () => 0});
     const s: ReproSampler = sampler;
     const decisions: Array<{runnableOfSystem: number; pending: number}> = [];

@@ -2,7 +2,8 @@
 // Runs every test file under test/ with node's built-in runner and fails when none ran.
 // Node 20 does not expand globs and a bare `node --test` silently finds nothing, so the
 // file list is built here and the reported test count is checked.
-import {readdirSync, statSync} from 'node:fs';
+import {mkdtempSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
 import {join, relative} from 'node:path';
 import {spawn} from 'node:child_process';
 
@@ -31,10 +32,18 @@ if (files.length === 0) {
 }
 console.error(`running ${files.length} test files: ${files.map((f) => relative(root, f)).join(' ')}`);
 
+// The coordinator's Nix configuration for the tests, stated here instead of taken from the machine: no build
+// users (tests run several builds at once as root; the test builders bring their own build users), no sandbox
+// (the fixtures' builder is the host's /bin/sh) and no binary caches (offline and fast). Nix reads only this
+// file, whatever /etc/nix holds.
+const nixConfDir = mkdtempSync(join(tmpdir(), 'hydra-ops-test-nix-conf-'));
+writeFileSync(join(nixConfDir, 'nix.conf'), 'build-users-group =\nsandbox = false\nsubstituters =\n');
+process.on('exit', () => rmSync(nixConfDir, {recursive: true, force: true}));
+
 const child = spawn(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-concurrency=1', ...files],
-  {cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: {...process.env, HYDRA_OPS_UNDER_TEST: '1'}},
+  {cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: {...process.env, HYDRA_OPS_UNDER_TEST: '1', NIX_CONF_DIR: nixConfDir, NIX_USER_CONF_FILES: ''}},
 );
 let tail = '';
 child.stdout.on('data', (chunk) => {

@@ -12,6 +12,7 @@ import {createServer, connect} from 'node:net';
 import {tmpdir, userInfo} from 'node:os';
 import {dirname, join} from 'node:path';
 import {promisify} from 'node:util';
+import {findStaticShell} from '../../source/nix/static-shell.js';
 
 const execFileAsync = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';
@@ -35,6 +36,13 @@ export interface FleetOptions {
    * directory bound from the fleet directory (storeDir then stays empty), so imports and builds can run out of space.
    */
   storeSizeBytes?: number;
+  /**
+   * How Nix runs on the builders. 'multi-user' (the default) is a production builder: every builder has its own
+   * build-users group and build users (seen only inside it; Nix kills a build user's processes before each build,
+   * so two stores never share one), the sandbox on, and `/bin/sh` a static busybox through `sandbox-paths`.
+   * 'single-user' builds as the SSH user with the sandbox off (the fixtures' builder is then the host's /bin/sh).
+   */
+  nixMode?: 'multi-user' | 'single-user';
 }
 
 /** Account name and uid of the unprivileged SSH user of `untrusted` builders (exists only inside them). */
@@ -55,6 +63,10 @@ export interface FleetBuilder {
   logFile: string;
   /** Bound over the SSH user's home inside the builder (no shell start-up files of the host user). */
   homeDir: string;
+  /** The builder's NIX_CONF_DIR (its nix.conf may be appended to before the builder starts). */
+  nixConfDir: string;
+  /** Build users of a multi-user builder (gid 0 and no uids for single-user ones). */
+  buildUsers: {group: string; gid: number; uids: number[]};
   running: boolean;
 }
 
@@ -158,6 +170,47 @@ function localSystem(): string {
   return `${arch}-${process.platform}`;
 }
 
+// Build-user ids: each multi-user builder takes a block of ids no other live builder (of any test process on this
+// machine) holds. A block is claimed by creating its directory under /run; a block whose owner died is reclaimed.
+const UID_BLOCKS = '/run/hydra-ops-test-build-users';
+const UID_BASE = 3_000_000;
+const UID_BLOCK_SIZE = 64;
+const claimedBlocks = new Set<string>();
+
+function claimUidBlock(): number {
+  mkdirSync(UID_BLOCKS, {recursive: true, mode: 0o755});
+  for (let block = 0; block < 4096; block++) {
+    const dir = join(UID_BLOCKS, String(block));
+    try {
+      mkdirSync(dir);
+    } catch {
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+      } catch {
+        // being claimed right now, or left without a pid: leave it
+      }
+      if (!Number.isInteger(owner) || owner <= 0) continue;
+      try {
+        process.kill(owner, 0);
+        continue;
+      } catch {
+        // its owner is gone: reclaim
+      }
+    }
+    writeFileSync(join(dir, 'pid'), String(process.pid));
+    claimedBlocks.add(dir);
+    return UID_BASE + block * UID_BLOCK_SIZE;
+  }
+  throw new Error(`startFleet: no free block of build-user ids under ${UID_BLOCKS}`);
+}
+
+function releaseUidBlock(gid: number): void {
+  const dir = join(UID_BLOCKS, String((gid - UID_BASE) / UID_BLOCK_SIZE));
+  rmSync(dir, {recursive: true, force: true});
+  claimedBlocks.delete(dir);
+}
+
 const live = new Set<Fleet>();
 let exitHookInstalled = false;
 
@@ -177,6 +230,7 @@ function installExitHook(): void {
       }
       rmSync(fleet.dir, {recursive: true, force: true});
     }
+    for (const dir of claimedBlocks) rmSync(dir, {recursive: true, force: true});
   });
 }
 
@@ -193,6 +247,11 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
   writeFileSync(authorizedKeys, clientPub + '\n', {mode: opts.untrusted?.length ? 0o644 : 0o600});
   const system = opts.system ?? localSystem();
   const features = opts.supportedFeatures && opts.supportedFeatures.length > 0 ? opts.supportedFeatures.join(',') : '-';
+  const nixMode = opts.nixMode ?? 'multi-user';
+  const sandboxShell = nixMode === 'multi-user' ? findStaticShell() : null;
+  if (nixMode === 'multi-user' && !sandboxShell) {
+    throw new Error('startFleet: multi-user builders need a statically linked busybox for the sandbox (Debian: apt-get install busybox-static)');
+  }
 
   const builders: FleetBuilder[] = [];
   const children = new Map<number, ChildProcess>();
@@ -202,19 +261,41 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     const storeDir = join(bdir, 'nix');
     mkdirSync(storeDir, {recursive: true});
     mkdirSync(join(bdir, 'home'), {mode: 0o700});
-    // Bound over /etc/nix: no build users (the builders share uids with the coordinator and each other, and
-    // Nix kills every process of a build user's uid before using it) and no binary caches (offline, fast).
-    mkdirSync(join(bdir, 'etc-nix'));
-    writeFileSync(join(bdir, 'etc-nix', 'nix.conf'), 'build-users-group =\nsubstituters =\nsandbox = false\ntrusted-users = root\n');
+    // The builder's own Nix configuration (NIX_CONF_DIR of sshd's sessions and of its nix-daemon): no binary
+    // caches (offline, fast), and build users plus sandbox as the mode says.
+    const nixConfDir = join(bdir, 'etc-nix');
+    mkdirSync(nixConfDir);
     const untrusted = opts.untrusted?.includes(i) ?? false;
+    const buildUsers = {group: `hydra-ops-bld${i}`, gid: 0, uids: [] as number[]};
+    const passwdLines: string[] = [];
+    const groupLines: string[] = [];
+    if (nixMode === 'multi-user') {
+      const base = claimUidBlock();
+      buildUsers.gid = base;
+      const count = Math.max(2, opts.maxJobs ?? 1);
+      for (let k = 1; k <= count; k++) {
+        buildUsers.uids.push(base + k);
+        passwdLines.push(`${buildUsers.group}-${k}:x:${base + k}:${base}:Nix build user ${k}:/var/empty:/usr/sbin/nologin`);
+      }
+      groupLines.push(`${buildUsers.group}:x:${base}:${buildUsers.uids.map((_, k) => `${buildUsers.group}-${k + 1}`).join(',')}`);
+      writeFileSync(
+        join(nixConfDir, 'nix.conf'),
+        `build-users-group = ${buildUsers.group}\nsandbox = true\nsandbox-paths = /bin/sh=${sandboxShell}\nsubstituters =\ntrusted-users = root\n`,
+      );
+    } else {
+      writeFileSync(join(nixConfDir, 'nix.conf'), 'build-users-group =\nsandbox = false\nsubstituters =\ntrusted-users = root\n');
+    }
     if (untrusted) {
-      // An /etc/passwd and /etc/group seen only inside this builder, with the unprivileged account added.
+      // The unprivileged account, seen only inside this builder.
       const {name: u, uid} = UNTRUSTED_USER;
       mkdirSync(join(bdir, 'home-untrusted'));
       chownSync(join(bdir, 'home-untrusted'), uid, uid);
-      writeFileSync(join(bdir, 'passwd'), `${readFileSync('/etc/passwd', 'utf8').trimEnd()}\n${u}:x:${uid}:${uid}::${join(bdir, 'home-untrusted')}:/bin/sh\n`);
-      writeFileSync(join(bdir, 'group'), `${readFileSync('/etc/group', 'utf8').trimEnd()}\n${u}:x:${uid}:\n`);
+      passwdLines.push(`${u}:x:${uid}:${uid}::${join(bdir, 'home-untrusted')}:/bin/sh`);
+      groupLines.push(`${u}:x:${uid}:`);
     }
+    // An /etc/passwd and /etc/group seen only inside this builder, with its own accounts added.
+    writeFileSync(join(bdir, 'passwd'), [readFileSync('/etc/passwd', 'utf8').trimEnd(), ...passwdLines].join('\n') + '\n');
+    writeFileSync(join(bdir, 'group'), [readFileSync('/etc/group', 'utf8').trimEnd(), ...groupLines].join('\n') + '\n');
     const hostKey = join(bdir, 'ssh_host_ed25519_key');
     const hostKeyLine = await keygen(hostKey, `builder-${i}`);
     const port = await freePort();
@@ -236,6 +317,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         'MaxStartups 100:30:200',
         'PrintMotd no',
         'LogLevel VERBOSE',
+        `SetEnv NIX_CONF_DIR=${nixConfDir} NIX_USER_CONF_FILES=`,
         '',
       ].join('\n'),
     );
@@ -261,6 +343,8 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
       sshdConfig,
       logFile: join(bdir, 'sshd.log'),
       homeDir: join(bdir, 'home'),
+      nixConfDir,
+      buildUsers,
       running: false,
     });
   }
@@ -290,19 +374,21 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         'private',
         '--pid',
         '--fork',
+        // Its own /proc: Nix's sandbox writes /proc/<pid>/uid_map with pids as seen in this namespace.
+        '--mount-proc',
         '--kill-child=SIGKILL',
         'sh',
         '-c',
-        opts.untrusted?.includes(i)
-          ? // The store belongs to a nix-daemon started here; sshd starts once its socket exists.
-            'mount --bind "$1" /nix && mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && ' +
-            'mount --bind "$8/passwd" /etc/passwd && mount --bind "$8/group" /etc/group && ' +
-            '{ nix-daemon >"$8/nix-daemon.log" 2>&1 & } && ' +
-            'while [ ! -S /nix/var/nix/daemon-socket/socket ]; do sleep 0.02; done && exec "$2" -D -f "$3" -E "$4"'
-          : `${opts.storeSizeBytes ? `mount -t tmpfs -o size=${Math.floor(opts.storeSizeBytes)} hydra-ops-store /nix` : 'mount --bind "$1" /nix'} && ` +
-            // Initialise the empty store before any client: several first uses at once can fail with
-            // "SQLite database is busy" while the schema is being created.
-            'mount --bind "$5" "$6" && mount --bind "$7" /etc/nix && nix-store --init && exec "$2" -D -f "$3" -E "$4"',
+        'export NIX_CONF_DIR="$7" NIX_USER_CONF_FILES= && ' +
+          `${opts.storeSizeBytes ? `mount -t tmpfs -o size=${Math.floor(opts.storeSizeBytes)} hydra-ops-store /nix` : 'mount --bind "$1" /nix'} && ` +
+          'mount --bind "$5" "$6" && mount --bind "$8/passwd" /etc/passwd && mount --bind "$8/group" /etc/group && ' +
+          (opts.untrusted?.includes(i)
+            ? // The store belongs to a nix-daemon started here; sshd starts once its socket exists.
+              '{ nix-daemon >"$8/nix-daemon.log" 2>&1 & } && ' +
+              'while [ ! -S /nix/var/nix/daemon-socket/socket ]; do sleep 0.02; done && exec "$2" -D -f "$3" -E "$4"'
+            : // Initialise the empty store before any client: several first uses at once can fail with
+              // "SQLite database is busy" while the schema is being created.
+              'nix-store --init && exec "$2" -D -f "$3" -E "$4"'),
         'builder',
         b.storeDir,
         SSHD,
@@ -310,7 +396,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         b.logFile,
         b.homeDir,
         userInfo().homedir,
-        join(dirname(b.storeDir), 'etc-nix'),
+        b.nixConfDir,
         dirname(b.storeDir),
       ],
       {stdio: ['ignore', 'ignore', 'pipe']},
@@ -397,6 +483,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
       for (let i = 0; i < builders.length; i++) await stopBuilder(i).catch(() => {});
       live.delete(fleet);
       rmSync(dir, {recursive: true, force: true});
+      for (const b of builders) if (b.buildUsers.gid !== 0) releaseUidBlock(b.buildUsers.gid);
     },
   };
   live.add(fleet);
