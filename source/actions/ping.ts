@@ -4,6 +4,7 @@
 import type {MachineSpec} from '../fleet/machines-file.js';
 import {probeMachine, type MachineFacts, type ProbeOptions} from '../fleet/machine-probe.js';
 import {SshConnectionPool} from '../fleet/ssh-transport.js';
+import {diagnoseLocalNix, type LocalNixPlan} from '../nix/local-nix.js';
 
 export type PingProblemKind =
   | 'unreachable' // TCP connection refused / no route: sshd down or wrong host/port
@@ -20,7 +21,8 @@ export type PingProblemKind =
   | 'system-unsupported' // a system listed in the machines file the builder cannot build
   | 'feature-missing' // a feature listed in the machines file the builder does not declare
   | 'low-disk'
-  | 'info-failed';
+  | 'info-failed'
+  | 'local-nix'; // this machine's own Nix cannot build, or builds with settings hydra-ops chose (source/nix/local-nix.ts)
 
 export interface PingProblem {
   kind: PingProblemKind;
@@ -53,6 +55,8 @@ export interface PingResult {
 
 export interface PingOptions extends Omit<ProbeOptions, 'pool'> {
   pool?: SshConnectionPool;
+  /** How local machines build (default: diagnosed now). */
+  localNix?: LocalNixPlan;
   /** Below this many free bytes in the builder's store a warning is raised (default 1 GiB). */
   minFreeBytes?: number;
   /** Machines probed at once (default 16). */
@@ -240,8 +244,12 @@ export async function pingMachines(
     while (next < specs.length) {
       const i = next++;
       const spec = specs[i]!;
-      const facts = await probeMachine(spec, {...options, pool});
-      results[i] = judgePing(spec, facts, options);
+      if (spec.kind === 'local') {
+        results[i] = await pingLocal(spec, {...options, pool});
+      } else {
+        const facts = await probeMachine(spec, {...options, pool});
+        results[i] = judgePing(spec, facts, options);
+      }
       options.onResult?.(results[i]!);
     }
   };
@@ -251,6 +259,37 @@ export async function pingMachines(
     if (!options.pool) pool.closeAll();
   }
   return results;
+}
+
+/**
+ * A local machine: first what this machine's Nix allows (local-nix.ts), so that an operator reads why nothing can
+ * build and the fix instead of Nix's raw error; then, when it can build, the probe with the settings the runner uses.
+ */
+async function pingLocal(spec: MachineSpec, options: PingOptions & {pool: SshConnectionPool}): Promise<PingResult> {
+  const plan: LocalNixPlan = options.localNix ?? (await diagnoseLocalNix(process.env, {implicit: spec.file === '(implicit)'}));
+  const localProblems: PingProblem[] = plan.notices.map((n) => ({kind: 'local-nix', severity: 'warning', message: n, fix: 'none needed; see the message'}));
+  if (plan.problem) {
+    return {
+      uri: spec.uri,
+      ok: false,
+      connectMs: null,
+      handshake: null,
+      canImport: false,
+      canBuild: false,
+      systems: null,
+      machineSystems: spec.systems,
+      features: null,
+      machineFeatures: [...new Set([...spec.supportedFeatures, ...spec.mandatoryFeatures])].sort(),
+      storeFreeBytes: null,
+      nixVersion: null,
+      problems: [{kind: 'local-nix', severity: 'error', message: plan.problem.summary, fix: plan.problem.fixes.join('; or ')}, ...localProblems],
+    };
+  }
+  const extraArgs = [...(options.localServe?.extraArgs ?? []), ...plan.options];
+  const facts = await probeMachine(spec, {...options, localServe: {...options.localServe, extraArgs}});
+  const r = judgePing(spec, facts, options);
+  r.problems.push(...localProblems);
+  return r;
 }
 
 /** Machines matching NAME: the exact URI, or the host name (several machines may share it). */

@@ -20,6 +20,7 @@ import {PostBuildRunner} from './post-build.js';
 import {postBuildCommands} from '../config/run-commands.js';
 import {CheckRunner} from '../fleet/check-runner.js';
 import {ReproSampler, samplerSettings} from '../scheduler/repro-sampler.js';
+import {describeLocalNixProblem, diagnoseLocalNix, type LocalNixPlan} from '../nix/local-nix.js';
 
 export interface RunnerOptions {
   config: ResolvedConfig;
@@ -39,6 +40,8 @@ export interface RunnerOptions {
 
 export interface RunningRunner {
   scheduler: Scheduler;
+  /** How local machines build (null when no machine is local). */
+  localNix: LocalNixPlan | null;
   monitor: MachinesMonitor;
   statusAddress: string | null;
   /** SIGHUP: reload the machines file (and, by the caller, configuration). */
@@ -101,7 +104,16 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
 
     const files = machinesFiles(config);
     monitor = new MachinesMonitor({files});
-    executor = o.executor ?? new FleetExecutor({log: (line) => log('debug', line)});
+    monitor.on('error', (e) => log('error', `machines file: ${e.messages.join('; ')} (keeping the last good configuration)`));
+    await monitor.start();
+    // Local machines build with this machine's Nix: decide its settings once, and say why when it cannot build.
+    let localNix: LocalNixPlan | null = null;
+    if (monitor.machines().some((m) => m.kind === 'local')) {
+      localNix = await diagnoseLocalNix(o.env, {implicit: files.length === 0});
+      for (const n of localNix.notices) log('warn', `localhost: ${n}`);
+      if (localNix.problem) log('error', `localhost cannot build: ${describeLocalNixProblem(localNix.problem)}`);
+    }
+    executor = o.executor ?? new FleetExecutor({log: (line) => log('debug', line), ...(localNix?.options.length ? {localServe: {extraArgs: localNix.options}} : {})});
     const repro = samplerSettings(o.env, (m) => log('warn', m));
     const percent = o.reproSamplePercent ?? repro.percent;
     if (percent > 0) {
@@ -121,6 +133,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
       buildOne: o.buildOne,
       log: (level, message, fields) => log(level, message, fields),
       ...(smp ? {idleWork: (round: IdleRound) => smp.onIdle(round)} : {}),
+      localProblem: localNix?.problem ? describeLocalNixProblem(localNix.problem) : null,
       ...o.schedulerOverrides,
     });
     smp?.attach(scheduler);
@@ -130,8 +143,6 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
       sched.setMachines(c.machines);
       log('info', `machines: ${c.machines.length} in force (${c.added.length} added, ${c.removed.length} removed, ${c.changed.length} changed)`);
     });
-    monitor.on('error', (e) => log('error', `machines file: ${e.messages.join('; ')} (keeping the last good configuration)`));
-    await monitor.start();
     scheduler.setMachines(monitor.machines());
     if (monitor.machines().length === 0) log('warn', 'no build machines are defined');
     log('info', `machines from ${files.length > 0 ? files.join(', ') : 'the implicit localhost machine'}: ${monitor.machines().map((m) => m.uri).join(', ') || 'none'}`);
@@ -164,6 +175,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     let stopped: Promise<void> | null = null;
     return {
       scheduler,
+      localNix,
       monitor,
       statusAddress: server?.address ?? null,
       reload: () => void mon.reload(),

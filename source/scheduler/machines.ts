@@ -21,6 +21,8 @@ export interface MachineRuntime {
   drained: boolean;
   /** False once removed from the machines file (kept for statistics; never dispatched to). */
   listed: boolean;
+  /** Why this machine cannot build at all, found before any step ran (e.g. local Nix cannot write its store). */
+  unusable: string | null;
 }
 
 export interface RunnerMachine {
@@ -43,6 +45,7 @@ export function newRuntime(now = Date.now()): MachineRuntime {
     totalStepBuildTimeMs: 0,
     drained: false,
     listed: true,
+    unusable: null,
   };
 }
 
@@ -78,7 +81,7 @@ export function hasCapacity(m: RunnerMachine): boolean {
 
 /** Can take a new step right now (apart from whether it supports it). */
 export function isAvailable(m: RunnerMachine, now: number): boolean {
-  return m.rt.listed && !m.rt.drained && !isBackingOff(m.rt, now) && hasCapacity(m);
+  return m.rt.listed && !m.rt.drained && m.rt.unusable === null && !isBackingOff(m.rt, now) && hasCapacity(m);
 }
 
 /**
@@ -138,12 +141,16 @@ export function waitingReason(step: Step, machines: readonly RunnerMachine[], lo
   const unsupported = unsupportedReason(step, machines, localSystem);
   if (unsupported) return unsupported;
   const capable = machines.filter((m) => m.rt.listed && supportsStep(m.spec, step, localSystem));
-  const drained = capable.filter((m) => m.rt.drained).length;
-  const backingOff = capable.filter((m) => !m.rt.drained && isBackingOff(m.rt, now)).length;
-  const busy = capable.filter((m) => !m.rt.drained && !isBackingOff(m.rt, now) && !hasCapacity(m)).length;
+  const unusable = capable.filter((m) => m.rt.unusable !== null);
+  if (unusable.length === capable.length && unusable.length > 0) return `no capable machine can build: ${unusable[0]!.rt.unusable}`;
+  const usable = capable.filter((m) => m.rt.unusable === null);
+  const drained = usable.filter((m) => m.rt.drained).length;
+  const backingOff = usable.filter((m) => !m.rt.drained && isBackingOff(m.rt, now)).length;
+  const busy = usable.filter((m) => !m.rt.drained && !isBackingOff(m.rt, now) && !hasCapacity(m)).length;
   const parts = [`${busy} busy`];
   if (backingOff) parts.push(`${backingOff} backing off`);
   if (drained) parts.push(`${drained} drained`);
-  if (busy + backingOff + drained === capable.length) return `all ${capable.length} capable machine${capable.length === 1 ? ' is' : 's are'} unavailable (${parts.join(', ')})`;
+  if (unusable.length) parts.push(`${unusable.length} cannot build`);
+  if (busy + backingOff + drained + unusable.length === capable.length) return `all ${capable.length} capable machine${capable.length === 1 ? ' is' : 's are'} unavailable (${parts.join(', ')})`;
   return 'queued behind higher-priority steps';
 }

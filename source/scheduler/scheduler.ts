@@ -56,6 +56,8 @@ export interface SchedulerOptions {
    * It may reserve free slots synchronously (rt.currentJobs++) and must release them itself.
    */
   idleWork?: (round: IdleRound) => void;
+  /** Why local machines (`localhost`) cannot build at all (source/nix/local-nix.ts); they then take no steps. */
+  localProblem?: string | null;
 }
 
 /** What a dispatch round leaves: the machines (with their remaining capacity) and the platforms with runnable steps. */
@@ -282,6 +284,9 @@ export class Scheduler extends EventEmitter {
         rt.drained = this.isDrained(spec);
         this.machines.set(spec.uri, {spec, rt});
       }
+      const m = this.machines.get(spec.uri)!;
+      m.rt.unusable = spec.kind === 'local' ? (this.options.localProblem ?? null) : null;
+      if (m.rt.unusable !== null) m.rt.lastError = m.rt.unusable;
     }
     for (const m of this.machines.values()) if (!listed.has(m.spec.uri)) m.rt.listed = false;
     this.machinesReady = true;

@@ -147,6 +147,7 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
     runner: source,
     mode,
     modeNote,
+    alert: runner?.localNix?.problem ? `localhost cannot build: ${runner.localNix.problem.summary} — fixes: 4 (Machines) or hydra-ops machine ping localhost` : null,
     machineSpecs,
     afterMachineAction: () => void runner?.scheduler.refreshDrained(),
     gcRootsDir: config.runner.gcRootsDir,

@@ -12,6 +12,7 @@ import {setupDemo, DEMO_JOBSET, DEMO_PROJECT, type DemoResult} from '../../actio
 import {describeEval, evalJson} from './eval.js';
 import {intOption, refuseReadonly, runJobsetAction} from './jobset-support.js';
 import {loadConsole} from '../console-loader.js';
+import {describeLocalNixProblem, diagnoseLocalNix} from '../../nix/local-nix.js';
 
 export const NO_NIX_MESSAGE = [
   'Nix is not installed (nix-instantiate is not on PATH): the demo jobset was set up but not evaluated, so nothing',
@@ -81,7 +82,14 @@ export function registerDemoCommands(program: Command, ctx: AppContext): void {
           throw e;
         }
         const log = ctx.json ? undefined : (line: string) => process.stderr.write(`${line}\n`);
-        const r = await setupDemo(database.pool, {owner: ctx.config().hydraUser.value, slowSeconds, log});
+        // Evaluating writes .drv files into the store: when this user's Nix cannot, say why instead of Nix's raw
+        // error, set the demo up anyway and open the console, whose header and Machines view say the same.
+        const localNix = await diagnoseLocalNix(ctx.env, {implicit: true});
+        const nixUnusable = localNix.problem !== null && localNix.facts.installed;
+        if (nixUnusable) {
+          process.stderr.write(`hydra-ops demo: the demo is set up but not evaluated: ${describeLocalNixProblem(localNix.problem!)}\n`);
+        }
+        const r = await setupDemo(database.pool, {owner: ctx.config().hydraUser.value, slowSeconds, log, evaluate: !nixUnusable});
         const failed = r.eval?.evalError != null;
         if (failed) ctx.exitCode = EXIT.failed;
 
@@ -101,6 +109,7 @@ export function registerDemoCommands(program: Command, ctx: AppContext): void {
             jobsetId: r.jobset.id,
             nix: r.nixVersion,
             eval: r.eval ? evalJson(r.eval) : null,
+            localhost: {canBuild: localNix.problem === null, problem: localNix.problem, notices: localNix.notices},
           });
         } else {
           process.stdout.write(summary(ctx, r, database.describe()) + '\n');

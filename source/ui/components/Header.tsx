@@ -83,7 +83,13 @@ function HeaderStrip(p: HeaderProps): React.ReactElement {
         {'hydra-ops ' + g.sep + ' ' + (stalled ? progress + ' · ' : '') + parts1.join(' · ')}
         {progress && !stalled ? ' · ' + progress : ''}
       </Text>
-      <Text wrap="truncate">{parts2.join(' · ')}</Text>
+      {h.alert ? (
+        <Text wrap="truncate" bold color={paint(theme, 'red')}>
+          {h.alert}
+        </Text>
+      ) : (
+        <Text wrap="truncate">{parts2.join(' · ')}</Text>
+      )}
       {p.lines >= 3 ? (
         <Text wrap="truncate">
           {bars.length > 0 ? bars : <Text dimColor>{h.systems.length ? 'systems: widen the terminal to see the bars' : 'no queued or running work per system'}</Text>}

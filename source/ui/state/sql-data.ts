@@ -71,6 +71,8 @@ export interface SqlDataOptions {
   runner: RunnerSource | null;
   mode: RunnerMode;
   modeNote: string | null;
+  /** Shown in the header in red (e.g. why localhost cannot build). */
+  alert?: string | null;
   /** Machines as the machines files define them (drain/enable name resolution, fallback list). */
   machineSpecs: () => Promise<MachineSpec[]>;
   /** Called after a drain/enable so an embedded scheduler sees it at once. */
@@ -271,6 +273,7 @@ export class SqlConsoleData implements ConsoleData {
     return {
       mode: this.o.mode,
       modeNote: this.o.modeNote,
+      alert: this.o.alert ?? null,
       runnerUp: snap?.up ?? false,
       uptimeSec: snap?.uptimeSec ?? null,
       runnerDataAt: snap?.at ?? null,

@@ -111,6 +111,8 @@ export interface HeaderData {
   mode: RunnerMode;
   /** Why the console is not running or attached to a runner, or where it attached. */
   modeNote: string | null;
+  /** Something the operator must know first (e.g. why localhost cannot build), shown in red; null when none. */
+  alert?: string | null;
   runnerUp: boolean;
   uptimeSec: number | null;
   /** ms since epoch the runner data was taken (null: no runner data). */
