@@ -7,29 +7,11 @@
 // blamed, and once the builder is thawed no serve or build process of the step is left on it.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {readFileSync, readdirSync, readlinkSync} from 'node:fs';
 import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
 import {cancelBuildsSql} from '../source/actions/cancel.js';
 import type {StepExecutor, StepPhase, StepRequest} from '../source/fleet/step-api.js';
 import {waitFor} from './support/wait.js';
-
-/** Command lines of every process in the PID namespace of the builder whose helper process is `helperPid`. */
-function builderProcesses(helperPid: number): string[] {
-  const children = readFileSync(`/proc/${helperPid}/task/${helperPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-  if (children.length === 0) return [];
-  const ns = readlinkSync(`/proc/${children[0]}/ns/pid`);
-  const out: string[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    try {
-      if (readlinkSync(`/proc/${entry}/ns/pid`) !== ns) continue;
-      out.push(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim());
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
+import {builderCommandLines} from './support/fleet.js';
 
 const BUSY: Record<string, number> = {connecting: 10, sending: 20, building: 30, receiving: 40};
 
@@ -74,7 +56,7 @@ test('cancel during connecting, sending, building and receiving: step 4 within s
       const busy = BUSY[phase]!;
       await waitFor(`the ${phase} phase`, async () => (await rig.pool.query('SELECT 1 FROM BuildSteps WHERE build = $1 AND busy = $2', [id, busy])).rowCount, 90_000);
       if (freezeOn) await waitFor('the builder to be frozen', () => frozen);
-      else await waitFor('the remote build process', () => builderProcesses(builder.pid).some((c) => c.includes(marks[phase]!)));
+      else await waitFor('the remote build process', () => builderCommandLines(builder.pid).some((c) => c.includes(marks[phase]!)));
       // Stay in the phase a moment: the step really is stuck there, not passing through.
       await new Promise((r) => setTimeout(r, 300));
       const stuck = await rig.pool.query('SELECT busy FROM BuildSteps WHERE build = $1', [id]);
@@ -103,7 +85,7 @@ test('cancel during connecting, sending, building and receiving: step 4 within s
 
       if (frozen) fleet.thawBuilder(0);
       // Nothing of the step survives on the builder: no serve process, no build.
-      const leftovers = () => builderProcesses(builder.pid).filter((c) => c.includes('nix-store') || c.includes(marks[phase]!));
+      const leftovers = () => builderCommandLines(builder.pid).filter((c) => c.includes('nix-store') || c.includes(marks[phase]!));
       await waitFor(`${phase}: the builder's processes of the step to be gone (${leftovers().join('; ')})`, () => leftovers().length === 0, 10_000);
     }
     assert.equal((await rig.pool.query('SELECT count(*)::int AS n FROM FailedPaths')).rows[0].n, 0);

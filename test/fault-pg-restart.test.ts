@@ -52,6 +52,8 @@ test('PostgreSQL restarted during builds: the runner reconnects, resyncs and fin
     const downAt = Date.now();
     assert.ok(await stopEmbedded(server.dir), 'the server was running');
     await new Promise((r) => setTimeout(r, 4000));
+    // Down until a step has ended and its end could not be written (however long sandboxed builds take to start).
+    await waitFor('a step to end during the outage', () => logs.some((l) => /could not record the end of step/.test(l)), 30_000);
     const again = await connectOrStart(server);
     assert.equal(again.startedHere, true);
     assert.equal(again.url, first.url);

@@ -121,7 +121,7 @@ test('a deterministic derivation is reproducible on the other builder, and on th
 test('a non-deterministic derivation is not reproducible; the diff log shows the differing content', {timeout: 120_000}, async () => {
   // As examples/demo's build-info: the time and random bytes.
   const expr = `${mkPrelude(rig.nix.nonce)}
-    mk "build-info" [] "mkdir -p $out; echo constant > $out/version; date +%s%N > $out/stamp; od -An -N16 -tx1 /dev/urandom >> $out/stamp"`;
+    mk "build-info" [] "mkdir -p $out; echo constant > $out/version; od -An -N8 -tx1 /dev/urandom | tr -d ' ' > $out/stamp; date +%s >> $out/stamp"`;
   const {ids, outs} = await buildThroughRunner(expr);
   const build = ids[0]!;
   const original = await stepOf(build);
@@ -184,9 +184,9 @@ test('a non-deterministic derivation is not reproducible; the diff log shows the
 });
 
 test('a rebuild that fails on the builder is "check failed"; the build, its outputs and its step are untouched', {timeout: 120_000}, async () => {
-  const marker = join(rig.nix.dir, 'marker');
+  // The marker lives in the fleet's shared directory: the one host directory its sandboxes see.
+  const marker = join(rig.fleet!.sharedDir, 'marker');
   writeFileSync(marker, 'present\n');
-  chmodSync(rig.nix.dir, 0o755);
   const expr = `${mkPrelude(rig.nix.nonce)}
     mk "needs-marker" [] "echo reading marker; cat ${marker} > $out"`;
   const {ids, outs} = await buildThroughRunner(expr);

@@ -7,7 +7,7 @@
 // timings. Killing the namespace's helper process takes sshd and every session process with it.
 // Requires root (namespaces, bind mounts, root login).
 import {spawn, execFile, type ChildProcess} from 'node:child_process';
-import {mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, chmodSync, chownSync, existsSync} from 'node:fs';
+import {mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, chownSync, existsSync} from 'node:fs';
 import {createServer, connect} from 'node:net';
 import {tmpdir, userInfo} from 'node:os';
 import {dirname, join} from 'node:path';
@@ -72,6 +72,8 @@ export interface FleetBuilder {
 
 export interface Fleet {
   dir: string;
+  /** A host directory the builders' sandboxes can read (e.g. for markers a test flips between builds). */
+  sharedDir: string;
   builders: FleetBuilder[];
   machinesFile: string;
   /** Private key file the builders accept (column 3). */
@@ -138,21 +140,45 @@ function readLog(file: string): string {
   }
 }
 
-/** PIDs (as seen here) of every process in the PID namespace whose init is the child of `helperPid`. */
-function namespacePids(helperPid: number): number[] {
-  const children = readFileSync(`/proc/${helperPid}/task/${helperPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-  if (children.length === 0) return [];
-  const ns = readlinkSync(`/proc/${children[0]}/ns/pid`);
-  const pids: number[] = [];
+/**
+ * PIDs (as seen here) of every process of the builder whose namespace helper is `helperPid`: all its descendants,
+ * including those in nested PID namespaces (the sandboxes of multi-user builds).
+ */
+export function builderPids(helperPid: number): number[] {
+  const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
     try {
-      if (readlinkSync(`/proc/${entry}/ns/pid`) === ns) pids.push(Number(entry));
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
     } catch {
       // exited meanwhile
     }
   }
-  return pids;
+  const out: number[] = [];
+  const todo = [...(children.get(helperPid) ?? [])];
+  while (todo.length > 0) {
+    const pid = todo.pop()!;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Command lines of every process of a builder (see builderPids). */
+export function builderCommandLines(helperPid: number): string[] {
+  const out: string[] = [];
+  for (const pid of builderPids(helperPid)) {
+    try {
+      out.push(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim());
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 function signalAll(pids: number[], signal: NodeJS.Signals): void {
@@ -205,6 +231,12 @@ function claimUidBlock(): number {
   throw new Error(`startFleet: no free block of build-user ids under ${UID_BLOCKS}`);
 }
 
+/** A block of build-user ids no other test holds (base is the group id; base+1… the users), until release(). */
+export function claimBuildUserIds(): {base: number; release(): void} {
+  const base = claimUidBlock();
+  return {base, release: () => releaseUidBlock(base)};
+}
+
 function releaseUidBlock(gid: number): void {
   const dir = join(UID_BLOCKS, String((gid - UID_BASE) / UID_BLOCK_SIZE));
   rmSync(dir, {recursive: true, force: true});
@@ -241,6 +273,9 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
   const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-fleet-'));
   chmodSync(dir, 0o755);
   const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+  const sharedDir = join(dir, 'shared');
+  mkdirSync(sharedDir, {mode: 0o755});
+  chmodSync(sharedDir, 0o755);
   const clientKey = join(dir, 'client_ed25519');
   const clientPub = await keygen(clientKey, 'hydra-ops-fleet-client');
   const authorizedKeys = join(dir, 'authorized_keys');
@@ -280,7 +315,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
       groupLines.push(`${buildUsers.group}:x:${base}:${buildUsers.uids.map((_, k) => `${buildUsers.group}-${k + 1}`).join(',')}`);
       writeFileSync(
         join(nixConfDir, 'nix.conf'),
-        `build-users-group = ${buildUsers.group}\nsandbox = true\nsandbox-paths = /bin/sh=${sandboxShell}\nsubstituters =\ntrusted-users = root\n`,
+        `build-users-group = ${buildUsers.group}\nsandbox = true\nsandbox-paths = /bin/sh=${sandboxShell} ${sharedDir}\nsubstituters =\ntrusted-users = root\n`,
       );
     } else {
       writeFileSync(join(nixConfDir, 'nix.conf'), 'build-users-group =\nsandbox = false\nsubstituters =\ntrusted-users = root\n');
@@ -463,6 +498,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
 
   const fleet: Fleet = {
     dir,
+    sharedDir,
     builders,
     machinesFile,
     clientKey,
@@ -472,12 +508,12 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     freezeBuilder(i) {
       const b = builders[i];
       if (!b?.running) throw new Error(`startFleet: builder ${i} is not running`);
-      signalAll(namespacePids(b.pid), 'SIGSTOP');
+      signalAll(builderPids(b.pid), 'SIGSTOP');
     },
     thawBuilder(i) {
       const b = builders[i];
       if (!b?.running) throw new Error(`startFleet: builder ${i} is not running`);
-      signalAll(namespacePids(b.pid), 'SIGCONT');
+      signalAll(builderPids(b.pid), 'SIGCONT');
     },
     async stop() {
       for (let i = 0; i < builders.length; i++) await stopBuilder(i).catch(() => {});
