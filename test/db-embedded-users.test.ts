@@ -302,3 +302,36 @@ test('a new cluster\'s pg_hba.conf allows scram-sha-256 only; an old cluster is 
     rmSync(base, {recursive: true, force: true});
   }
 });
+
+test('a data directory too deep for a socket path uses a derived, recorded TCP port, and an impostor there is refused', {timeout: 120_000}, async () => {
+  const base = tempBase('deep');
+  const dir = join(base, 'd'.repeat(60), 'e'.repeat(40), 'pg');
+  let impostor: ChildProcess | undefined;
+  try {
+    assert.ok(Buffer.byteLength(socketPath(dir)) > 107);
+    const first = await connectOrStart({dir, password: 'pw'});
+    assert.equal(first.endpoint.kind, 'tcp');
+    if (first.endpoint.kind !== 'tcp') return;
+    assert.equal(first.endpoint.reason, 'derived');
+    const port = first.endpoint.port;
+    assert.equal(readIdentity(dir)!.derivedPort, port, 'the port is recorded in the identity file');
+    const c = new pg.Client(first.connection);
+    await c.connect();
+    assert.equal((await c.query("SELECT current_setting('listen_addresses') AS l")).rows[0].l, '127.0.0.1');
+    await c.end();
+    assert.ok(await stopEmbedded(dir));
+
+    impostor = await startImpostor({dir: join(base, 'fake'), auth: 'trust', password: 'x', port});
+    await assert.rejects(connectOrStart({dir, password: 'pw'}), (e: Error) => e instanceof EmbeddedIdentityError && e.message.includes(`127.0.0.1:${port}`));
+    assert.ok(!existsSync(join(dir, 'postmaster.pid')));
+    await stopImpostor(impostor);
+    impostor = undefined;
+    const again = await connectOrStart({dir, password: 'pw'});
+    assert.equal(again.startedHere, true);
+    assert.deepEqual(again.endpoint, first.endpoint);
+  } finally {
+    await stopImpostor(impostor).catch(() => {});
+    for (const d of [dir, join(base, 'fake')]) await stopEmbedded(d).catch(() => null);
+    rmSync(base, {recursive: true, force: true});
+  }
+});
