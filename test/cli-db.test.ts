@@ -38,6 +38,9 @@ test('zero configuration: db init then db status on the embedded server', {timeo
     assert.equal(s.database.kind, 'embedded');
     assert.equal(s.database.chosenBy, 'no database configured');
     assert.equal(s.database.embedded.port, Number(port));
+    assert.deepEqual(s.database.embedded.listen, {kind: 'tcp', host: '127.0.0.1', port: Number(port), portFrom: 'embeddedPort'});
+    assert.equal(s.database.embedded.identityVerified, true);
+    assert.match(s.database.embedded.systemIdentifier, /^-?[0-9]+$/);
     assert.ok(s.database.embedded.pid > 0, 'the server keeps running between invocations');
     assert.equal(s.schema.kind, 'hydra');
     assert.equal(s.schema.hydraVersion, 87);

@@ -89,14 +89,15 @@ test('the server choice carries a redacted URL and a description', () => {
   assert.ok(!db.description.includes('s3cret'));
 });
 
-test('embedded: <data dir>/pg, port from settings, one generated password kept in a 0600 file', () => {
+test('embedded: <data dir>/pg, Unix socket unless embeddedPort is set, one generated password kept in a 0600 file', () => {
   const {env, opts} = isolated({HYDRA_DATA: '/srv/hydra-data'});
   const first = resolveConfig(opts()).database;
   assert.equal(first.kind, 'embedded');
   if (first.kind !== 'embedded') return;
   assert.equal(first.dir, '/srv/hydra-data/pg');
   assert.equal(first.dir, embeddedPgDir('/srv/hydra-data'));
-  assert.equal(first.port, SETTING_DEFAULTS.embeddedPort);
+  assert.equal(first.port, null, 'no TCP port unless the operator sets embeddedPort');
+  assert.ok(!('embeddedPort' in SETTING_DEFAULTS));
   assert.match(first.password, /^[A-Za-z0-9_-]{32}$/);
   const settings = openSettings(env);
   assert.equal(statSync(settings.settingsPath()).mode & 0o777, 0o600);

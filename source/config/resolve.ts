@@ -61,7 +61,8 @@ export interface EmbeddedDatabase {
   kind: 'embedded';
   source: 'no database configured';
   dir: string;
-  port: number;
+  /** The embeddedPort setting (loopback TCP); null: the Unix socket inside `dir`. */
+  port: number | null;
   password: string;
   description: string;
 }
@@ -133,14 +134,14 @@ function chooseDatabase(flags: ConfigFlags, env: Env, settings: SettingsStore, d
     return server('settings databaseUrl', parseDatabaseUrl(stored, {env, label: `databaseUrl in ${settings.settingsPath()}`}));
   }
   const dir = embeddedPgDir(dataDir);
-  const port = settings.getSetting('embeddedPort')!;
+  const port = settings.getSetting('embeddedPort') ?? null;
   return {
     kind: 'embedded',
     source: 'no database configured',
     dir,
     port,
     password: settings.embeddedPassword(),
-    description: `embedded PostgreSQL in ${dir} on 127.0.0.1:${port}`,
+    description: `embedded PostgreSQL in ${dir} ${port !== null ? `on 127.0.0.1:${port}` : 'on a Unix socket in that directory'}`,
   };
 }
 

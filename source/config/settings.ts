@@ -6,8 +6,11 @@
 // Defaults live here, not in the file: opening the settings never writes anything, and a later
 // change of a default reaches every installation that did not set the key explicitly.
 // Chosen defaults:
-//   embeddedPort 5488    — outside 5432–5439, where Debian places its clusters, so a system
-//                          PostgreSQL and the embedded one never compete for a port;
+//   embeddedPort unset   — the embedded server listens only on a Unix socket inside its data
+//                          directory (source/db/embedded-endpoint.ts), so servers of different
+//                          users and data directories never compete for a port; set it to have
+//                          the server listen on 127.0.0.1 on that port instead (for TCP tools);
+//                          its identity is verified either way.
 //   statusAddress 127.0.0.1:8081 — loopback only; next to the Rust runner's 8080 so both can run
 //                          on one host during a migration;
 //   refreshMs 2000       — the console's polling period (k9s' default);
@@ -42,7 +45,6 @@ export type SettingKey = keyof SettingValues;
 type Stored = Partial<SettingValues> & Record<string, unknown>;
 
 export const SETTING_DEFAULTS = {
-  embeddedPort: 5488,
   readonly: false,
   localAdmin: false,
   refreshMs: 2000,
@@ -81,7 +83,7 @@ function checkUrl(value: string): string | undefined {
 
 export const SETTING_SPECS: Readonly<Record<SettingKey, KeySpec>> = {
   databaseUrl: {kind: 'string', description: 'postgres:// URL of the Hydra database', check: checkUrl, secret: true},
-  embeddedPort: {kind: 'integer', minimum: 1, maximum: 65535, description: 'TCP port of the embedded PostgreSQL'},
+  embeddedPort: {kind: 'integer', minimum: 1, maximum: 65535, description: 'TCP port on 127.0.0.1 for the embedded PostgreSQL (unset: a Unix socket in the data directory only)'},
   embeddedPassword: {kind: 'string', description: 'password of the embedded PostgreSQL (generated)', secret: true},
   hydraUser: {kind: 'string', description: 'Hydra user name the operator acts as'},
   readonly: {kind: 'boolean', description: 'refuse every mutating action'},

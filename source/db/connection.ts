@@ -1,10 +1,12 @@
 // Opening the database hydra-ops works on: a configured server, or the embedded one.
 import pg from 'pg';
 import {connectOrStart, type EmbeddedHandle} from './embedded.js';
+import {ScramOnlyClient} from './scram-client.js';
 
 export type DatabaseTarget =
   | {kind: 'server'; config: pg.ClientConfig; source: string; description: string}
-  | {kind: 'embedded'; dir: string; port: number; password: string; source: string};
+  /** `port`: the embeddedPort setting (loopback TCP); null: the Unix socket in `dir` (embedded-endpoint.ts). */
+  | {kind: 'embedded'; dir: string; port: number | null; password: string; source: string};
 
 export interface Database {
   pool: pg.Pool;
@@ -23,8 +25,11 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
-export function describeTarget(t: DatabaseTarget): string {
-  if (t.kind === 'embedded') return `embedded PostgreSQL (data ${t.dir}, port ${t.port}), chosen because ${t.source}`;
+export function describeTarget(t: DatabaseTarget, embedded?: EmbeddedHandle): string {
+  if (t.kind === 'embedded') {
+    const where = embedded ? embedded.listen : t.port !== null ? `127.0.0.1:${t.port}` : 'Unix socket in the data directory';
+    return `embedded PostgreSQL (data ${t.dir}, ${where}), chosen because ${t.source}`;
+  }
   return `${t.description}, from ${t.source}`;
 }
 
@@ -36,16 +41,18 @@ export async function openDatabase(
   let embedded: EmbeddedHandle | undefined;
   if (target.kind === 'embedded') {
     try {
-      embedded = await connectOrStart({dir: target.dir, port: target.port, password: target.password, log: opts.log});
+      embedded = await connectOrStart({dir: target.dir, ...(target.port !== null ? {port: target.port} : {}), password: target.password, log: opts.log});
     } catch (e) {
       throw new DatabaseUnavailableError(e instanceof Error ? e.message : String(e));
     }
-    connection = {connectionString: embedded.url};
+    connection = {...embedded.connection};
   } else {
     connection = {...target.config};
   }
   connection.application_name = opts.applicationName ?? 'hydra-ops';
-  const pool = new pg.Pool({...connection, max: opts.poolSize ?? 10});
+  // Pooled connections to the embedded server, like the identity-checked first one, accept only a
+  // server that proves by SCRAM that it knows the password (scram-client.ts).
+  const pool = new pg.Pool({...connection, max: opts.poolSize ?? 10, ...(embedded ? {Client: ScramOnlyClient} : {})});
   pool.on('error', () => {
     /* idle client errors surface on the next query */
   });
@@ -54,14 +61,14 @@ export async function openDatabase(
     c.release();
   } catch (e) {
     await pool.end().catch(() => {});
-    throw new DatabaseUnavailableError(`cannot connect to ${describeTarget(target)}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new DatabaseUnavailableError(`cannot connect to ${describeTarget(target, embedded)}: ${e instanceof Error ? e.message : String(e)}`);
   }
   return {
     pool,
     connection,
     target,
     embedded,
-    describe: () => describeTarget(target),
+    describe: () => describeTarget(target, embedded),
     close: () => pool.end(),
   };
 }

