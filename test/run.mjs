@@ -24,6 +24,11 @@ function collect(dir) {
   return found;
 }
 
+if (process.getuid?.() !== 0) {
+  console.error('test/run.mjs: the tests need root (their builders are sshd processes in private mount and PID namespaces): run `sudo npm test`');
+  process.exit(1);
+}
+
 let files = collect(testDir);
 if (only.length > 0) files = files.filter((f) => only.some((o) => f.includes(o)));
 if (files.length === 0) {
