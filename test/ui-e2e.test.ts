@@ -67,7 +67,7 @@ test('the console in a terminal: a build appears, runs, streams its log, finishe
     const envLines = Object.entries(env).map(([k, v]) => `export ${k}='${v}'`);
     writeFileSync(
       script,
-      ['#!/bin/sh', ...envLines, `cd '${root}'`, `exec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' --user e2e --local-admin 2>'${dir}/stderr'`].join('\n') + '\n',
+      ['#!/bin/sh', ...envLines, `cd '${root}'`, `exec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' --scheduler --user e2e --local-admin 2>'${dir}/stderr'`].join('\n') + '\n',
     );
     chmodSync(script, 0o755);
     tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', script);
