@@ -189,7 +189,7 @@ test('a console whose terminal goes away (SIGHUP) quits and releases the runner 
     const script = join(dir, 'run.sh');
     writeFileSync(
       script,
-      `#!/bin/sh\n${env}\ncd '${root}'\nexec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' 2>'${dir}/stderr'\n`,
+      `#!/bin/sh\n${env}\ncd '${root}'\nexec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' --scheduler 2>'${dir}/stderr'\n`,
     );
     chmodSync(script, 0o755);
     // A console with an in-process scheduler needs a real terminal; as in a dropped SSH session, the
