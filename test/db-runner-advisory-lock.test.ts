@@ -20,6 +20,10 @@ import {
 import {clearBusy, abortOrphanedStep} from '../source/db/runner-sql.js';
 import {insertJobset, insertBuild, insertBuildStep} from './support/fixtures.js';
 import {waitFor} from './support/wait.js';
+import {mkdtempSync, rmSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {observeRunners, decideConsoleRunner} from '../source/scheduler/runner-presence.js';
 
 test('the lock key is derived from its documented name', () => {
   assert.equal(RUNNER_LOCK_KEY, createHash('sha256').update('hydra-ops queue runner').digest().readBigInt64BE(0));
@@ -45,6 +49,8 @@ test('runner lock: one holder per database, named; clearBusy needs it; re-acquir
     assert.equal(holder.applicationName, 'hydra-ops runner pid 1111 on host-a');
     assert.equal(holder.runnerPid, 1111);
     assert.equal(holder.runnerHost, 'host-a');
+    const raw = await pool.query("SELECT classid::int8 AS c, objid::int8 AS o FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND pid = $1", [a.backendPid]);
+    assert.deepEqual(raw.rows, [{c: '1092414201', o: '2067111152'}], 'pg_locks shows the documented classid/objid');
     assert.ok(holder.backendStart, 'backend start is reported');
 
     // A second runner on the same database is refused and told who holds it.
@@ -92,7 +98,7 @@ test('runner lock: one holder per database, named; clearBusy needs it; re-acquir
     assert.equal(a.held, false);
     await assert.rejects(clearBusy(pool, a), RunnerDbLockNotHeldError);
     assert.equal((await pool.query('SELECT count(*)::int AS n FROM BuildSteps WHERE busy != 0')).rows[0].n, 1, 'the busy row is untouched');
-    // Even a stale proof claiming the intruder's backend cannot clear rows it does not hold... (checked in SQL):
+    // A proof that claims to hold the lock for a backend that does not: the statement's own pg_locks check stops it.
     const fake = {held: true, backendPid: killedPid, assertHeld() {}};
     assert.equal(await clearBusy(pool, fake), 0);
     // The intruder goes away: ours is re-acquired.
@@ -107,5 +113,63 @@ test('runner lock: one holder per database, named; clearBusy needs it; re-acquir
     for (const l of locks) await l.release().catch(() => {});
     await pool.end();
     await db.drop();
+  }
+});
+
+test('observeRunners on a real database: nothing, recent busy steps, a SystemStatus row that answers dump_status, a lock holder', {timeout: 60_000}, async () => {
+  const db = await freshDatabase('presence');
+  const pool = new pg.Pool({connectionString: db.url, max: 3});
+  pool.on('error', () => {});
+  const dataDir = mkdtempSync(join(tmpdir(), 'hydra-ops-presence-'));
+  const connection = {connectionString: db.url};
+  const answerer = new pg.Client(connection);
+  let lock: RunnerDbLock | null = null;
+  try {
+    await initSchema(pool);
+    const observe = () => observeRunners({pool, connection, dataDir, dumpStatusWaitMs: 1000});
+    const decide = async () => decideConsoleRunner({observations: await observe(), database: 'server', scheduler: true});
+    assert.deepEqual(await decide(), {action: 'run'});
+
+    // An old busy row (a crash leftover) does not count; a recent one does.
+    const js = await insertJobset(pool);
+    const b = await insertBuild(pool, {jobsetId: js.id});
+    const s = await insertBuildStep(pool, {build: b, busy: 30});
+    await pool.query('UPDATE BuildSteps SET startTime = extract(epoch from now())::int - 3600 WHERE build = $1 AND stepnr = $2', [b, s]);
+    assert.deepEqual(await decide(), {action: 'run'});
+    await pool.query('UPDATE BuildSteps SET startTime = extract(epoch from now())::int - 5 WHERE build = $1 AND stepnr = $2', [b, s]);
+    const busy = await decide();
+    assert.equal(busy.action, 'attach');
+    assert.equal((busy as {runner: {kind: string}}).runner.kind, 'busy-steps');
+    await pool.query('UPDATE BuildSteps SET busy = 0 WHERE build = $1', [b]);
+
+    // A stale SystemStatus row: silent → not a runner; answering dump_status (like Hydra's C++ runner) → a runner.
+    const stale = Math.floor(Date.now() / 1000) - 3600;
+    await pool.query("INSERT INTO SystemStatus (what, status) VALUES ('queue-runner', $1)", [JSON.stringify({status: 'up', time: stale, pid: 4242})]);
+    assert.deepEqual(await decide(), {action: 'run'});
+    await answerer.connect();
+    await answerer.query('LISTEN dump_status');
+    answerer.on('notification', () => {
+      void (async () => {
+        await answerer.query('BEGIN');
+        await answerer.query("DELETE FROM SystemStatus WHERE what = 'queue-runner'");
+        await answerer.query("INSERT INTO SystemStatus (what, status) VALUES ('queue-runner', $1)", [JSON.stringify({status: 'up', time: Math.floor(Date.now() / 1000), pid: 4242})]);
+        await answerer.query('NOTIFY status_dumped');
+        await answerer.query('COMMIT');
+      })();
+    });
+    const cpp = await decide();
+    assert.equal(cpp.action, 'attach');
+    assert.match((cpp as {note: string}).note, /^Hydra's queue runner pid 4242 \(SystemStatus \d s ago\)$/);
+
+    // A hydra-ops runner's lock: named first.
+    lock = await RunnerDbLock.acquire(connection, {applicationName: 'hydra-ops runner pid 99 on elsewhere'});
+    const held = await decide();
+    assert.deepEqual(held.action === 'attach' && held.note, 'hydra-ops runner pid 99 on elsewhere (lock holder)');
+  } finally {
+    await lock?.release();
+    await answerer.end().catch(() => {});
+    await pool.end();
+    await db.drop();
+    rmSync(dataDir, {recursive: true, force: true});
   }
 });
