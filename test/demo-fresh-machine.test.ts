@@ -136,7 +136,7 @@ test('a plain user whose store belongs to root, with no nix-daemon: the demo set
     // The console (in-process scheduler, as `npm start` runs it): it opens, and its header says why.
     const script = join(home, 'console.sh');
     const envLines = Object.entries({...env, PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8'}).map(([k, v]) => `export ${k}='${v}'`);
-    writeFileSync(script, ['#!/bin/sh', ...envLines, `cd '${root}'`, `exec ${[...asNobody, process.execPath, ...cliArgs()].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')} --database-url '${db.url}' 2>'${home}/stderr'`].join('\n') + '\n');
+    writeFileSync(script, ['#!/bin/sh', ...envLines, `cd '${root}'`, `exec ${[...asNobody, process.execPath, ...cliArgs()].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')} --database-url '${db.url}' --scheduler 2>'${home}/stderr'`].join('\n') + '\n');
     chmodSync(script, 0o755);
     execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '160', '-y', '30', script]);
     const deadline = Date.now() + 60_000;

@@ -67,7 +67,7 @@ test('the console in a terminal: a build appears, runs, streams its log, finishe
     const envLines = Object.entries(env).map(([k, v]) => `export ${k}='${v}'`);
     writeFileSync(
       script,
-      ['#!/bin/sh', ...envLines, `cd '${root}'`, `exec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' --user e2e --local-admin 2>'${dir}/stderr'`].join('\n') + '\n',
+      ['#!/bin/sh', ...envLines, `cd '${root}'`, `exec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' --scheduler --user e2e --local-admin 2>'${dir}/stderr'`].join('\n') + '\n',
     );
     chmodSync(script, 0o755);
     tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', script);
@@ -189,7 +189,7 @@ test('a console whose terminal goes away (SIGHUP) quits and releases the runner 
     const script = join(dir, 'run.sh');
     writeFileSync(
       script,
-      `#!/bin/sh\n${env}\ncd '${root}'\nexec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' 2>'${dir}/stderr'\n`,
+      `#!/bin/sh\n${env}\ncd '${root}'\nexec '${process.execPath}' --import tsx cli.tsx --database-url '${db.url}' --scheduler 2>'${dir}/stderr'\n`,
     );
     chmodSync(script, 0o755);
     // A console with an in-process scheduler needs a real terminal; as in a dropped SSH session, the

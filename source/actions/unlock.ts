@@ -1,9 +1,19 @@
 // `unlock`: crash clean-up with the C++ runner's `--unlock` semantics (hydra-contract §6.1). Refused while
-// any queue runner holds the lock (naming its pid); otherwise, holding the lock meanwhile, runs clearBusy
+// any queue runner holds a lock file of this data directory (naming its pid) or a live session holds the
+// database's runner lock (db/runner-advisory-lock.ts, naming it); otherwise, holding both meanwhile, runs clearBusy
 // (`UPDATE BuildSteps SET busy = 0, status = 3, stopTime = NULL WHERE busy != 0`: steps left running by a
 // crash become Aborted) and deletes the SystemStatus 'queue-runner' row, in one transaction. Admin only.
 import type pg from 'pg';
 import {acquireRunnerLock, runnerLockHolder, RunnerLockBusyError, type RunnerLock} from '../scheduler/runner-lock.js';
+import {
+  RunnerDbLock,
+  RunnerDbLockBusyError,
+  connectionOfPool,
+  describeLockSession,
+  runnerLockSession,
+  type RunnerLockSession,
+} from '../db/runner-advisory-lock.js';
+import {clearBusySteps} from '../db/runner-sql.js';
 import {ActionError} from './errors.js';
 import type {Actor} from './actor.js';
 import {performAction, type ActionOptions, type ActionResult} from './perform.js';
@@ -13,6 +23,8 @@ export type UnlockResult = ActionResult & {
   steps: {build: number; stepnr: number}[];
   /** A SystemStatus 'queue-runner' row existed and was deleted. */
   systemStatusDeleted: boolean;
+  /** The database's runner lock was free (unlock is refused while a live session holds it). */
+  databaseLock: 'free';
 };
 
 function busy(holder: {file: string; pid: number | null}): ActionError {
@@ -23,8 +35,23 @@ function busy(holder: {file: string; pid: number | null}): ActionError {
   );
 }
 
-export async function unlockRunner(pool: pg.Pool, actor: Actor, dataDir: string, opts: ActionOptions = {}): Promise<UnlockResult> {
+function dbBusy(holder: RunnerLockSession | null): ActionError {
+  return new ActionError(
+    'refused',
+    `a queue runner holds the database's runner lock: ${holder ? describeLockSession(holder) : 'a session that just ended'}; ` +
+      'unlock is only for a runner that is no longer running',
+    {databaseLock: holder},
+  );
+}
+
+export async function unlockRunner(
+  pool: pg.Pool,
+  actor: Actor,
+  dataDir: string,
+  opts: ActionOptions & {connection?: pg.ClientConfig} = {},
+): Promise<UnlockResult> {
   let lock: RunnerLock | null = null;
+  let dbLock: RunnerDbLock | null = null;
   try {
     return await performAction(
       pool,
@@ -36,6 +63,8 @@ export async function unlockRunner(pool: pg.Pool, actor: Actor, dataDir: string,
         async select() {
           const holder = runnerLockHolder(dataDir);
           if (holder) throw busy(holder);
+          const session = await runnerLockSession(pool);
+          if (session) throw dbBusy(session);
           return {targets: [], projects: []};
         },
         async apply(client) {
@@ -46,18 +75,27 @@ export async function unlockRunner(pool: pg.Pool, actor: Actor, dataDir: string,
               if (e instanceof RunnerLockBusyError) throw busy({file: e.file, pid: e.holderPid});
               throw e;
             }
+            try {
+              dbLock = await RunnerDbLock.acquire(opts.connection ?? connectionOfPool(pool), {applicationName: `hydra-ops unlock pid ${process.pid}`});
+            } catch (e) {
+              if (e instanceof RunnerDbLockBusyError) throw dbBusy(e.holder);
+              throw e;
+            }
           }
-          const steps = await client.query<{build: number; stepnr: number}>(
-            'UPDATE BuildSteps SET busy = 0, status = 3, stopTime = NULL WHERE busy != 0 RETURNING build, stepnr',
-          );
+          const steps = {
+            rows: dbLock
+              ? await clearBusySteps(client, dbLock)
+              : (await client.query<{build: number; stepnr: number}>('SELECT build, stepnr FROM BuildSteps WHERE busy != 0')).rows,
+          };
           const status = await client.query("DELETE FROM SystemStatus WHERE what = 'queue-runner'");
           const list = steps.rows.sort((a, b) => a.build - b.build || a.stepnr - b.stepnr);
-          return {changed: [], resultCount: list.length, steps: list, systemStatusDeleted: (status.rowCount ?? 0) > 0};
+          return {changed: [], resultCount: list.length, steps: list, systemStatusDeleted: (status.rowCount ?? 0) > 0, databaseLock: 'free' as const};
         },
       },
       opts,
     );
   } finally {
+    await (dbLock as RunnerDbLock | null)?.release();
     await (lock as RunnerLock | null)?.release();
   }
 }

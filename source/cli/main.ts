@@ -20,6 +20,7 @@ export function buildProgram(ctx: AppContext): Command {
     .option('--local-admin', 'trust the local operator as a Hydra admin (explicit; see the localAdmin setting)')
     .option('--json', 'print one JSON document (streaming commands print NDJSON)')
     .option('--daemon', 'run the queue runner headless (same as the "daemon" subcommand)')
+    .option('--scheduler', 'console: run the scheduler in-process on a configured database server when no other runner is alive (the embedded database does so by default)')
     .option('--no-scheduler', 'console only: never run the scheduler in-process')
     .addOption(new Option('--log-format <format>', 'daemon log lines').choices(['text', 'json']))
     .option('--ascii', 'console: ASCII glyphs instead of Unicode (automatic when the locale is not UTF-8)')

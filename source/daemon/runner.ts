@@ -1,6 +1,7 @@
 // Starting and stopping the queue runner: shared by `hydra-ops --daemon` and the console, which runs
 // the very same scheduler in-process when no other runner holds the lock.
-// Start-up (hydra-contract §6.1): runner lock → schema check → machines → clearBusy → LISTEN →
+// Start-up (hydra-contract §6.1): runner lock files → the database's runner lock (a PostgreSQL
+// advisory lock, db/runner-advisory-lock.ts: one runner per database, whatever its data directory) → schema check → machines → clearBusy → LISTEN →
 // scan → status row and REST endpoints. Stop: no new dispatches, running steps get a grace
 // period, the rest are aborted as retryable, clearBusy, status row deleted, lock released.
 import {existsSync} from 'node:fs';
@@ -12,6 +13,7 @@ import {localNixSettings} from '../fleet/machines-file.js';
 import {FleetExecutor} from '../fleet/step-runner.js';
 import type {StepExecutor} from '../fleet/step-api.js';
 import {acquireRunnerLock, type RunnerLock} from '../scheduler/runner-lock.js';
+import {RunnerDbLock} from '../db/runner-advisory-lock.js';
 import {Scheduler, type IdleRound, type SchedulerOptions} from '../scheduler/scheduler.js';
 import type {Logger} from './logger.js';
 import {parseStatusAddress, startStatusServer, type StatusServer} from './http.js';
@@ -42,6 +44,8 @@ export interface RunningRunner {
   scheduler: Scheduler;
   /** How local machines build (null when no machine is local). */
   localNix: LocalNixPlan | null;
+  /** The database's runner lock this runner holds. */
+  dbLock: RunnerDbLock;
   monitor: MachinesMonitor;
   statusAddress: string | null;
   /** SIGHUP: reload the machines file (and, by the caller, configuration). */
@@ -62,11 +66,22 @@ export function machinesFiles(config: ResolvedConfig): string[] {
   return value;
 }
 
-/** Takes the runner lock (RunnerLockBusyError when another runner holds it) and starts everything. */
+/**
+ * Takes the runner lock files (RunnerLockBusyError when another runner holds one) and the database's
+ * runner lock (RunnerDbLockBusyError naming the holder), then starts everything.
+ */
 export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
   const {config, db, log} = o;
   const dataDir = config.dataDir.dir;
   const lock: RunnerLock = await acquireRunnerLock(dataDir);
+  let dbLock: RunnerDbLock;
+  try {
+    dbLock = await RunnerDbLock.acquire(db.connection);
+  } catch (e) {
+    await lock.release().catch(() => {});
+    throw e;
+  }
+  log('info', `holding the database's runner lock as "${dbLock.applicationName}" (database backend pid ${dbLock.backendPid})`);
   let monitor: MachinesMonitor | null = null;
   let scheduler: Scheduler | null = null;
   let executor: StepExecutor | null = null;
@@ -84,6 +99,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     await publisher?.stop().catch(() => {});
     if (!o.executor) await executor?.close().catch(() => {});
     monitor?.stop();
+    await dbLock.release().catch(() => {});
     await lock.release().catch(() => {});
   };
   try {
@@ -131,6 +147,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
       executor,
       localSystem,
       buildOne: o.buildOne,
+      lock: dbLock,
       log: (level, message, fields) => log(level, message, fields),
       ...(smp ? {idleWork: (round: IdleRound) => smp.onIdle(round)} : {}),
       localProblem: localNix?.problem ? describeLocalNixProblem(localNix.problem) : null,
@@ -176,6 +193,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     return {
       scheduler,
       localNix,
+      dbLock,
       monitor,
       statusAddress: server?.address ?? null,
       reload: () => void mon.reload(),

@@ -2,6 +2,7 @@
 // Functions taking a `pg.PoolClient` expect to run inside the caller's transaction (see withTransaction).
 import type pg from 'pg';
 import type {Queryable} from './queryable.js';
+import {lockHeldCondition, type RunnerLockProof} from './runner-advisory-lock.js';
 
 export const BUSY = {
   preparing: 1,
@@ -73,10 +74,22 @@ export async function notifyBuildFinished(db: Queryable, head: number, dependent
   for (const p of buildFinishedPayloads(head, dependents)) await notify(db, 'build_finished', p);
 }
 
-/** §6.1 clearBusy: anything left busy by a crash becomes Aborted. */
-export async function clearBusy(db: Queryable): Promise<number> {
-  const r = await db.query('UPDATE BuildSteps SET busy = 0, status = 3, stopTime = NULL WHERE busy != 0');
-  return r.rowCount ?? 0;
+/**
+ * §6.1 clearBusy: anything left busy by a crash becomes Aborted. Only the database's one runner may do
+ * this (any busy row may belong to a live runner), so it needs the held runner lock.
+ */
+export async function clearBusy(db: Queryable, lock: RunnerLockProof): Promise<number> {
+  return (await clearBusySteps(db, lock)).length;
+}
+
+/** clearBusy, returning the steps it aborted. */
+export async function clearBusySteps(db: Queryable, lock: RunnerLockProof): Promise<Array<{build: number; stepnr: number}>> {
+  lock.assertHeld('clearBusy');
+  const r = await db.query<{build: number; stepnr: number}>(
+    `UPDATE BuildSteps SET busy = 0, status = 3, stopTime = NULL WHERE busy != 0 AND ${lockHeldCondition(1)} RETURNING build, stepnr`,
+    [lock.backendPid],
+  );
+  return r.rows;
 }
 
 export interface QueuedBuildRow {
@@ -209,8 +222,9 @@ export async function finishBuildStep(client: pg.PoolClient | pg.ClientBase, f: 
 }
 
 /** Marks a step row aborted when its final write failed earlier (orphaned steps, §6.1). */
-export async function abortOrphanedStep(db: Queryable, build: number, stepnr: number): Promise<void> {
-  await db.query('UPDATE BuildSteps SET busy = 0, status = 3 WHERE build = $1 AND stepnr = $2 AND busy != 0', [build, stepnr]);
+export async function abortOrphanedStep(db: Queryable, lock: RunnerLockProof, build: number, stepnr: number): Promise<void> {
+  lock.assertHeld('abort of an unrecorded step');
+  await db.query(`UPDATE BuildSteps SET busy = 0, status = 3 WHERE build = $1 AND stepnr = $2 AND busy != 0 AND ${lockHeldCondition(3)}`, [build, stepnr, lock.backendPid]);
 }
 
 export interface BuildProductRow {

@@ -11,6 +11,7 @@ import type {MachineSpec} from '../fleet/machines-file.js';
 import {blankStepResult, type StepExecutor, type StepPhase, type StepResult} from '../fleet/step-api.js';
 import type {RunnerSettings} from '../config/hydra-conf.js';
 import {PgListener} from '../db/listener.js';
+import {RunnerDbLock, describeLockSession, type RunnerLockSession} from '../db/runner-advisory-lock.js';
 import * as sql from '../db/runner-sql.js';
 import {BUSY, STATUS, withTransaction, nowSeconds} from '../db/runner-sql.js';
 import {Build, DAY, Jobset, Step, dependentBuilds, propagatePriorities} from './model.js';
@@ -51,6 +52,11 @@ export interface SchedulerOptions {
   /** Coordinator store access for loading (default: the local Nix store, batched). Benchmarks inject one. */
   graphStore?: GraphStore;
   log?: SchedulerLog;
+  /**
+   * The database's runner lock, held by the caller (the daemon's start-up takes it before anything
+   * else). Without one, start() takes it on `connection` and stop() releases it.
+   */
+  lock?: RunnerDbLock;
   /**
    * Called at the end of every dispatch round, after real steps were assigned (the reproducibility sampler).
    * It may reserve free slots synchronously (rt.currentJobs++) and must release them itself.
@@ -127,6 +133,8 @@ export class Scheduler extends EventEmitter {
   readonly active = new Map<Step, ActiveStep>();
   readonly stats: SchedulerStats;
   private listener: PgListener | null = null;
+  private lock: RunnerDbLock | null = null;
+  private ownsLock = false;
   private stopping = false;
   private dispatchTimer: NodeJS.Timeout | null = null;
   private dispatchRunning = false;
@@ -205,7 +213,31 @@ export class Scheduler extends EventEmitter {
 
   /** clearBusy, LISTEN, first scan and dispatch. Machines must be supplied with setMachines first or soon after. */
   async start(): Promise<void> {
-    const cleared = await sql.clearBusy(this.pool);
+    if (this.options.lock) this.lock = this.options.lock;
+    else {
+      this.lock = await RunnerDbLock.acquire(this.options.connection);
+      this.ownsLock = true;
+    }
+    const lock = this.lock;
+    lock.on('lost', (e: Error) => this.log('error', `runner lock connection lost (${e.message}): no new steps are dispatched until the lock is held again`));
+    lock.on('regained', () => {
+      this.log('warn', 'runner lock re-acquired: dispatching again');
+      this.requestDispatch();
+    });
+    lock.on('taken', (holder: RunnerLockSession | null) =>
+      this.log(
+        'error',
+        `ANOTHER QUEUE RUNNER took the database's runner lock while our connection was down: ${holder ? describeLockSession(holder) : 'unknown session'}. ` +
+          'Not dispatching anything while it holds the lock (only one runner may work on a database); stop one of the two runners',
+      ),
+    );
+    let cleared: number;
+    try {
+      cleared = await sql.clearBusy(this.pool, lock);
+    } catch (e) {
+      if (this.ownsLock) await lock.release();
+      throw e;
+    }
     if (cleared > 0) this.log('warn', `clearBusy: ${cleared} step(s) left busy by a previous run marked aborted`);
     await this.refreshDrained();
     this.listener = new PgListener({
@@ -233,7 +265,7 @@ export class Scheduler extends EventEmitter {
   private async cleanOrphans(): Promise<void> {
     for (const [key, o] of this.orphans) {
       try {
-        await sql.abortOrphanedStep(this.pool, o.build, o.stepnr);
+        await sql.abortOrphanedStep(this.pool, this.lock!, o.build, o.stepnr);
         this.orphans.delete(key);
         this.log('info', `orphaned step ${o.build}/${o.stepnr} marked aborted`);
       } catch {
@@ -265,8 +297,16 @@ export class Scheduler extends EventEmitter {
       await Promise.race([all, new Promise((r) => setTimeout(r, 10_000).unref())]);
     }
     await this.scanRunning?.catch(() => {});
-    await this.cleanOrphans();
-    await sql.clearBusy(this.pool).catch(() => 0);
+    if (this.lock) {
+      await this.cleanOrphans();
+      await sql.clearBusy(this.pool, this.lock).catch((e) => this.log('warn', `clearBusy at stop skipped: ${(e as Error).message}`));
+      if (this.ownsLock) await this.lock.release();
+    }
+  }
+
+  /** Whether this scheduler holds the database's runner lock right now (it dispatches only then). */
+  get holdsLock(): boolean {
+    return this.lock?.held === true;
   }
 
   // ---------------------------------------------------------------- machines
@@ -668,7 +708,7 @@ export class Scheduler extends EventEmitter {
 
   private dispatch(): void {
     this.dispatchTimer = null;
-    if (this.stopping || !this.machinesReady) return;
+    if (this.stopping || !this.machinesReady || !this.holdsLock) return;
     this.dispatchRunning = true;
     const t0 = performance.now();
     const now = Date.now();
@@ -966,7 +1006,7 @@ export class Scheduler extends EventEmitter {
       }
     } catch (e) {
       this.log('error', `could not record the end of step ${accounting.id}/${stepnr}: ${(e as Error).message}`);
-      await sql.abortOrphanedStep(this.pool, accounting.id, stepnr).catch(() => this.orphans.set(`${accounting.id}/${stepnr}`, {build: accounting.id, stepnr}));
+      await sql.abortOrphanedStep(this.pool, this.lock!, accounting.id, stepnr).catch(() => this.orphans.set(`${accounting.id}/${stepnr}`, {build: accounting.id, stepnr}));
       step.running = false;
       this.requeue(step);
     }

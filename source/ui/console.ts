@@ -1,6 +1,7 @@
-// `hydra-ops` with no subcommand: the console. Checks the terminal, starts the queue runner
-// in-process when no other runner holds the lock (or attaches to the one that does), renders the
-// Ink app on the alternate screen, and tears everything down on quit or a signal.
+// `hydra-ops` with no subcommand: the console. Checks the terminal, looks for a runner alive on the
+// database (scheduler/runner-presence.ts) and attaches to it; with none it runs the queue runner
+// in-process — by default on the embedded database, with --scheduler on a configured server —
+// renders the Ink app on the alternate screen, and tears everything down on quit or a signal.
 import {createWriteStream, mkdirSync, type WriteStream} from 'node:fs';
 import {join} from 'node:path';
 import React from 'react';
@@ -13,7 +14,9 @@ import {inspectSchema} from '../db/schema.js';
 import {createLogger, type Logger} from '../daemon/logger.js';
 import {machinesFiles, startRunner, type RunningRunner} from '../daemon/runner.js';
 import {loadMachinesFiles, implicitLocalhost, type MachineSpec} from '../fleet/machines-file.js';
-import {RunnerLockBusyError, runnerLockHolder} from '../scheduler/runner-lock.js';
+import {RunnerLockBusyError} from '../scheduler/runner-lock.js';
+import {RunnerDbLockBusyError, describeLockSession} from '../db/runner-advisory-lock.js';
+import {decideConsoleRunner, observeRunners, type ObserveOptions} from '../scheduler/runner-presence.js';
 import {App} from './app.js';
 import {ConsoleController} from './state/controller.js';
 import {SqlConsoleData} from './state/sql-data.js';
@@ -22,7 +25,10 @@ import {themeFromEnv, type Theme} from './theme.js';
 import type {RunnerMode, ViewName} from './state/types.js';
 
 export interface ConsoleOptions {
-  /** Run the scheduler in-process when no other runner holds the lock (default true; --no-scheduler). */
+  /**
+   * Run the scheduler in-process when no other runner is alive: true (--scheduler), false
+   * (--no-scheduler), or unset (the global flags decide; then only on the embedded database).
+   */
   scheduler?: boolean;
   /** A project (`demo`) or `project:jobset` to preselect as the builds filter. */
   focus?: string;
@@ -86,7 +92,9 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
   const db = await ctx.database();
   const dataDir = config.dataDir.dir;
   const schema = await inspectSchema(db.pool);
-  const wantScheduler = opts.scheduler !== false && ctx.globals.scheduler !== false;
+  const flag = opts.scheduler ?? ctx.globals.scheduler;
+  const database = db.target.kind === 'embedded' ? 'embedded' : 'server';
+  const wantScheduler = flag === true || (flag === undefined && database === 'embedded');
   if (schema.kind !== 'hydra' && !(schema.kind === 'empty' && wantScheduler)) {
     throw new CliError(EXIT.failed, `the database has no usable Hydra schema: ${schema.message} (run \`hydra-ops db init\` or point --database-url at Hydra's database)`);
   }
@@ -98,32 +106,40 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
   let mode: RunnerMode = 'none';
   let modeNote: string | null = null;
   const statusAddress = config.statusAddress.value === 'off' ? null : config.statusAddress.value;
-  if (wantScheduler) {
+  const rest: NonNullable<ObserveOptions['rest']> = [];
+  const endpoint = config.runner.queueRunnerEndpoint;
+  if (endpoint) rest.push({url: endpoint, source: 'queue-runner-endpoint'});
+  if (statusAddress && config.statusAddress.source !== 'default') rest.push({url: `http://${statusAddress}`, source: 'hydra-ops'});
+  const observations = await observeRunners({pool: db.pool, connection: db.connection, dataDir, rest});
+  const decision = decideConsoleRunner({observations, database, scheduler: flag});
+  log('info', `runner decision: ${decision.action}${decision.action !== 'run' ? ` (${decision.note})` : ''}`);
+  const attach = (note: string) => {
+    mode = 'attached';
+    modeNote = note;
+    source = externalSource({address: statusAddress, db: db.pool});
+  };
+  if (decision.action === 'run') {
     try {
       runner = await startRunner({config, db, env: ctx.env, log});
       source = inProcessSource(runner.scheduler);
       mode = 'embedded';
       modeNote = runner.statusAddress ? `status on ${runner.statusAddress}` : null;
     } catch (e) {
-      if (e instanceof RunnerLockBusyError) {
-        mode = 'attached';
-        modeNote = `${e.holderPid ? `runner pid ${e.holderPid}` : 'another runner'}${statusAddress ? ` (${statusAddress})` : ''}`;
-        source = externalSource({address: statusAddress, db: db.pool});
+      if (e instanceof RunnerDbLockBusyError) {
+        attach(e.holder ? `${e.holder.runnerPid !== null ? `hydra-ops runner pid ${e.holder.runnerPid} on ${e.holder.runnerHost}` : describeLockSession(e.holder)} (lock holder)` : 'another runner (lock holder)');
+      } else if (e instanceof RunnerLockBusyError) {
+        attach(`runner pid ${e.holderPid ?? '?'} (holds ${e.file})`);
       } else {
         modeNote = `scheduler not started: ${(e as Error).message} (details in ${logPath})`;
         log('error', `scheduler not started: ${(e as Error).message}`);
         source = externalSource({address: statusAddress, db: db.pool});
       }
     }
+  } else if (decision.action === 'attach') {
+    attach(decision.note);
   } else {
-    const holder = runnerLockHolder(dataDir);
+    modeNote = decision.note;
     source = externalSource({address: statusAddress, db: db.pool});
-    if (holder) {
-      mode = 'attached';
-      modeNote = `${holder.pid ? `runner pid ${holder.pid}` : 'another runner'}${statusAddress ? ` (${statusAddress})` : ''}`;
-    } else {
-      modeNote = '--no-scheduler and no other runner holds the lock';
-    }
   }
 
   let specsCache: Promise<MachineSpec[]> | null = null;

@@ -191,13 +191,16 @@ export function registerActionCommands(program: Command, ctx: AppContext): void 
       .command('unlock')
       .description("admin: crash clean-up for a dead queue runner (the C++ runner's --unlock): busy steps become Aborted, its SystemStatus row is deleted"),
   )
-    .addHelpText('after', `\nRefused while any queue runner holds the lock.\n\nExamples:\n  hydra-ops unlock --dry-run\n  hydra-ops unlock --yes${EXIT_HELP}\n`)
+    .addHelpText('after', `\nRefused while a queue runner holds a lock file in the data directory or a live session holds the database's runner lock (the holder is named).\n\nExamples:\n  hydra-ops unlock --dry-run\n  hydra-ops unlock --yes${EXIT_HELP}\n`)
     .action(async (opts: MutationOptions) => {
       const actor = actorOf(ctx);
       const gate = {bulk: true, adminWide: true, yes: opts.yes === true, dryRun: opts.dryRun === true, command: 'unlock'};
       const result = await confirmAndRun(
         gate,
-        async (dryRun) => unlockRunner((await ctx.database()).pool, actor, ctx.config().dataDir.dir, {dryRun}),
+        async (dryRun) => {
+          const database = await ctx.database();
+          return unlockRunner(database.pool, actor, ctx.config().dataDir.dir, {dryRun, connection: database.connection});
+        },
         (p) => ({summary: `unlock: mark ${p.steps.length} busy step(s) Aborted and delete the runner's SystemStatus row`, count: p.steps.length}),
       );
       if (ctx.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -205,7 +208,8 @@ export function registerActionCommands(program: Command, ctx: AppContext): void 
         const steps = result.steps.map((s) => `${s.build}/${s.stepnr}`);
         process.stdout.write(
           `${result.dryRun ? 'dry run: would abort' : 'aborted'} ${steps.length} busy step(s)${steps.length ? `: ${idList(steps)}` : ''}; ` +
-            `SystemStatus row ${result.systemStatusDeleted ? (result.dryRun ? 'would be deleted' : 'deleted') : 'absent'}\n`,
+            `SystemStatus row ${result.systemStatusDeleted ? (result.dryRun ? 'would be deleted' : 'deleted') : 'absent'}; ` +
+            `database runner lock: ${result.databaseLock}\n`,
         );
       }
     });

@@ -7,6 +7,8 @@ import {describeTarget} from '../../db/connection.js';
 import {identityFile} from '../../db/embedded-identity.js';
 import {CliError, EXIT} from '../exit-codes.js';
 import {printJson} from '../output.js';
+import {RUNNER_LOCK_KEY, describeLockSession, runnerLockSession} from '../../db/runner-advisory-lock.js';
+import {runnerLockHolder} from '../../scheduler/runner-lock.js';
 
 export function registerDbCommands(program: Command, ctx: AppContext): void {
   const db = program.command('db').description('the database: create the schema, show which database is used, stop the embedded server');
@@ -38,7 +40,7 @@ export function registerDbCommands(program: Command, ctx: AppContext): void {
     });
 
   db.command('status')
-    .description('which database is in use, how it was chosen, and the state of its schema')
+    .description("which database is in use, how it was chosen, the state of its schema, and who holds the database's runner lock")
     .addHelpText('after', '\nExamples:\n  hydra-ops db status\n  hydra-ops db status --json | jq .schema.hydraVersion\n')
     .action(async () => {
       const config = ctx.config();
@@ -63,6 +65,8 @@ export function registerDbCommands(program: Command, ctx: AppContext): void {
             }
           : null;
       const schema = await inspectSchema(database.pool);
+      const holder = await runnerLockSession(database.pool);
+      const fileHolder = runnerLockHolder(config.dataDir.dir);
       const report = {
         database: {
           kind: target.kind,
@@ -72,6 +76,12 @@ export function registerDbCommands(program: Command, ctx: AppContext): void {
         },
         dataDir: {path: config.dataDir.dir, chosenBy: config.dataDir.source},
         schema,
+        runnerLock: {
+          key: RUNNER_LOCK_KEY.toString(),
+          state: holder ? ('held' as const) : ('free' as const),
+          holder,
+          dataDirLock: fileHolder,
+        },
       };
       if (ctx.json) {
         printJson(report);
@@ -89,6 +99,8 @@ export function registerDbCommands(program: Command, ctx: AppContext): void {
           `hydra_ops:  ${schema.hydraOpsVersion === null ? 'not set up' : `version ${schema.hydraOpsVersion}`} (latest ${schema.hydraOpsLatest})`,
         ];
         if (schema.missing.length > 0) out.push(`missing:    ${schema.missing.join(', ')}`);
+        out.push(`runner lock: ${holder ? `held by ${describeLockSession(holder)}` : 'free (no hydra-ops runner on this database)'}`);
+        if (fileHolder) out.push(`lock file:  ${fileHolder.file} held${fileHolder.pid ? ` by pid ${fileHolder.pid}` : ''}`);
         process.stdout.write(out.join('\n') + '\n');
       }
       if (schema.kind === 'foreign' || (schema.kind === 'hydra' && !schema.supported)) ctx.exitCode = EXIT.failed;

@@ -23,7 +23,7 @@ export interface HeaderProps {
 export function modeText(h: HeaderData): string {
   if (h.mode === 'embedded') return 'scheduler in-process';
   if (h.mode === 'attached') return `attached${h.modeNote ? ` to ${h.modeNote}` : ''}`;
-  return `no scheduler${h.modeNote ? `: ${h.modeNote}` : ''}`;
+  return `no runner${h.modeNote ? `: ${h.modeNote}` : ''}`;
 }
 
 /** Memoised: a keypress re-renders the header only when its data, the clock or the flags changed. */

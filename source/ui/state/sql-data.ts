@@ -449,7 +449,7 @@ export class SqlConsoleData implements ConsoleData {
     if (!runner) {
       return [
         this.o.mode === 'none' && this.o.modeNote ? `no queue runner: ${this.o.modeNote}` : 'no queue runner is running',
-        'start one with `hydra-ops --daemon`, or open the console without --no-scheduler',
+        'start one with `hydra-ops --daemon`, or open the console with --scheduler',
       ];
     }
     if (runner.explain) {
