@@ -63,7 +63,10 @@ test('a console with another data directory attaches to the daemon; no second ru
   });
   try {
     await initSchema(pool);
-    const [drvPath] = await nix.instantiate(`${mkPrelude(nix.nonce)} mk "slow-once" [] "echo start; sleep 12; echo done > $out"`);
+    // The step builds until the test removes the hold file (the fleet's shared directory is visible in its sandbox).
+    const hold = join(fleet.sharedDir, 'hold');
+    writeFileSync(hold, '');
+    const [drvPath] = await nix.instantiate(`${mkPrelude(nix.nonce)} mk "slow-once" [] "echo start; while [ -e ${hold} ]; do sleep 0.2; done; echo done > $out"`);
     const drv = await readDrv(drvPath!);
     const js = await insertJobset(pool);
     const {rows} = await pool.query(
@@ -147,6 +150,7 @@ test('a console with another data directory attaches to the daemon; no second ru
     assert.doesNotMatch(consoleLog, /clearBusy/);
 
     // The build then succeeds, once: one build, one step row, never aborted.
+    rmSync(hold);
     await waitFor('the build to finish', async () => (await pool.query('SELECT finished FROM Builds WHERE id = $1', [build])).rows[0].finished === 1, 90_000);
     assert.equal((await pool.query('SELECT buildstatus FROM Builds WHERE id = $1', [build])).rows[0].buildstatus, 0);
     const steps = await pool.query('SELECT stepnr, busy, status FROM BuildSteps WHERE drvpath = $1', [drvPath]);
