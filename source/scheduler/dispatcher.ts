@@ -2,12 +2,15 @@
 // available machine that supports it. Pure: no database, no I/O.
 import type {Step} from './model.js';
 import {compareMachines, isAvailable, supportsStep, type RunnerMachine} from './machines.js';
+import {SlotLease} from './slot-lease.js';
 
 export type StepOrder = 'rdeps' | 'critical-path';
 
 export interface Assignment {
   step: Step;
   machine: RunnerMachine;
+  /** The slot taken on `machine` for the step; whoever runs the step releases it. */
+  lease: SlotLease;
 }
 
 /** Lowest share used among the step's jobsets (under-served jobsets go first). */
@@ -64,12 +67,12 @@ export function sortRunnable(steps: Step[], order: StepOrder = 'rdeps'): Step[] 
 }
 
 /** Key of the machines a step can use: steps with the same key compete for the same machines. */
-function capabilityKey(step: Step): string {
+export function capabilityKey(step: Step): string {
   return `${step.platform}|${step.requiredFeatures.join(',')}|${step.preferLocal ? 1 : 0}`;
 }
 
 /**
- * Assigns runnable steps to machines, reserving a slot for each (currentJobs++). Steps are taken in
+ * Assigns runnable steps to machines, taking a slot for each (a SlotLease). Steps are taken in
  * `sorted` order; once no available machine can take steps of some capability, the rest of those
  * are skipped without further checks, so a round is O(steps + assignments × machines).
  */
@@ -91,9 +94,9 @@ export function assignSteps(sorted: readonly Step[], machines: readonly RunnerMa
       exhausted.add(key);
       continue;
     }
-    best.rt.currentJobs++;
+    const lease = SlotLease.take(best);
     step.running = true;
-    assignments.push({step, machine: best});
+    assignments.push({step, machine: best, lease});
     if (!isAvailable(best, now)) available = available.filter((m) => m !== best);
   }
   return assignments;

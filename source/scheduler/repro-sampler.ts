@@ -5,7 +5,7 @@
 // - The sampler runs from the Scheduler's idleWork hook, at the end of a dispatch round, after real steps
 //   were assigned. It starts a check only on a machine that is available (listed, not drained, not backing
 //   off, a free slot) and none of whose systems had a runnable real step in that round — "nothing real is
-//   runnable for that system". It reserves the slot synchronously (rt.currentJobs++) and frees it when the
+//   runnable for that system". It takes the slot synchronously (a SlotLease) and frees it when the
 //   check ends, then asks for a dispatch round.
 // - The check machine is never the machine that built the derivation.
 // - At most `maxConcurrent` sampled checks run at once (default 1).
@@ -21,6 +21,7 @@ import {buildsIntoLocalStore, type CheckRunner} from '../fleet/check-runner.js';
 import {STATUS} from '../db/runner-sql.js';
 import {openSettings} from '../config/settings.js';
 import {isAvailable, stepPlatform, type RunnerMachine} from './machines.js';
+import {SlotLease} from './slot-lease.js';
 import {machineCanBuild, performCheck, resolveCheckTarget, type CheckReport, type CheckTarget} from './repro-check.js';
 import type {IdleRound, Scheduler} from './scheduler.js';
 
@@ -163,7 +164,7 @@ export class ReproSampler extends EventEmitter {
   }
 
   private start(c: Candidate, m: RunnerMachine): void {
-    m.rt.currentJobs++;
+    const lease = SlotLease.take(m);
     const controller = new AbortController();
     const entry: RunningCheck = {build: c.target.build, machine: m, controller, done: Promise.resolve(), id: null};
     this.running.add(entry);
@@ -189,8 +190,7 @@ export class ReproSampler extends EventEmitter {
         this.log('warn', `repro sampler: check of build ${c.target.build} on ${m.spec.uri} did not start: ${(e as Error).message}`);
       } finally {
         this.running.delete(entry);
-        m.rt.currentJobs = Math.max(0, m.rt.currentJobs - 1);
-        if (m.rt.currentJobs === 0) m.rt.idleSince = Date.now();
+        lease.release();
         this.scheduler?.requestDispatch();
       }
     })();

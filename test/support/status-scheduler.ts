@@ -15,6 +15,7 @@ import type {MachineSpec} from '../../source/fleet/machines-file.js';
 import type {StepExecutor} from '../../source/fleet/step-api.js';
 import {BUSY} from '../../source/db/runner-sql.js';
 import type {ActiveStepInfo} from '../../source/daemon/status.js';
+import {SlotLease} from '../../source/scheduler/slot-lease.js';
 
 export const LOCAL_SYSTEM = 'x86_64-linux';
 
@@ -179,7 +180,7 @@ export async function statusFixture(label: string): Promise<StatusFixture> {
     startedAt: now - 60_000,
     phaseSince: now - 20_000,
     controller: new AbortController(),
-    slotReleased: false,
+    lease: new SlotLease(m),
   });
   scheduler.active.set(steps.compiling, activeStep(steps.compiling, m1, 104, BUSY.building));
   scheduler.active.set(steps.uploading, activeStep(steps.uploading, m2, 105, BUSY.sending));
