@@ -10,6 +10,7 @@
 //   failing job is isolated with its own message;
 // - an expression that cannot even be listed (syntax error, missing file, not an attribute set) is a
 //   whole-expression error: NixEvalError carrying Nix's error text.
+import {escapeControl, hasControl} from '../config/escape.js';
 import {execa} from 'execa';
 import {EVAL_JOBS_EXPR} from './eval-jobs.nix.js';
 
@@ -225,6 +226,11 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
   const errors: JobEvalError[] = [];
   const silent: RawEntry[] = [];
   for (const e of entries) {
+    if (e.path.some((part) => part === '' || hasControl(part))) {
+      // Job names end up in tables, logs and scripts (`reproduce`): names with control characters are refused.
+      errors.push({name: escapeControl(jobName(e.path)), path: e.path.map(escapeControl), message: 'invalid job name: it contains control characters or an empty attribute'});
+      continue;
+    }
     if (e.error === true) silent.push(e);
     else if (typeof e.error === 'string') errors.push({name: jobName(e.path), path: e.path, message: e.error});
     else jobs.push(toJob(e));
