@@ -166,11 +166,19 @@ alter table hydra_ops.post_build_runs drop constraint post_build_runs_status_che
 alter table hydra_ops.post_build_runs add constraint post_build_runs_status_check check (status in (${sqlList(POST_BUILD_STATUSES)}));
 `;
 
+const migration4 = `
+-- The audit log records the real Unix user's uid and, under sudo, the invoking user (SUDO_USER) beside the
+-- Hydra user.
+alter table hydra_ops.audit_log add column unix_uid integer;
+alter table hydra_ops.audit_log add column sudo_user text;
+`;
+
 /** All hydra_ops migrations, oldest first. Append new ones at the end. */
 export const HYDRA_OPS_MIGRATIONS: readonly Migration[] = [
   {version: 1, description: 'audit log, machine state, reproducibility checks, log archive', sql: migration1},
   {version: 2, description: 'post-build command runs and their scan cursor', sql: migration2},
   {version: 3, description: 'post-build runs keep a command identity (block, SHA-256), not its text', sql: migration3},
+  {version: 4, description: 'audit log records the uid and SUDO_USER', sql: migration4},
 ];
 
 /** Throws unless the versions are exactly 1, 2, 3, … in order and every entry has SQL. */
