@@ -1,4 +1,4 @@
-// The frame every mutating action runs in: read-only check, one transaction (select targets → check
+// The frame every mutating action runs in: read-only check (read-only mode writes nothing, not even an audit row), one transaction (select targets → check
 // the Hydra permission → apply Hydra's statements), an audit row for every attempt, and dry runs that
 // execute the real statements and roll them back, so they report exactly the rows they would touch
 // while no trigger fires (NOTIFY is delivered only at COMMIT).
@@ -84,11 +84,8 @@ export async function performAction<E extends object>(
       durationMs: Date.now() - started,
     });
 
-  if (actor.readonly) {
-    const err = readonlyError(actor);
-    await audit('refused', err.message);
-    throw err;
-  }
+  // Read-only mode writes nothing, not even an audit row.
+  if (actor.readonly) throw readonlyError(actor);
   const client = await pool.connect();
   let targets: number[] | undefined;
   let open = false;
@@ -160,11 +157,7 @@ export async function performGuarded<T>(pool: pg.Pool, actor: Actor, plan: Guard
   const started = Date.now();
   const refuse = async (outcome: 'refused' | 'failed', message: string) =>
     tryWriteAudit(pool, actor, {action: plan.action, scope: plan.scope, outcome, message, durationMs: Date.now() - started});
-  if (actor.readonly) {
-    const err = readonlyError(actor);
-    await refuse('refused', err.message);
-    throw err;
-  }
+  if (actor.readonly) throw readonlyError(actor);
   const client = await pool.connect();
   let open = false;
   try {
@@ -205,8 +198,8 @@ export async function performGuarded<T>(pool: pg.Pool, actor: Actor, plan: Guard
  */
 export async function authorizeAction(pool: pg.Pool, actor: Actor, plan: {action: string; privilege: Privilege; scope: string; projects: readonly string[]}): Promise<void> {
   const started = Date.now();
+  if (actor.readonly) throw readonlyError(actor);
   try {
-    if (actor.readonly) throw readonlyError(actor);
     await requirePrivilege(pool, actor, plan.privilege, plan.projects);
   } catch (e) {
     const err = dbErrorToAction(e);

@@ -86,7 +86,8 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
   const db = await ctx.database();
   const dataDir = config.dataDir.dir;
   const schema = await inspectSchema(db.pool);
-  const wantScheduler = opts.scheduler !== false && ctx.globals.scheduler !== false;
+  // Read-only mode: no scheduler (it writes builds, steps and migrations), only views.
+  const wantScheduler = opts.scheduler !== false && ctx.globals.scheduler !== false && !config.readonly.value;
   if (schema.kind !== 'hydra' && !(schema.kind === 'empty' && wantScheduler)) {
     throw new CliError(EXIT.failed, `the database has no usable Hydra schema: ${schema.message} (run \`hydra-ops db init\` or point --database-url at Hydra's database)`);
   }
