@@ -312,3 +312,42 @@ test('a user with no roles (old behaviour: could redefine any project\'s jobset)
   const last = (await pool.query(`SELECT action, outcome, hydra_user, sudo_user FROM hydra_ops.audit_log ORDER BY id DESC LIMIT 1`)).rows[0];
   assert.deepEqual(last, {action: 'jobset-create-replace', outcome: 'ok', hydra_user: 'jo', sudo_user: 'alice'});
 });
+
+test('eval is restricted (old behaviour: an expression could read any file the operator can, e.g. ~/.ssh, and the environment): reading outside the inputs fails with Nix\'s error in the eval\'s errors', {timeout: 120_000}, async () => {
+  await pool.query(`INSERT INTO users (username, emailaddress, password) VALUES ('jo', '', '!') ON CONFLICT DO NOTHING`);
+  await pool.query(`INSERT INTO projects (name, displayname, owner) VALUES ('shop', 'Shop', 'jo') ON CONFLICT DO NOTHING`);
+  const exprDir = join(dir, 'restricted');
+  await import('node:fs/promises').then((fs) => fs.mkdir(exprDir, {recursive: true}));
+  const secret = join(dir, 'secret.txt');
+  await writeFile(secret, 'hunter2\n');
+  const file = join(exprDir, 'release.nix');
+  await writeFile(
+    file,
+    `{ system }:
+{ leak = derivation { name = "leak-\${builtins.hashString "md5" (builtins.readFile ${secret})}"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  await createJobset(pool, {project: 'shop', name: 'restricted', exprFile: file});
+  const r = await cli(['eval', 'shop/restricted', '--json'], {HYDRA_TEST_SECRET: 'hunter2'});
+  const doc = JSON.parse(r.stdout);
+  const messages = [doc.error ?? '', ...doc.jobErrors.map((e: {message: string}) => e.message)].join('\n');
+  assert.match(messages, /forbidden in restricted mode|not allowed in restricted mode/, messages);
+  assert.equal(doc.builds.length, 0, 'nothing was queued');
+  const stored = await pool.query(
+    `SELECT e.errormsg FROM jobsetevals v JOIN jobsets j ON j.id = v.jobset_id JOIN evaluationerrors e ON e.id = v.evaluationerror_id
+      WHERE j.project = 'shop' AND j.name = 'restricted' ORDER BY v.id DESC LIMIT 1`,
+  );
+  assert.match(stored.rows[0].errormsg, /restricted mode/);
+
+  // builtins.getEnv sees nothing.
+  await writeFile(
+    file,
+    `{ system }:
+{ env = derivation { name = "env-\${builtins.getEnv "HYDRA_TEST_SECRET"}x"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  const e = await cli(['eval', 'shop/restricted', '--json'], {HYDRA_TEST_SECRET: 'hunter2'});
+  assert.equal(e.code, 0, e.stderr);
+  const b = (await pool.query('SELECT nixname FROM builds WHERE id = $1', [JSON.parse(e.stdout).builds[0].id])).rows[0];
+  assert.equal(b.nixname, 'env-x');
+});

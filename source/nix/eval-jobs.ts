@@ -10,7 +10,9 @@
 //   failing job is isolated with its own message;
 // - an expression that cannot even be listed (syntax error, missing file, not an attribute set) is a
 //   whole-expression error: NixEvalError carrying Nix's error text.
+import {dirname, isAbsolute, relative} from 'node:path';
 import {escapeControl, hasControl} from '../config/escape.js';
+import {childEnv} from '../config/child-env.js';
 import {execa} from 'execa';
 import {EVAL_JOBS_EXPR} from './eval-jobs.nix.js';
 
@@ -137,6 +139,11 @@ export function cleanNixMessage(stderr: string): string {
     .trim();
 }
 
+function within(file: string, dir: string): boolean {
+  const rel = relative(dir, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
 export const jobName = (path: readonly string[]): string => path.join('.');
 
 export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
@@ -148,8 +155,11 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
 
   const run = async (mode: 'full' | 'children', only: string[][] | null, strict: boolean): Promise<RunOutcome> => {
     const spec = JSON.stringify({file: opts.file, inputs: opts.inputs, mode, only, strict});
-    const args = ['--eval', '--strict', '--json', '--read-write-mode'];
+    // Restricted like Hydra's evaluator: only the jobset's inputs (the search path) may be read; no URIs, and
+    // builtins.getEnv sees nothing (restricted mode returns "" — and the environment is minimal anyway).
+    const args = ['--eval', '--strict', '--json', '--read-write-mode', '--option', 'restrict-eval', 'true', '--option', 'allowed-uris', ''];
     for (const [name, path] of searchPath) args.push('-I', `${name}=${path}`);
+    if (!searchPath.some(([, p]) => within(opts.file, p))) args.push('-I', `hydra-ops-expression=${dirname(opts.file)}`);
     args.push('-E', EVAL_JOBS_EXPR, '--argstr', 'spec', spec);
     processes += 1;
     let r;
@@ -159,7 +169,8 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
         stdin: 'ignore',
         timeout: opts.timeoutMs ?? 3_600_000,
         maxBuffer: 1 << 30,
-        env: {NO_COLOR: '1'},
+        env: childEnv(process.env, [], {NO_COLOR: '1'}),
+        extendEnv: false,
       });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NixNotInstalledError(program);
