@@ -42,7 +42,7 @@ const ERROR: Shape = {error: {code: 'string', message: 'string', details: 'any'}
 const ERROR_NO_DETAILS: Shape = {error: {code: 'string', message: 'string'}};
 const AUDIT: Shape = {
   entries: [{
-    id: 'number', at: 'string', unix_user: '?string', hydra_user: '?string', host: '?string', action: 'string', scope: '?string',
+    id: 'number', at: 'string', unix_user: '?string', unix_uid: '?number', sudo_user: '?string', hydra_user: '?string', host: '?string', action: 'string', scope: '?string',
     target_count: '?number', target_ids: '?array', result_count: '?number', outcome: 'string', message: '?string', duration_ms: '?number', version: '?string',
   }],
   nextBefore: '?number',

@@ -38,6 +38,8 @@ before(async () => {
   };
   const init = await runCli(['--database-url', db.url, 'db', 'init'], env);
   assert.equal(init.code, 0, init.stderr);
+  // The operator of these tests is a trusted local admin; the permission test below uses its own settings.
+  assert.equal((await runCli(['config', 'set', 'localAdmin', 'true'], env)).code, 0);
 });
 
 after(async () => {
@@ -255,4 +257,97 @@ test('argument validation: each bad value is named, and nothing is written', {ti
   await assert.rejects(createProject(pool, {name: '9lives', owner: 'operator'}), {kind: 'usage', message: /invalid project name '9lives'/});
   await assert.rejects(createProject(pool, {name: 'other', owner: 'nobody'}), {kind: 'not-found', message: /user 'nobody' does not exist/});
   assert.deepEqual({projects: await count('projects'), jobsets: await count('jobsets'), users: await count('users')}, before);
+});
+
+test('a user with no roles (old behaviour: could redefine any project\'s jobset) gets exit 4 from jobset create --replace, eval, enqueue and project create; refusals are audited, the jobset is unchanged', {timeout: 120_000}, async () => {
+  await pool.query(`INSERT INTO users (username, emailaddress, password) VALUES ('jo', '', '!'), ('mallory', '', '!') ON CONFLICT DO NOTHING`);
+  await pool.query(`INSERT INTO projects (name, displayname, owner) VALUES ('otherproj', 'Other', 'jo') ON CONFLICT DO NOTHING`);
+  const exprDir = join(dir, 'otherproj');
+  await import('node:fs/promises').then((fs) => fs.mkdir(exprDir, {recursive: true}));
+  const good = join(exprDir, 'release.nix');
+  await writeFile(good, '{ }: { }\n');
+  const evil = join(dir, 'evil.nix');
+  await writeFile(evil, '{ }: { pwned = builtins.readFile /etc/passwd; }\n');
+  assert.equal((await cli(['jobset', 'create', 'otherproj/main', '--expr', good])).code, 0);
+  const snapshot = async () => (await pool.query(
+    `SELECT j.nixexprinput, j.nixexprpath, j.schedulingshares, array_agg(a.value ORDER BY a.input) AS values
+       FROM jobsets j JOIN jobsetinputalts a ON a.project = j.project AND a.jobset = j.name
+      WHERE j.project = 'otherproj' AND j.name = 'main' GROUP BY j.nixexprinput, j.nixexprpath, j.schedulingshares`,
+  )).rows[0];
+  const before = await snapshot();
+  const mallory = {HYDRA_OPS_USER: 'mallory', HYDRA_OPS_CONFIG_DIR: join(dir, 'settings-mallory')};
+  const auditBefore = await count('hydra_ops.audit_log');
+
+  const replace = await cli(['jobset', 'create', 'otherproj/main', '--replace', '--expr', evil], mallory);
+  assert.equal(replace.code, 4, replace.stderr);
+  assert.match(replace.stderr, /Hydra user "mallory" may not change the jobsets or queue of project "otherproj"/);
+  assert.deepEqual(await snapshot(), before, 'the jobset is unchanged');
+  const evalRun = await cli(['eval', 'otherproj/main'], mallory);
+  assert.equal(evalRun.code, 4, evalRun.stderr);
+  const evals = await count('jobsetevals j JOIN jobsets s ON s.id = j.jobset_id WHERE s.project = $1', ['otherproj']);
+  assert.equal(evals, 0, 'no eval recorded');
+  const [drv] = await nix.instantiate('derivation { name = "m"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo > $out"]; }');
+  const enq = await cli(['enqueue', drv!, '--jobset', 'otherproj/main'], mallory);
+  assert.equal(enq.code, 4, enq.stderr);
+  const proj = await cli(['project', 'create', 'mallorys', '--create-owner'], mallory);
+  assert.equal(proj.code, 4, proj.stderr);
+  assert.match(proj.stderr, /may not create projects \(needs role "admin" or "create-projects"\)/);
+  assert.equal(await count('projects WHERE name = $1', ['mallorys']), 0);
+
+  // Refusals are audited as refused (like every other refused mutation), with the Unix user beside the Hydra user.
+  const audit = (await pool.query(`SELECT action, outcome, hydra_user, unix_user, unix_uid FROM hydra_ops.audit_log ORDER BY id DESC LIMIT 4`)).rows.reverse();
+  assert.equal(await count('hydra_ops.audit_log'), auditBefore + 4);
+  assert.deepEqual(audit.map((a) => [a.action, a.outcome, a.hydra_user]), [
+    ['jobset-create-replace', 'refused', 'mallory'],
+    ['eval', 'refused', 'mallory'],
+    ['enqueue', 'refused', 'mallory'],
+    ['project-create', 'refused', 'mallory'],
+  ]);
+  assert.equal(audit[0].unix_uid, process.getuid!());
+  assert.ok(audit[0].unix_user);
+
+  // The project's owner may; the success is audited in the same transaction.
+  const jo = await cli(['jobset', 'create', 'otherproj/main', '--replace', '--expr', good, '--shares', '7'], {...mallory, HYDRA_OPS_USER: 'jo', SUDO_USER: 'alice'});
+  assert.equal(jo.code, 0, jo.stderr);
+  const last = (await pool.query(`SELECT action, outcome, hydra_user, sudo_user FROM hydra_ops.audit_log ORDER BY id DESC LIMIT 1`)).rows[0];
+  assert.deepEqual(last, {action: 'jobset-create-replace', outcome: 'ok', hydra_user: 'jo', sudo_user: 'alice'});
+});
+
+test('eval is restricted (old behaviour: an expression could read any file the operator can, e.g. ~/.ssh, and the environment): reading outside the inputs fails with Nix\'s error in the eval\'s errors', {timeout: 120_000}, async () => {
+  await pool.query(`INSERT INTO users (username, emailaddress, password) VALUES ('jo', '', '!') ON CONFLICT DO NOTHING`);
+  await pool.query(`INSERT INTO projects (name, displayname, owner) VALUES ('shop', 'Shop', 'jo') ON CONFLICT DO NOTHING`);
+  const exprDir = join(dir, 'restricted');
+  await import('node:fs/promises').then((fs) => fs.mkdir(exprDir, {recursive: true}));
+  const secret = join(dir, 'secret.txt');
+  await writeFile(secret, 'hunter2\n');
+  const file = join(exprDir, 'release.nix');
+  await writeFile(
+    file,
+    `{ system }:
+{ leak = derivation { name = "leak-\${builtins.hashString "md5" (builtins.readFile ${secret})}"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  await createJobset(pool, {project: 'shop', name: 'restricted', exprFile: file});
+  const r = await cli(['eval', 'shop/restricted', '--json'], {HYDRA_TEST_SECRET: 'hunter2'});
+  const doc = JSON.parse(r.stdout);
+  const messages = [doc.error ?? '', ...doc.jobErrors.map((e: {message: string}) => e.message)].join('\n');
+  assert.match(messages, /forbidden in restricted mode|not allowed in restricted mode/, messages);
+  assert.equal(doc.builds.length, 0, 'nothing was queued');
+  const stored = await pool.query(
+    `SELECT e.errormsg FROM jobsetevals v JOIN jobsets j ON j.id = v.jobset_id JOIN evaluationerrors e ON e.id = v.evaluationerror_id
+      WHERE j.project = 'shop' AND j.name = 'restricted' ORDER BY v.id DESC LIMIT 1`,
+  );
+  assert.match(stored.rows[0].errormsg, /restricted mode/);
+
+  // builtins.getEnv sees nothing.
+  await writeFile(
+    file,
+    `{ system }:
+{ env = derivation { name = "env-\${builtins.getEnv "HYDRA_TEST_SECRET"}x"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  const e = await cli(['eval', 'shop/restricted', '--json'], {HYDRA_TEST_SECRET: 'hunter2'});
+  assert.equal(e.code, 0, e.stderr);
+  const b = (await pool.query('SELECT nixname FROM builds WHERE id = $1', [JSON.parse(e.stdout).builds[0].id])).rows[0];
+  assert.equal(b.nixname, 'env-x');
 });

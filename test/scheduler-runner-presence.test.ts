@@ -87,3 +87,13 @@ test('signal order: lock holder, then lock file, REST, SystemStatus, busy steps'
   assert.equal(otherRunner(o), null);
   assert.equal(otherRunner(obs({lockFile: {file: '/d/queue-runner/lock.lock', pid: null}}))?.description, 'runner pid ? (holds /d/queue-runner/lock.lock)');
 });
+
+test('read-only: the console never runs the scheduler, even on the embedded database or with --scheduler', () => {
+  for (const database of ['embedded', 'server'] as const) {
+    for (const scheduler of [undefined, true]) {
+      const d = decideConsoleRunner({observations: nothing, database, scheduler, readonly: true});
+      assert.equal(d.action, 'none');
+      assert.match(d.note!, /read-only/);
+    }
+  }
+});

@@ -97,7 +97,7 @@ test('post-build commands run once per matching build, survive daemon kills, tim
       `gc_roots_dir = ${join(rig.dataDir, 'gcroots')}
 <runcommand>
   job = ${jsA.project}:jsa:quick
-  command = cat "$HYDRA_JSON" >> ${work}/quick.log; echo "quick ran"
+  command = env > ${work}/quick.env; cat "$HYDRA_JSON" >> ${work}/quick.log; echo "quick ran"
 </runcommand>
 <runcommand>
   job = ${jsA.project}:jsa:slow
@@ -191,7 +191,11 @@ test('post-build commands run once per matching build, survive daemon kills, tim
     // The build detail shows the command, its status and output.
     const detail = await runCli(['build', String(quick)], env);
     assert.equal(detail.code, 0, detail.stderr);
-    assert.match(detail.stdout, /post-build .*:jsa:quick: cat/);
+    assert.match(detail.stdout, /post-build .*:jsa:quick \(.*hydra\.conf:\d+\)/);
+    // The command's environment is the minimal one: no database URL.
+    const envLines = lines(join(work, 'quick.env'));
+    assert.ok(envLines.some((l) => l.startsWith('HYDRA_JSON=')), envLines.join('\n'));
+    assert.ok(!envLines.some((l) => /^(HYDRA_DATABASE_URL|HYDRA_DBI|DATABASE_URL|PGPASSWORD)=/.test(l)), 'no database credentials in the command environment');
     assert.match(detail.stdout, /done \(exit 0\), attempt 1/);
     assert.match(detail.stdout, /\| quick ran/);
     const json = JSON.parse((await runCli(['build', String(hang), '--json'], env)).stdout);
@@ -201,6 +205,52 @@ test('post-build commands run once per matching build, survive daemon kills, tim
     await new Promise((r) => d.once('exit', r));
   } finally {
     for (const d of daemons) await kill9(d);
+    await rig.close();
+    rmSync(work, {recursive: true, force: true});
+  }
+});
+
+test('a post_build_runs row inserted into the database (old behaviour: its command text ran via /bin/sh -c) is skipped, never run', {timeout: 60_000}, async () => {
+  const rig = await runnerRig({label: 'postbuild-inject'});
+  const work = mkdtempSync(join(tmpdir(), 'hydra-ops-postbuild-inject-'));
+  const log = join(work, 'daemon.log');
+  let d: ChildProcess | undefined;
+  try {
+    const js = await rig.jobset('jsi');
+    const conf = join(work, 'hydra.conf');
+    writeFileSync(conf, `gc_roots_dir = ${join(rig.dataDir, 'gcroots')}\n`);
+    const env = {
+      HYDRA_DATABASE_URL: rig.db.url,
+      HYDRA_DATA: rig.dataDir,
+      HYDRA_CONFIG: conf,
+      NIX_REMOTE_SYSTEMS: join(work, 'machines'),
+      HYDRA_OPS_CONFIG_DIR: join(work, 'settings'),
+    };
+    writeFileSync(join(work, 'machines'), '');
+    const build = await insertBuild(rig.pool, {jobsetId: js.id, job: 'x', finished: 1, buildStatus: 0});
+    // Make sure the schema is current (the daemon would migrate it), then plant the row.
+    const init = await runCli(['db', 'init'], env);
+    assert.equal(init.code, 0, init.stderr);
+    const pwned = join(work, 'pwned');
+    const {rows} = await rig.pool.query(
+      `INSERT INTO hydra_ops.post_build_runs (build, build_stoptime, command_id, matcher, command, command_sha256)
+       VALUES ($1, 1, 'deadbeefdeadbeef', '*:*:*', $2, encode(sha256(convert_to($2, 'UTF8')), 'hex')) RETURNING id`,
+      [build, `touch ${pwned}`],
+    );
+    d = startDaemon(env, log);
+    const row = await waitFor(
+      'the planted run to be skipped',
+      async () => (await rig.pool.query('SELECT status, error FROM hydra_ops.post_build_runs WHERE id = $1', [rows[0].id])).rows.find((r) => r.status !== 'pending'),
+      20_000,
+      log,
+    );
+    assert.equal(row.status, 'skipped');
+    assert.match(row.error, /no command in the current hydra\.conf/);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(!existsSync(pwned), 'the command text from the database never ran');
+    assert.match(readFileSync(log, 'utf8'), /post-build: run \d+ for build \d+ skipped/);
+  } finally {
+    if (d) await kill9(d);
     await rig.close();
     rmSync(work, {recursive: true, force: true});
   }

@@ -2,7 +2,7 @@
 // closure alone, and keeps the failing build's directory.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs';
+import {chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {execa} from 'execa';
@@ -10,7 +10,7 @@ import pg from 'pg';
 import {freshDatabase} from './support/pg.js';
 import {nixFixture} from './support/nix-fixtures.js';
 import {mkPrelude} from './support/runner-rig.js';
-import {insertBuild, insertJobset} from './support/fixtures.js';
+import {insertBuild, insertJobset, insertProject} from './support/fixtures.js';
 import {runCli} from './support/cli.js';
 import {initSchema} from '../source/db/schema.js';
 import {planReproduce, reproduceCommands} from '../source/actions/reproduce.js';
@@ -82,6 +82,57 @@ test('reproduce: the script rebuilds a failed build on an empty store and keeps 
     await nix.cleanup();
     // The kept build directory belongs to root and may hold read-only files.
     await execa('chmod', ['-R', 'u+w', work], {reject: false});
+    rmSync(work, {recursive: true, force: true});
+  }
+});
+
+test('reproduce: a job name with a newline (old behaviour: it became a command of reproduce.sh) is shown escaped, and --to never writes into a directory it did not make', {timeout: 60_000}, async () => {
+  const db = await freshDatabase('utils_reproduce_inject');
+  const pool = new pg.Pool({connectionString: db.url});
+  const nix = await nixFixture('utils-repro-inject');
+  const work = mkdtempSync(join(tmpdir(), 'hydra-ops-reproduce-inject-'));
+  const env = {HYDRA_DATABASE_URL: db.url, HYDRA_OPS_CONFIG_DIR: join(work, 'settings')};
+  try {
+    await initSchema(pool);
+    const [drv] = await nix.instantiate(`${mkPrelude(nix.nonce)} mk "victim" [] "echo v > $out"`);
+    const pwned = join(work, 'pwned');
+    const js = await insertJobset(pool, {project: await insertProject(pool, {name: `p$(touch ${pwned})`})});
+    const id = await insertBuild(pool, {jobsetId: js.id, job: `x\ntouch ${pwned} #\u001b[2J`, finished: 1, buildStatus: 1, drvPath: drv!});
+    const out = join(work, 'repro');
+    const written = await runCli(['reproduce', String(id), '--to', out], env);
+    assert.equal(written.code, 0, written.stderr);
+    const script = readFileSync(join(out, 'reproduce.sh'), 'utf8');
+    assert.match(script, /x\\ntouch .* #\\x1b\[2J/, 'the newline and the escape are shown escaped');
+    assert.doesNotMatch(script, /\u001b/);
+    assert.ok(script.split('\n').every((l) => !l.startsWith('touch')), script);
+    // Run it with sh; nix-store is a stub that only records its arguments.
+    const bin = join(work, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'nix-store'), `#!/bin/sh\necho "$@" >> ${join(work, 'calls')}\n`);
+    chmodSync(join(bin, 'nix-store'), 0o755);
+    const r = await execa('sh', [join(out, 'reproduce.sh')], {reject: false, env: {PATH: `${bin}:/usr/bin:/bin`}, stdin: 'ignore'});
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.ok(!existsSync(pwned), 'nothing from the database ran');
+    assert.deepEqual(readFileSync(join(work, 'calls'), 'utf8').trim().split('\n'), ['--import', `--realise ${drv} --keep-failed`]);
+
+    // Written again into its own directory: fine. An operator's directory or a symlink: refused, untouched.
+    assert.equal((await runCli(['reproduce', String(id), '--to', out], env)).code, 0);
+    const theirs = join(work, 'theirs');
+    mkdirSync(theirs);
+    writeFileSync(join(theirs, 'notes.txt'), 'keep me');
+    const refused = await runCli(['reproduce', String(id), '--to', theirs], env);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /was not made by hydra-ops reproduce/);
+    assert.deepEqual(readdirSync(theirs), ['notes.txt']);
+    const link = join(work, 'link');
+    symlinkSync(out, link);
+    const viaLink = await runCli(['reproduce', String(id), '--to', link], env);
+    assert.notEqual(viaLink.code, 0);
+    assert.match(viaLink.stderr, /symlinks are not followed/);
+  } finally {
+    await pool.end();
+    await db.drop();
+    await nix.cleanup();
     rmSync(work, {recursive: true, force: true});
   }
 });

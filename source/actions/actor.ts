@@ -14,6 +14,10 @@ export interface Actor {
   readonlySource?: string;
   /** Unix login of the process (audit). */
   unixUser: string;
+  /** Real uid of the process (audit). */
+  unixUid: number | null;
+  /** SUDO_USER when run through sudo (audit; informational — the environment can claim anything). */
+  sudoUser: string | null;
   /** Host name (audit). */
   host: string;
   /** hydra-ops version (audit). */
@@ -32,6 +36,7 @@ export interface ActorInput {
 export function makeActor(input: ActorInput): Actor {
   let unixUser: string;
   try {
+    // The passwd entry of the process's uid, not $USER / $LOGNAME (which the environment can set to anything).
     unixUser = userInfo().username;
   } catch {
     unixUser = process.env.LOGNAME || process.env.USER || `uid ${process.getuid?.() ?? '?'}`;
@@ -43,6 +48,8 @@ export function makeActor(input: ActorInput): Actor {
     readonly: input.readonly ?? false,
     readonlySource: input.readonlySource,
     unixUser,
+    unixUid: process.getuid?.() ?? null,
+    sudoUser: process.env.SUDO_USER || null,
     host: hostname(),
     version: input.version,
   };

@@ -23,6 +23,8 @@ export interface AuditRow {
   /** ISO 8601 time. */
   at: string;
   unix_user: string | null;
+  unix_uid: number | null;
+  sudo_user: string | null;
   hydra_user: string | null;
   host: string | null;
   action: string;
@@ -40,9 +42,9 @@ export interface AuditRow {
 export async function writeAudit(db: Queryable, actor: Actor, e: AuditEntryInput): Promise<number> {
   const ids = e.targetIds ? [...e.targetIds].slice(0, AUDIT_MAX_IDS) : null;
   const {rows} = await db.query<{id: string}>(
-    `INSERT INTO hydra_ops.audit_log (unix_user, hydra_user, host, action, scope, target_count, target_ids,
-                                      result_count, outcome, message, duration_ms, version)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
+    `INSERT INTO hydra_ops.audit_log (unix_user, unix_uid, sudo_user, hydra_user, host, action, scope, target_count,
+                                      target_ids, result_count, outcome, message, duration_ms, version)
+     VALUES ($1, $13, $14, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
     [
       actor.unixUser,
       actor.hydraUser,
@@ -56,6 +58,8 @@ export async function writeAudit(db: Queryable, actor: Actor, e: AuditEntryInput
       e.message ?? null,
       e.durationMs ?? null,
       actor.version,
+      actor.unixUid,
+      actor.sudoUser,
     ],
   );
   return Number(rows[0]!.id);
@@ -93,7 +97,7 @@ export async function listAudit(db: Queryable, opts: ListAuditOptions = {}): Pro
   if (opts.hydraUser) conds.push(`hydra_user = ${p(opts.hydraUser)}`);
   if (opts.outcome) conds.push(`outcome = ${p(opts.outcome)}`);
   const {rows} = await db.query(
-    `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, unix_user, hydra_user,
+    `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, unix_user, unix_uid, sudo_user, hydra_user,
             host, action, scope, target_count, target_ids, result_count, outcome, message, duration_ms, version
        FROM hydra_ops.audit_log ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}
       ORDER BY id DESC LIMIT ${p(limit + 1)}`,

@@ -85,11 +85,8 @@ export async function runCheck(pool: pg.Pool, actor: Actor, req: CheckRequest, d
     await audit('refused', err.message);
     throw err;
   }
-  if (actor.readonly) {
-    const err = readonlyError(actor);
-    await audit('refused', err.message);
-    throw err;
-  }
+  // Read-only mode writes nothing, not even an audit row.
+  if (actor.readonly) throw readonlyError(actor);
   let target: CheckTarget;
   try {
     target = await resolveCheckTarget(pool, req);

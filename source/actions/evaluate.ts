@@ -35,6 +35,8 @@ export interface EvaluateOptions {
   nixInstantiate?: string;
   /** Progress lines for an operator (stderr in the CLI). */
   log?: (line: string) => void;
+  /** Called inside the transaction that records the eval (the audit row commits with it). */
+  record?: (c: pg.ClientBase, evalId: number) => Promise<void>;
 }
 
 export interface EvalBuild {
@@ -124,6 +126,7 @@ export async function evaluateJobset(db: Db, project: string, jobset: string, op
         [def.id, message, t],
       );
       await c.query('SELECT pg_notify($1, $2)', ['eval_failed', `${traceId}\t${def.id}`]);
+      await opts.record?.(c, ev.rows[0]!.id);
       return ev.rows[0]!.id;
     });
     return {
@@ -151,7 +154,11 @@ export async function evaluateJobset(db: Db, project: string, jobset: string, op
   }
 
   const dbStart = performance.now();
-  const recorded = await inTransaction(db, (c) => recordEval(c, def, jobs, evaluated!.errors, {traceId, hash, evalTime}));
+  const recorded = await inTransaction(db, async (c) => {
+    const r = await recordEval(c, def, jobs, evaluated!.errors, {traceId, hash, evalTime});
+    await opts.record?.(c, r.evalId);
+    return r;
+  });
   return {
     ...recorded,
     jobsetId: def.id,

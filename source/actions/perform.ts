@@ -1,4 +1,4 @@
-// The frame every mutating action runs in: read-only check, one transaction (select targets → check
+// The frame every mutating action runs in: read-only check (read-only mode writes nothing, not even an audit row), one transaction (select targets → check
 // the Hydra permission → apply Hydra's statements), an audit row for every attempt, and dry runs that
 // execute the real statements and roll them back, so they report exactly the rows they would touch
 // while no trigger fires (NOTIFY is delivered only at COMMIT).
@@ -7,6 +7,7 @@ import {ActionError} from './errors.js';
 import type {Actor} from './actor.js';
 import {requirePrivilege, readonlyError, type Privilege} from './permissions.js';
 import {tryWriteAudit, writeAudit} from './audit.js';
+import {enterFrame, leaveFrame} from '../db/transaction.js';
 
 export interface ActionOptions {
   /** Run the statements, report what they changed, roll back. */
@@ -83,11 +84,8 @@ export async function performAction<E extends object>(
       durationMs: Date.now() - started,
     });
 
-  if (actor.readonly) {
-    const err = readonlyError(actor);
-    await audit('refused', err.message);
-    throw err;
-  }
+  // Read-only mode writes nothing, not even an audit row.
+  if (actor.readonly) throw readonlyError(actor);
   const client = await pool.connect();
   let targets: number[] | undefined;
   let open = false;
@@ -135,5 +133,77 @@ export async function performAction<E extends object>(
     throw err;
   } finally {
     client.release();
+  }
+}
+
+/**
+ * The frame for actions that are not about a selection of builds (project create, jobset create, enqueue):
+ * read-only refusal, one transaction (permission check on `projects` → `run` → the audit row), refusals and
+ * failures audited like performAction's (outcome 'refused' / 'failed', written after the rollback).
+ * Helpers calling jobsets.inTransaction on the frame's client run inside the frame's transaction.
+ */
+export interface GuardedPlan<T> {
+  action: string;
+  privilege: Privilege;
+  scope: string;
+  /** The projects the privilege is checked on. */
+  projects: readonly string[];
+  run(client: pg.PoolClient): Promise<T>;
+  /** Build ids the action made or touched, and the rows it changed (for the audit row). */
+  outcome?(result: T): {targetIds?: number[]; resultCount?: number};
+}
+
+export async function performGuarded<T>(pool: pg.Pool, actor: Actor, plan: GuardedPlan<T>): Promise<{result: T; auditId: number}> {
+  const started = Date.now();
+  const refuse = async (outcome: 'refused' | 'failed', message: string) =>
+    tryWriteAudit(pool, actor, {action: plan.action, scope: plan.scope, outcome, message, durationMs: Date.now() - started});
+  if (actor.readonly) throw readonlyError(actor);
+  const client = await pool.connect();
+  let open = false;
+  try {
+    await client.query('BEGIN');
+    open = true;
+    await requirePrivilege(client, actor, plan.privilege, plan.projects);
+    enterFrame(client);
+    const result = await plan.run(client);
+    leaveFrame(client);
+    const o = plan.outcome?.(result) ?? {};
+    const auditId = await writeAudit(client, actor, {
+      action: plan.action,
+      scope: plan.scope,
+      targetIds: o.targetIds,
+      resultCount: o.resultCount ?? null,
+      outcome: 'ok',
+      durationMs: Date.now() - started,
+    });
+    await client.query('COMMIT');
+    open = false;
+    return {result, auditId};
+  } catch (e) {
+    leaveFrame(client);
+    if (open) await client.query('ROLLBACK').catch(() => {});
+    const err = dbErrorToAction(e);
+    const refused = err instanceof ActionError || (err instanceof Error && err.name === 'JobsetError');
+    await refuse(refused ? 'refused' : 'failed', err instanceof Error ? err.message : String(err));
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * For an action whose work runs outside one transaction (eval: Nix runs for minutes before anything is written):
+ * the read-only and permission checks, a refusal audited as in performAction. The caller writes the 'ok' audit
+ * row inside its own recording transaction (auditOk).
+ */
+export async function authorizeAction(pool: pg.Pool, actor: Actor, plan: {action: string; privilege: Privilege; scope: string; projects: readonly string[]}): Promise<void> {
+  const started = Date.now();
+  if (actor.readonly) throw readonlyError(actor);
+  try {
+    await requirePrivilege(pool, actor, plan.privilege, plan.projects);
+  } catch (e) {
+    const err = dbErrorToAction(e);
+    await tryWriteAudit(pool, actor, {action: plan.action, scope: plan.scope, outcome: 'refused', message: err instanceof Error ? err.message : String(err), durationMs: Date.now() - started});
+    throw err;
   }
 }

@@ -4,6 +4,10 @@
 //   cancel   admin ∨ role cancel-build  ∨ owner/member of every affected project
 //   bump     admin ∨ role bump-to-front ∨ owner/member of every affected project
 //   admin    admin only (clear-failed-cache, clear-queue-non-current, unlock, machine drain/enable)
+//   create-project  admin ∨ role create-projects (Hydra's Project.pm `create`: requireRole "create-projects")
+//   project-owner   admin ∨ owner/member of the project (jobset create / --replace, enqueue; Hydra's
+//                   requireProjectOwner for jobset edits)
+//   eval     admin ∨ role eval-jobset ∨ owner/member (Hydra's requireEvalJobsetPrivileges)
 //
 // A project owner is Projects.owner or a ProjectMembers row. Bulk actions are checked per project:
 // one project the user may not act on refuses the whole action, naming it.
@@ -18,13 +22,24 @@ import type {Queryable} from '../db/queryable.js';
 import {ActionError} from './errors.js';
 import type {Actor} from './actor.js';
 
-export type Privilege = 'restart' | 'cancel' | 'bump' | 'admin';
+export type Privilege = 'restart' | 'cancel' | 'bump' | 'admin' | 'create-project' | 'project-owner' | 'eval';
 
-/** The UserRoles role that grants each build privilege. */
-export const PRIVILEGE_ROLES: Readonly<Record<Exclude<Privilege, 'admin'>, string>> = {
+/** The UserRoles role that grants each privilege besides admin (null: only ownership does). */
+export const PRIVILEGE_ROLES: Readonly<Record<Exclude<Privilege, 'admin'>, string | null>> = {
   restart: 'restart-jobs',
   cancel: 'cancel-build',
   bump: 'bump-to-front',
+  'create-project': 'create-projects',
+  'project-owner': null,
+  eval: 'eval-jobset',
+};
+
+const VERB: Readonly<Record<Exclude<Privilege, 'admin' | 'create-project'>, string>> = {
+  restart: 'restart builds of',
+  cancel: 'cancel builds of',
+  bump: 'bump builds of',
+  'project-owner': 'change the jobsets or queue of',
+  eval: 'evaluate jobsets of',
 };
 
 export interface Authority {
@@ -92,14 +107,21 @@ export async function requirePrivilege(db: Queryable, actor: Actor, privilege: P
     });
   }
   const role = PRIVILEGE_ROLES[privilege];
-  if (auth.roles.includes(role)) return auth;
+  if (role !== null && auth.roles.includes(role)) return auth;
+  if (privilege === 'create-project') {
+    throw new ActionError('permission', `Hydra user "${auth.user}" may not create projects (needs role "admin" or "create-projects")`, {
+      reason: 'missing-privilege',
+      user: auth.user,
+      required: role,
+    });
+  }
   const owned = await ownedProjects(db, auth.user, projects);
   const denied = projects.filter((p) => !owned.has(p));
   if (denied.length === 0) return auth;
   throw new ActionError(
     'permission',
-    `Hydra user "${auth.user}" may not ${privilege} builds of project${denied.length > 1 ? 's' : ''} ${denied.map((p) => `"${p}"`).join(', ')} ` +
-      `(needs role "admin" or "${role}", or to own or be a member of the project)`,
-    {reason: 'missing-privilege', user: auth.user, required: role, deniedProjects: denied},
+    `Hydra user "${auth.user}" may not ${VERB[privilege]} project${denied.length > 1 ? 's' : ''} ${denied.map((p) => `"${p}"`).join(', ')} ` +
+      `(needs role "admin"${role ? ` or "${role}"` : ''}, or to own or be a member of the project)`,
+    {reason: 'missing-privilege', user: auth.user, required: role ?? 'project-owner', deniedProjects: denied},
   );
 }

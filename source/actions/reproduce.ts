@@ -2,19 +2,23 @@
 // holds the derivation closure and the outputs of every input already built; exported together
 // (`nix-store --export` format) they let any Nix store rebuild the top-level derivation without fetching or
 // building anything else. The build runs with --keep-failed, so a failing build directory is kept.
-import {createWriteStream} from 'node:fs';
-import {chmod, mkdir, rename, rm, writeFile} from 'node:fs/promises';
-import {join} from 'node:path';
+import {constants, createWriteStream} from 'node:fs';
+import {lstat, mkdir, open, readdir, rename, rm, unlink} from 'node:fs/promises';
+import {dirname, join, resolve} from 'node:path';
 import {pipeline} from 'node:stream/promises';
 import {execa} from 'execa';
 import type {Queryable} from '../db/queryable.js';
 import {shellQuote} from '../fleet/ssh-transport.js';
 import {queryClosure, topoSortPaths, queryPathInfos} from '../nix/store.js';
 import {ActionError} from './errors.js';
+import {escapeControl} from '../config/escape.js';
+import {isStorePath} from '../nix/store-path.js';
 import {exportTarget, validOutputsOf} from './export.js';
 
 export const EXPORT_FILE = 'closure.nixexport';
 export const SCRIPT_FILE = 'reproduce.sh';
+/** Marks a directory `reproduce --to` created; only such a directory is written into again. */
+export const MARKER_FILE = '.hydra-ops-reproduce';
 
 export interface ReproducePlan {
   build: number;
@@ -58,11 +62,18 @@ export function reproduceCommands(plan: ReproducePlan): {coordinator: string[]; 
   };
 }
 
+/**
+ * The script. Everything interpolated comes from the database: names are shown with control characters escaped
+ * (a newline in a job name cannot end a comment) and the derivation path, checked to be a store path, is quoted.
+ */
 export function reproduceScript(plan: ReproducePlan, info: {project?: string; jobset?: string; job?: string} = {}): string {
-  const what = info.project ? ` (${info.project}:${info.jobset}:${info.job})` : '';
+  if (!isStorePath(plan.drvPath) || !plan.drvPath.endsWith('.drv')) {
+    throw new ActionError('refused', `build ${plan.build}: ${JSON.stringify(plan.drvPath)} is not a derivation's store path`);
+  }
+  const what = info.project ? ` (${escapeControl(`${info.project}:${info.jobset}:${info.job}`)})` : '';
   return `#!/bin/sh
-# Rebuild of Hydra build ${plan.build}${what}:
-#   ${plan.drvPath}
+# Rebuild of Hydra build ${Math.trunc(plan.build)}${what}:
+#   ${escapeControl(plan.drvPath)}
 # ${EXPORT_FILE} next to this script holds its derivation closure and the outputs of the ${plan.builtInputs.length}
 # input(s) already built (${plan.paths.length} store paths${plan.unbuiltInputs.length ? `; ${plan.unbuiltInputs.length} input derivation(s) are built too` : ''}).
 # Importing unsigned paths needs root or a trusted user of the target store. Extra arguments go to
@@ -81,14 +92,48 @@ export interface ReproduceWriteResult {
   paths: number;
 }
 
-/** Writes `closure.nixexport` (from `nix-store --export`) and `reproduce.sh` into `dir`. */
+const EXCL_NOFOLLOW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/**
+ * Makes `dir` for writing: a new directory, or one an earlier `reproduce --to` made (it
+ * holds MARKER_FILE and nothing but what reproduce writes). Anything else — an operator's directory, a symlink
+ * — is refused.
+ */
+async function prepareDir(dir: string): Promise<void> {
+  await mkdir(dirname(dir), {recursive: true});
+  try {
+    await mkdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const st = await lstat(dir);
+    if (st.isSymbolicLink() || !st.isDirectory()) throw new ActionError('refused', `--to ${dir}: exists and is not a directory (symlinks are not followed)`);
+    const names = await readdir(dir);
+    const ours = new Set([MARKER_FILE, EXPORT_FILE, SCRIPT_FILE, `${EXPORT_FILE}.tmp`]);
+    if (!names.includes(MARKER_FILE) || names.some((n) => !ours.has(n))) {
+      throw new ActionError('refused', `--to ${dir}: the directory exists and was not made by hydra-ops reproduce; name a new directory`);
+    }
+    for (const n of names) if (n !== MARKER_FILE) await unlink(join(dir, n));
+    return;
+  }
+  const marker = await open(join(dir, MARKER_FILE), EXCL_NOFOLLOW, 0o644);
+  await marker.close();
+}
+
+/** Writes `closure.nixexport` (from `nix-store --export`) and `reproduce.sh` into `dir` (see prepareDir). */
 export async function writeReproduction(plan: ReproducePlan, dir: string, info: {project?: string; jobset?: string; job?: string} = {}): Promise<ReproduceWriteResult> {
-  await mkdir(dir, {recursive: true});
+  dir = resolve(dir);
+  const text = reproduceScript(plan, info);
+  await prepareDir(dir);
   const exportFile = join(dir, EXPORT_FILE);
   const tmp = `${exportFile}.tmp`;
   try {
     const child = execa('nix-store', ['--export', ...plan.paths], {stdin: 'ignore', encoding: 'buffer', buffer: {stdout: false, stderr: true}, reject: false});
-    await pipeline(child.stdout!, createWriteStream(tmp));
+    const fh = await open(tmp, EXCL_NOFOLLOW, 0o644);
+    try {
+      await pipeline(child.stdout!, createWriteStream('', {fd: fh.fd, autoClose: false}));
+    } finally {
+      await fh.close();
+    }
     const r = await child;
     if (r.exitCode !== 0) throw new ActionError('refused', `nix-store --export failed: ${Buffer.from(r.stderr as Uint8Array).toString().trim()}`);
     await rename(tmp, exportFile);
@@ -96,7 +141,11 @@ export async function writeReproduction(plan: ReproducePlan, dir: string, info: 
     await rm(tmp, {force: true});
   }
   const script = join(dir, SCRIPT_FILE);
-  await writeFile(script, reproduceScript(plan, info));
-  await chmod(script, 0o755);
+  const sh = await open(script, EXCL_NOFOLLOW, 0o755);
+  try {
+    await sh.writeFile(text);
+  } finally {
+    await sh.close();
+  }
   return {dir, script, exportFile, paths: plan.paths.length};
 }

@@ -22,12 +22,29 @@ export interface PostBuildCommand {
   timeoutSeconds: number;
   /** `file:line` of the block. */
   source: string;
+  /** SHA-256 (hex) of the command text: with the id, what a queued run records instead of the text. */
+  sha256: string;
 }
 
 export const DEFAULT_POST_BUILD_TIMEOUT = 600;
 
 /** Block names read: Hydra's own, and one hydra-notify ignores. */
 export const BLOCKS = ['runcommand', 'hydra-ops-runcommand'];
+
+export function commandSha256(command: string): string {
+  return createHash('sha256').update(command, 'utf8').digest('hex');
+}
+
+/**
+ * The configured command a queued run stands for: same id (matcher and text) and same text hash. A run is only
+ * ever executed with the text of the current hydra.conf; undefined means the command is no longer configured.
+ */
+export function configuredCommand(
+  commands: readonly PostBuildCommand[],
+  run: {command_id: string; command_sha256: string | null},
+): PostBuildCommand | undefined {
+  return commands.find((c) => c.id === run.command_id && c.sha256 === run.command_sha256);
+}
 
 export function commandId(matcher: string, command: string): string {
   return createHash('sha256').update(`${matcher}\0${command}`).digest('hex').slice(0, 16);
@@ -109,7 +126,7 @@ export function postBuildCommands(conf: HydraConf | null): {commands: PostBuildC
         warnings.push(`${b.file}:${t.line}: timeout "${t.value}" is not a positive number of seconds; using ${DEFAULT_POST_BUILD_TIMEOUT}`);
       } else timeoutSeconds = Number(t.value);
     }
-    commands.push({id: commandId(matcher, command), matcher, command, timeoutSeconds, source: at});
+    commands.push({id: commandId(matcher, command), matcher, command, timeoutSeconds, source: at, sha256: commandSha256(command)});
   }
   return {commands, warnings};
 }

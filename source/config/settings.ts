@@ -23,6 +23,7 @@ import {join, resolve} from 'node:path';
 import Conf from 'conf';
 import {ConfigError, quote} from './errors.js';
 import {parseDatabaseUrl, type Env} from './dbi.js';
+import {parseEnvNames} from './child-env.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -39,6 +40,7 @@ export interface SettingValues {
   maxUnsupportedTime: number;
   reproSamplePercent: number;
   diffHook: string;
+  commandEnv: string;
 }
 
 export type SettingKey = keyof SettingValues;
@@ -72,6 +74,15 @@ function checkAddress(value: string): string | undefined {
   return undefined;
 }
 
+function checkEnvNames(value: string): string | undefined {
+  try {
+    parseEnvNames(value);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 function checkUrl(value: string): string | undefined {
   try {
     parseDatabaseUrl(value, {label: 'databaseUrl'});
@@ -102,6 +113,11 @@ export const SETTING_SPECS: Readonly<Record<SettingKey, KeySpec>> = {
     minimum: 0,
     maximum: 100,
     description: 'share (%) of newly successful builds the daemon re-checks for reproducibility on idle machines (0 = off)',
+  },
+  commandEnv: {
+    kind: 'string',
+    description: 'names of extra environment variables post-build commands and the diff hook get (e.g. HYDRA_DBI); default none',
+    check: checkEnvNames,
   },
   diffHook: {kind: 'string', description: 'program run on a reproducibility mismatch with old path, new path, drv path, check dir (default: diffoscope if installed, else built-in)'},
 };

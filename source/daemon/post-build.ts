@@ -14,13 +14,19 @@
 //   guarantees no other daemon is running it), and the command dies with the daemon (parent-death signal), so an
 //   interrupted command runs again in full.
 // notificationPendingSince is only read, never cleared: it belongs to hydra-notify.
+//
+// What runs comes from the current hydra.conf only. A run row holds the command's identity (id, block, SHA-256
+// of its text), never text to execute: a row whose identity matches no configured command (edited, removed, or
+// inserted by someone with database access) is marked 'skipped' and logged, never run. Commands get a minimal
+// environment (config/child-env.ts): no database URL or password unless the commandEnv setting names it.
 import {spawn, type ChildProcess} from 'node:child_process';
 import {existsSync} from 'node:fs';
 import {mkdtemp, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import type pg from 'pg';
-import {matchesJob, type PostBuildCommand} from '../config/run-commands.js';
+import {configuredCommand, matchesJob, type PostBuildCommand} from '../config/run-commands.js';
+import {childEnv} from '../config/child-env.js';
 import {
   buildPayload,
   claimRun,
@@ -53,6 +59,10 @@ export interface PostBuildOptions {
   /** Grace between SIGTERM and SIGKILL when a command times out (default 5 s). */
   killGraceMs?: number;
   statusName?: (code: number | null) => string;
+  /** Environment the minimal command environment is taken from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Further variables passed to commands (the commandEnv setting). */
+  passEnv?: readonly string[];
 }
 
 const STATUS: Record<number, string> = {
@@ -96,6 +106,8 @@ export class PostBuildRunner {
       outputLimit: 64 * 1024,
       killGraceMs: 5000,
       statusName: defaultStatusName,
+      env: process.env,
+      passEnv: [],
       ...options,
     };
   }
@@ -183,11 +195,16 @@ export class PostBuildRunner {
     })();
   }
 
-  private timeoutOf(row: RunRow): number {
-    return this.o.commands.find((c) => c.id === row.command_id)?.timeoutSeconds ?? 600;
-  }
-
   private async execute(row: RunRow, entry: {child: ChildProcess | null}): Promise<void> {
+    const configured = configuredCommand(this.o.commands, row);
+    if (!configured) {
+      const error =
+        `not run: no command in the current hydra.conf matches this run (id ${row.command_id}, ` +
+        `sha256 ${row.command_sha256 ?? 'none'}${row.command_source ? `, queued for ${row.command_source}` : ''})`;
+      await finishRun(this.o.pool, row.id, {status: 'skipped', exitCode: null, signal: null, output: '', outputBytes: 0, error});
+      this.o.log('warn', `post-build: run ${row.id} for build ${row.build} skipped: ${error}`);
+      return;
+    }
     const payload = await buildPayload(this.o.pool, row.build, this.o.statusName);
     if (!payload) {
       await finishRun(this.o.pool, row.id, {status: 'failed', exitCode: null, signal: null, output: '', outputBytes: 0, error: `build ${row.build} no longer exists`});
@@ -197,11 +214,12 @@ export class PostBuildRunner {
     try {
       const jsonFile = join(dir, `build-${row.build}.json`);
       await writeFile(jsonFile, JSON.stringify(payload) + '\n');
-      const argv = SETPRIV ? [SETPRIV, '--pdeathsig', 'KILL', '--', '/bin/sh', '-c', row.command] : ['/bin/sh', '-c', row.command];
+      const text = configured.command;
+      const argv = SETPRIV ? [SETPRIV, '--pdeathsig', 'KILL', '--', '/bin/sh', '-c', text] : ['/bin/sh', '-c', text];
       const child = spawn(argv[0]!, argv.slice(1), {
         detached: true, // own process group: a timeout kills everything it started
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: {...process.env, HYDRA_JSON: jsonFile},
+        env: childEnv(this.o.env, this.o.passEnv, {HYDRA_JSON: jsonFile}),
       });
       entry.child = child;
       const chunks: Buffer[] = [];
@@ -227,7 +245,7 @@ export class PostBuildRunner {
         timedOut = true;
         killGroup('SIGTERM');
         setTimeout(() => killGroup('SIGKILL'), this.o.killGraceMs).unref();
-      }, this.timeoutOf(row) * 1000);
+      }, configured.timeoutSeconds * 1000);
       const {code, signal, spawnError} = await new Promise<{code: number | null; signal: string | null; spawnError?: Error}>((resolve) => {
         child.once('error', (e) => resolve({code: null, signal: null, spawnError: e}));
         child.once('close', (c, s) => resolve({code: c, signal: s}));
@@ -241,14 +259,14 @@ export class PostBuildRunner {
       const error = spawnError
         ? `cannot start: ${spawnError.message}`
         : timedOut
-          ? `killed after the timeout of ${this.timeoutOf(row)} s`
+          ? `killed after the timeout of ${configured.timeoutSeconds} s`
           : code !== 0
             ? signal
               ? `killed by ${signal}`
               : `exit status ${code}`
             : null;
       await finishRun(this.o.pool, row.id, {status, exitCode: code, signal, output, outputBytes: total, error});
-      if (status !== 'done') this.o.log('warn', `post-build: "${row.command}" for build ${row.build}: ${error}`);
+      if (status !== 'done') this.o.log('warn', `post-build: ${configured.source} for build ${row.build}: ${error}`);
     } finally {
       await rm(dir, {recursive: true, force: true});
     }

@@ -135,7 +135,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     if (percent > 0) {
       checkRunner = new CheckRunner({log: (line) => log('debug', line)});
       const diffHook = o.diffHook ?? repro.diffHook;
-      sampler = new ReproSampler({pool: db.pool, runner: checkRunner, dataDir, percent, diffHook, maxLogSize: config.runner.maxLogSize, log: (l, m) => log(l, m)});
+      sampler = new ReproSampler({pool: db.pool, runner: checkRunner, dataDir, percent, diffHook, diffEnv: repro.commandEnv, maxLogSize: config.runner.maxLogSize, log: (l, m) => log(l, m)});
       log('info', `reproducibility sampling: ${percent}% of successful builds are re-checked on idle machines`);
     }
     const smp = sampler;
@@ -172,7 +172,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     // Post-build commands (hydra.conf <runcommand>): off the dispatch path, see post-build.ts.
     const runCommands = postBuildCommands(config.hydraConf?.parsed ?? null);
     for (const w of runCommands.warnings) log('warn', w);
-    postBuild = new PostBuildRunner({pool: db.pool, commands: runCommands.commands, log: (l, m) => log(l, m)});
+    postBuild = new PostBuildRunner({pool: db.pool, commands: runCommands.commands, env: o.env, passEnv: repro.commandEnv, log: (l, m) => log(l, m)});
     const pb = postBuild;
     scheduler.on('build-finished', (e) => pb.buildFinished(e.build));
     await postBuild.start();

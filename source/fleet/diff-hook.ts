@@ -8,6 +8,7 @@ import {access, appendFile, mkdir, writeFile} from 'node:fs/promises';
 import {delimiter, dirname, join} from 'node:path';
 import {execa} from 'execa';
 import {diffTrees} from './tree-diff.js';
+import {childEnv} from '../config/child-env.js';
 
 export type DiffTool = 'hook' | 'diffoscope' | 'builtin';
 
@@ -25,7 +26,10 @@ export interface DiffHookRequest {
   hook?: string;
   /** Killed after this long (default 10 min). */
   timeoutMs?: number;
+  /** The hook's whole environment; default: the minimal one of config/child-env.ts plus `passEnv`. */
   env?: NodeJS.ProcessEnv;
+  /** Further variables from process.env (the commandEnv setting). */
+  passEnv?: readonly string[];
 }
 
 export interface DiffHookResult {
@@ -54,7 +58,7 @@ export async function findProgram(name: string, env: NodeJS.ProcessEnv = process
 /** Runs the diff for one output and appends everything it prints to `logPath`. */
 export async function runDiffHook(req: DiffHookRequest): Promise<DiffHookResult> {
   await mkdir(dirname(req.logPath), {recursive: true});
-  const env = req.env ?? process.env;
+  const env = req.env ?? childEnv(process.env, req.passEnv ?? []);
   const timeout = req.timeoutMs ?? 600_000;
   const section = `=== ${req.oldPath} vs ${req.newPath}\n`;
   const hook = req.hook?.trim();
@@ -88,6 +92,7 @@ export async function runDiffHook(req: DiffHookRequest): Promise<DiffHookResult>
     timeout,
     cwd: req.buildDir,
     env,
+    extendEnv: false,
     encoding: 'utf8',
   });
   const out = typeof r.all === 'string' ? r.all : '';

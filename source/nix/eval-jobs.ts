@@ -10,6 +10,9 @@
 //   failing job is isolated with its own message;
 // - an expression that cannot even be listed (syntax error, missing file, not an attribute set) is a
 //   whole-expression error: NixEvalError carrying Nix's error text.
+import {dirname, isAbsolute, relative} from 'node:path';
+import {escapeControl, hasControl} from '../config/escape.js';
+import {childEnv} from '../config/child-env.js';
 import {execa} from 'execa';
 import {EVAL_JOBS_EXPR} from './eval-jobs.nix.js';
 
@@ -136,6 +139,11 @@ export function cleanNixMessage(stderr: string): string {
     .trim();
 }
 
+function within(file: string, dir: string): boolean {
+  const rel = relative(dir, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
 export const jobName = (path: readonly string[]): string => path.join('.');
 
 export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
@@ -147,8 +155,11 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
 
   const run = async (mode: 'full' | 'children', only: string[][] | null, strict: boolean): Promise<RunOutcome> => {
     const spec = JSON.stringify({file: opts.file, inputs: opts.inputs, mode, only, strict});
-    const args = ['--eval', '--strict', '--json', '--read-write-mode'];
+    // Restricted like Hydra's evaluator: only the jobset's inputs (the search path) may be read; no URIs, and
+    // builtins.getEnv sees nothing (restricted mode returns "" — and the environment is minimal anyway).
+    const args = ['--eval', '--strict', '--json', '--read-write-mode', '--option', 'restrict-eval', 'true', '--option', 'allowed-uris', ''];
     for (const [name, path] of searchPath) args.push('-I', `${name}=${path}`);
+    if (!searchPath.some(([, p]) => within(opts.file, p))) args.push('-I', `hydra-ops-expression=${dirname(opts.file)}`);
     args.push('-E', EVAL_JOBS_EXPR, '--argstr', 'spec', spec);
     processes += 1;
     let r;
@@ -158,7 +169,8 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
         stdin: 'ignore',
         timeout: opts.timeoutMs ?? 3_600_000,
         maxBuffer: 1 << 30,
-        env: {NO_COLOR: '1'},
+        env: childEnv(process.env, [], {NO_COLOR: '1'}),
+        extendEnv: false,
       });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NixNotInstalledError(program);
@@ -225,6 +237,11 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
   const errors: JobEvalError[] = [];
   const silent: RawEntry[] = [];
   for (const e of entries) {
+    if (e.path.some((part) => part === '' || hasControl(part))) {
+      // Job names end up in tables, logs and scripts (`reproduce`): names with control characters are refused.
+      errors.push({name: escapeControl(jobName(e.path)), path: e.path.map(escapeControl), message: 'invalid job name: it contains control characters or an empty attribute'});
+      continue;
+    }
     if (e.error === true) silent.push(e);
     else if (typeof e.error === 'string') errors.push({name: jobName(e.path), path: e.path, message: e.error});
     else jobs.push(toJob(e));

@@ -150,6 +150,8 @@ export interface CheckDeps {
   dataDir: string;
   /** Diff hook program (Nix's calling convention); empty: diffoscope if installed, else built-in. */
   diffHook?: string;
+  /** Extra environment variables the diff hook gets (the commandEnv setting). */
+  diffEnv?: readonly string[];
   /** Machines drained by the operator (not chosen automatically). */
   drained?: ReadonlySet<string>;
   maxLogSize?: number;
@@ -268,7 +270,7 @@ export async function performCheck(db: pg.Pool, deps: CheckDeps, target: CheckTa
       ]);
       for (const o of records) {
         if (!o.checkPath) continue;
-        const r = await runDiffHook({oldPath: o.path, newPath: o.checkPath, drvPath: target.drvPath, buildDir: checkDir, logPath: diffLogPath, hook: deps.diffHook});
+        const r = await runDiffHook({oldPath: o.path, newPath: o.checkPath, drvPath: target.drvPath, buildDir: checkDir, logPath: diffLogPath, hook: deps.diffHook, passEnv: deps.diffEnv});
         diffTool = r.tool;
         if (r.error) error = error ? `${error}; ${r.error}` : r.error;
       }

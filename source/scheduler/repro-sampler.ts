@@ -24,6 +24,7 @@ import {isAvailable, stepPlatform, type RunnerMachine} from './machines.js';
 import {SlotLease} from './slot-lease.js';
 import {machineCanBuild, performCheck, resolveCheckTarget, type CheckReport, type CheckTarget} from './repro-check.js';
 import type {IdleRound, Scheduler} from './scheduler.js';
+import {parseEnvNames} from '../config/child-env.js';
 
 export const SAMPLER_USER = 'hydra-ops sampler';
 
@@ -35,6 +36,7 @@ export interface ReproSamplerOptions {
   /** Share of newly successful builds to check, 0..100 (0 = off). */
   percent: number;
   diffHook?: string;
+  diffEnv?: readonly string[];
   maxLogSize?: number;
   /** Sampled checks running at once (default 1). */
   maxConcurrent?: number;
@@ -172,7 +174,7 @@ export class ReproSampler extends EventEmitter {
       try {
         const report: CheckReport = await performCheck(
           this.options.pool,
-          {runner: this.options.runner, machines: [m.spec], dataDir: this.options.dataDir, diffHook: this.options.diffHook, maxLogSize: this.options.maxLogSize},
+          {runner: this.options.runner, machines: [m.spec], dataDir: this.options.dataDir, diffHook: this.options.diffHook, diffEnv: this.options.diffEnv, maxLogSize: this.options.maxLogSize},
           c.target,
           {
             machine: m.spec.uri,
@@ -208,12 +210,19 @@ export class ReproSampler extends EventEmitter {
 }
 
 /** The sampler's settings (reproSamplePercent, diffHook) from hydra-ops' settings; unreadable settings: off. */
-export function samplerSettings(env: NodeJS.ProcessEnv, log?: (message: string) => void): {percent: number; diffHook: string | undefined} {
+export function samplerSettings(
+  env: NodeJS.ProcessEnv,
+  log?: (message: string) => void,
+): {percent: number; diffHook: string | undefined; commandEnv: string[]} {
   try {
     const settings = openSettings(env);
-    return {percent: settings.getSetting('reproSamplePercent') ?? 0, diffHook: settings.getSetting('diffHook')};
+    return {
+      percent: settings.getSetting('reproSamplePercent') ?? 0,
+      diffHook: settings.getSetting('diffHook'),
+      commandEnv: parseEnvNames(settings.getSetting('commandEnv') ?? ''),
+    };
   } catch (e) {
     log?.(`reproducibility sampling is off: ${(e as Error).message}`);
-    return {percent: 0, diffHook: undefined};
+    return {percent: 0, diffHook: undefined, commandEnv: []};
   }
 }

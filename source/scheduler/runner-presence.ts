@@ -86,9 +86,17 @@ export const NO_RUNNER_NOTE = 'start one with hydra-ops --daemon, or open the co
  * (false) or neither (undefined). The embedded database runs it by default; a configured server only
  * with --scheduler. Never while another runner is alive.
  */
-export function decideConsoleRunner(i: {observations: PresenceObservations; database: 'embedded' | 'server'; scheduler: boolean | undefined; rules?: PresenceRules}): ConsoleRunnerDecision {
+export function decideConsoleRunner(i: {
+  observations: PresenceObservations;
+  database: 'embedded' | 'server';
+  scheduler: boolean | undefined;
+  /** Read-only mode: never run the scheduler (it writes rows and migrations). */
+  readonly?: boolean;
+  rules?: PresenceRules;
+}): ConsoleRunnerDecision {
   const other = otherRunner(i.observations, i.rules);
   if (other) return {action: 'attach', runner: other, note: other.description};
+  if (i.readonly) return {action: 'none', note: 'read-only: the console runs no scheduler; start one with hydra-ops --daemon'};
   if (i.scheduler === false) return {action: 'none', note: '--no-scheduler: start one with hydra-ops --daemon'};
   if (i.scheduler === true || i.database === 'embedded') return {action: 'run'};
   return {action: 'none', note: NO_RUNNER_NOTE};

@@ -94,7 +94,8 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
   const schema = await inspectSchema(db.pool);
   const flag = opts.scheduler ?? ctx.globals.scheduler;
   const database = db.target.kind === 'embedded' ? 'embedded' : 'server';
-  const wantScheduler = flag === true || (flag === undefined && database === 'embedded');
+  // Read-only mode: no scheduler (it writes builds, steps and migrations), only views.
+  const wantScheduler = (flag === true || (flag === undefined && database === 'embedded')) && !config.readonly.value;
   if (schema.kind !== 'hydra' && !(schema.kind === 'empty' && wantScheduler)) {
     throw new CliError(EXIT.failed, `the database has no usable Hydra schema: ${schema.message} (run \`hydra-ops db init\` or point --database-url at Hydra's database)`);
   }
@@ -111,7 +112,7 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
   if (endpoint) rest.push({url: endpoint, source: 'queue-runner-endpoint'});
   if (statusAddress && config.statusAddress.source !== 'default') rest.push({url: `http://${statusAddress}`, source: 'hydra-ops'});
   const observations = await observeRunners({pool: db.pool, connection: db.connection, dataDir, rest});
-  const decision = decideConsoleRunner({observations, database, scheduler: flag});
+  const decision = decideConsoleRunner({observations, database, scheduler: flag, readonly: config.readonly.value});
   log('info', `runner decision: ${decision.action}${decision.action !== 'run' ? ` (${decision.note})` : ''}`);
   const attach = (note: string) => {
     mode = 'attached';

@@ -3,6 +3,7 @@ import {Option, type Command} from 'commander';
 import type {AppContext} from '../context.js';
 import {runDaemon} from '../../daemon/daemon.js';
 import {usageError} from '../exit-codes.js';
+import {refuseReadonly} from './jobset-support.js';
 
 export function registerDaemonCommand(program: Command, ctx: AppContext): void {
   program
@@ -22,6 +23,7 @@ Examples:
 `,
     )
     .action(async (opts: {buildOne?: string; grace: string; statusAddress?: string; logLevel: 'error' | 'warn' | 'info' | 'debug'}) => {
+      refuseReadonly(ctx);
       const buildOne = opts.buildOne === undefined ? undefined : Number(opts.buildOne);
       if (buildOne !== undefined && (!Number.isInteger(buildOne) || buildOne <= 0)) throw usageError(`--build-one: "${opts.buildOne}" is not a build id`);
       const grace = Number(opts.grace);

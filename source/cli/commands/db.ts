@@ -9,6 +9,7 @@ import {CliError, EXIT} from '../exit-codes.js';
 import {printJson} from '../output.js';
 import {RUNNER_LOCK_KEY, describeLockSession, runnerLockSession} from '../../db/runner-advisory-lock.js';
 import {runnerLockHolder} from '../../scheduler/runner-lock.js';
+import {refuseReadonly} from './jobset-support.js';
 
 export function registerDbCommands(program: Command, ctx: AppContext): void {
   const db = program.command('db').description('the database: create the schema, show which database is used, stop the embedded server');
@@ -17,6 +18,7 @@ export function registerDbCommands(program: Command, ctx: AppContext): void {
     .description("create Hydra's schema (v87) on an empty database and apply hydra-ops' own migrations; idempotent")
     .addHelpText('after', '\nExamples:\n  hydra-ops db init\n  HYDRA_DBI="dbi:Pg:dbname=hydra;host=db1" hydra-ops db init --json\n')
     .action(async () => {
+      refuseReadonly(ctx);
       const database = await ctx.database();
       let result;
       try {

@@ -3,7 +3,8 @@ import type {Command} from 'commander';
 import type {AppContext} from '../context.js';
 import {printJson, printTable} from '../output.js';
 import {parseJobsetRef} from '../../actions/jobsets.js';
-import {enqueueDerivations} from '../../actions/enqueue.js';
+import {enqueueAs} from '../../actions/jobset-actions.js';
+import {actorOf, runAction} from '../acting.js';
 import {intOption, refuseReadonly, requireHydraSchema, runJobsetAction} from './jobset-support.js';
 import {resolve} from 'node:path';
 
@@ -18,7 +19,8 @@ export function registerEnqueueCommands(program: Command, ctx: AppContext): void
       'after',
       '\nA derivation that already has an unfinished build in the jobset is reported, not queued again.\n' +
         '\nExamples:\n  hydra-ops enqueue $(nix-instantiate release.nix -A hello) --jobset demo/main\n' +
-        '\nExit codes: 0 queued · 1 unreadable derivation / no schema · 2 not a .drv store path · 3 missing derivation or jobset · 4 read-only\n',
+        '\nNeeds Hydra role "admin" or to own (or be a member of) the project; audited.\n' +
+        '\nExit codes: 0 queued · 1 unreadable derivation / no schema · 2 not a .drv store path · 3 missing derivation or jobset · 4 read-only or not permitted\n',
     )
     .action(async (drvs: string[], opts: {jobset: string; job?: string; priority?: string}) => {
       await runJobsetAction(async () => {
@@ -27,7 +29,7 @@ export function registerEnqueueCommands(program: Command, ctx: AppContext): void
         refuseReadonly(ctx);
         const pool = await requireHydraSchema(ctx);
         const paths = drvs.map((d) => (d.startsWith('/') ? d : resolve(d)));
-        const res = await enqueueDerivations(pool, {project: ref.project, jobset: ref.jobset, drvPaths: paths, job: opts.job, priority});
+        const {builds: res} = await runAction(() => enqueueAs(pool, actorOf(ctx), {project: ref.project, jobset: ref.jobset, drvPaths: paths, job: opts.job, priority}));
         if (ctx.json) {
           printJson({builds: res.map((b) => ({id: b.id, job: b.job, drvpath: b.drvPath, isnew: b.isNew ? 1 : 0}))});
           return;

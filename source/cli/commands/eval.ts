@@ -5,7 +5,9 @@ import type {AppContext} from '../context.js';
 import {printJson} from '../output.js';
 import {CliError, EXIT} from '../exit-codes.js';
 import {parseJobsetRef} from '../../actions/jobsets.js';
-import {evaluateJobset, type EvaluateResult} from '../../actions/evaluate.js';
+import type {EvaluateResult} from '../../actions/evaluate.js';
+import {evaluateAs} from '../../actions/jobset-actions.js';
+import {actorOf, runAction} from '../acting.js';
 import {NixNotInstalledError} from '../../nix/eval-jobs.js';
 import {refuseReadonly, requireHydraSchema, runJobsetAction} from './jobset-support.js';
 
@@ -45,7 +47,8 @@ export function registerEvalCommands(program: Command, ctx: AppContext): void {
       '\nJobs that fail to evaluate are reported (EvaluationErrors) while the others are queued. An expression that\n' +
         'cannot be evaluated at all is recorded as a failed eval with no builds, and the command exits 1.\n' +
         '\nExamples:\n  hydra-ops eval demo/main\n  hydra-ops eval acme/trunk --json | jq .newBuilds\n' +
-        '\nExit codes: 0 evaluated · 1 the expression failed / no schema / Nix missing · 2 bad argument · 3 unknown jobset · 4 read-only\n',
+        '\nNeeds Hydra role "admin" or "eval-jobset", or to own (or be a member of) the project; audited.\n' +
+        '\nExit codes: 0 evaluated · 1 the expression failed / no schema / Nix missing · 2 bad argument · 3 unknown jobset · 4 read-only or not permitted\n',
     )
     .action(async (refText: string, opts: {gcRoots?: boolean}) => {
       await runJobsetAction(async () => {
@@ -54,10 +57,10 @@ export function registerEvalCommands(program: Command, ctx: AppContext): void {
         const pool = await requireHydraSchema(ctx);
         let r: EvaluateResult;
         try {
-          r = await evaluateJobset(pool, ref.project, ref.jobset, {
+          r = await runAction(() => evaluateAs(pool, actorOf(ctx), ref.project, ref.jobset, {
             gcRootsDir: opts.gcRoots ? ctx.config().runner.gcRootsDir : undefined,
             log: ctx.json ? undefined : (line) => process.stderr.write(`${line}\n`),
-          });
+          }));
         } catch (e) {
           if (e instanceof NixNotInstalledError) {
             throw new CliError(EXIT.failed, `${e.message} (Debian/Ubuntu: apt-get install nix-bin; elsewhere: the Nix installer, https://nixos.org/download)`);

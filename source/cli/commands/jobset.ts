@@ -5,7 +5,9 @@ import type {Command} from 'commander';
 import type {AppContext} from '../context.js';
 import {printJson} from '../output.js';
 import {CliError, EXIT} from '../exit-codes.js';
-import {checkPositiveInt, createJobset, parseInputArg, parseJobsetRef} from '../../actions/jobsets.js';
+import {checkPositiveInt, parseInputArg, parseJobsetRef} from '../../actions/jobsets.js';
+import {createJobsetAs} from '../../actions/jobset-actions.js';
+import {actorOf, runAction} from '../acting.js';
 import type {EvalInput} from '../../nix/eval-jobs.js';
 import {intOption, refuseReadonly, requireHydraSchema, runJobsetAction} from './jobset-support.js';
 import {JobsetError} from '../../actions/jobset-errors.js';
@@ -45,7 +47,8 @@ export function registerJobsetCommands(program: Command, ctx: AppContext): void 
         '(passed as a path value and put on the search path as <NAME>); anything else is a string.\n' +
         '\nExamples:\n  hydra-ops jobset create demo/main --expr examples/demo/release.nix --input slowSeconds=5\n' +
         '  hydra-ops jobset create acme/trunk --expr ./release.nix --input nixpkgs=/srv/nixpkgs --input officialRelease=false --shares 200\n' +
-        '\nExit codes: 0 created · 1 already exists / no schema · 2 bad argument · 3 project does not exist · 4 read-only\n',
+        '\nNeeds Hydra role "admin" or to own (or be a member of) the project; audited.\n' +
+        '\nExit codes: 0 created · 1 already exists / no schema · 2 bad argument · 3 project does not exist · 4 read-only or not permitted\n',
     )
     .action(async (refText: string, opts: JobsetCreateOptions) => {
       await runJobsetAction(async () => {
@@ -56,13 +59,14 @@ export function registerJobsetCommands(program: Command, ctx: AppContext): void 
         const checkInterval = opts.checkInterval === undefined ? undefined : intOption(opts.checkInterval, '--check-interval');
         if (checkInterval !== undefined) checkPositiveInt(checkInterval, 'the check interval (--check-interval)', 0);
         if (opts.oneShot && opts.disabled) throw new JobsetError('usage', 'give --one-shot or --disabled, not both');
-        if (!opts.expr) throw new CliError(EXIT.usage, '--expr FILE is required');
+        const expr = opts.expr;
+        if (!expr) throw new CliError(EXIT.usage, '--expr FILE is required');
         refuseReadonly(ctx);
         const pool = await requireHydraSchema(ctx);
-        const r = await createJobset(pool, {
+        const r = await runAction(() => createJobsetAs(pool, actorOf(ctx), {
           project: ref.project,
           name: ref.jobset,
-          exprFile: opts.expr,
+          exprFile: expr,
           inputs,
           exprInput: opts.exprInput,
           description: opts.description,
@@ -70,7 +74,7 @@ export function registerJobsetCommands(program: Command, ctx: AppContext): void 
           checkInterval,
           enabled: opts.oneShot ? 2 : opts.disabled ? 0 : 1,
           replace: opts.replace === true,
-        });
+        }));
         if (ctx.json) {
           printJson({id: r.id, project: r.project, jobset: r.name, created: r.created, nixexprinput: r.nixExprInput, nixexprpath: r.nixExprPath, inputs: r.inputs});
         } else {

@@ -2,7 +2,9 @@
 import type {Command} from 'commander';
 import type {AppContext} from '../context.js';
 import {printJson} from '../output.js';
-import {checkProjectName, createProject} from '../../actions/jobsets.js';
+import {checkProjectName} from '../../actions/jobsets.js';
+import {createProjectAs} from '../../actions/jobset-actions.js';
+import {actorOf, runAction} from '../acting.js';
 import {refuseReadonly, requireHydraSchema, runJobsetAction} from './jobset-support.js';
 
 interface ProjectCreateOptions {
@@ -28,7 +30,8 @@ export function registerProjectCommands(program: Command, ctx: AppContext): void
       'after',
       '\nExamples:\n  hydra-ops project create nixpkgs --display-name "Nixpkgs" --owner alice\n' +
         '  hydra-ops project create demo --create-owner\n' +
-        '\nExit codes: 0 created · 1 already exists / no schema · 2 bad name · 3 owner does not exist · 4 read-only\n',
+        '\nNeeds Hydra role "admin" or "create-projects"; audited.\n' +
+        '\nExit codes: 0 created · 1 already exists / no schema · 2 bad name · 3 owner does not exist · 4 read-only or not permitted\n',
     )
     .action(async (name: string, opts: ProjectCreateOptions) => {
       await runJobsetAction(async () => {
@@ -36,14 +39,14 @@ export function registerProjectCommands(program: Command, ctx: AppContext): void
         refuseReadonly(ctx);
         const owner = opts.owner ?? ctx.config().hydraUser.value;
         const pool = await requireHydraSchema(ctx);
-        const r = await createProject(pool, {
+        const r = await runAction(() => createProjectAs(pool, actorOf(ctx), {
           name,
           displayName: opts.displayName,
           description: opts.description,
           homepage: opts.homepage,
           owner,
           createOwner: opts.createOwner === true,
-        });
+        }));
         if (ctx.json) printJson({project: r.name, owner: r.owner, ownerCreated: r.ownerCreated});
         else process.stdout.write(`created project ${r.name} (owner ${r.owner}${r.ownerCreated ? ', created as a minimal user' : ''})\n`);
       });

@@ -150,7 +150,7 @@ export function registerReadCommands(program: Command, ctx: AppContext): void {
       if (steps.length) stepTable(steps);
       for (const r of postBuild) {
         const result = r.status === 'done' || r.status === 'failed' ? `${r.status}${r.exit_code !== null ? ` (exit ${r.exit_code})` : r.signal ? ` (${r.signal})` : ''}` : r.status;
-        process.stdout.write(`post-build ${r.matcher}: ${r.command}\n  ${result}, attempt ${r.attempts}${r.error ? `: ${r.error}` : ''}\n`);
+        process.stdout.write(`post-build ${r.matcher} (${r.command_source ?? `command ${r.command_id}`})\n  ${result}, attempt ${r.attempts}${r.error ? `: ${r.error}` : ''}\n`);
         if (r.output) process.stdout.write(r.output.replace(/\n$/, '').split('\n').map((l) => `  | ${l}`).join('\n') + '\n');
       }
     });

@@ -51,18 +51,22 @@ export async function setScanCursor(db: Queryable, until: number): Promise<void>
   );
 }
 
-/** Queues one run per (build finish, command); existing ones are left alone. Returns the number inserted. */
+/**
+ * Queues one run per (build finish, command); existing ones are left alone. Returns the number inserted. Only
+ * the command's identity is stored (id, block, SHA-256 of its text), never the text: what runs always comes
+ * from the current hydra.conf.
+ */
 export async function queueRuns(
   db: Queryable,
   build: FinishedBuild,
-  commands: readonly {id: string; matcher: string; command: string}[],
+  commands: readonly {id: string; matcher: string; source: string; sha256: string}[],
 ): Promise<number> {
   let n = 0;
   for (const c of commands) {
     const r = await db.query(
-      `INSERT INTO hydra_ops.post_build_runs (build, build_stoptime, command_id, matcher, command)
-       VALUES ($1, $2, $3, $4, $5) ON CONFLICT ON CONSTRAINT post_build_runs_once DO NOTHING`,
-      [build.id, build.stoptime, c.id, c.matcher, c.command],
+      `INSERT INTO hydra_ops.post_build_runs (build, build_stoptime, command_id, matcher, command_source, command_sha256)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ON CONSTRAINT post_build_runs_once DO NOTHING`,
+      [build.id, build.stoptime, c.id, c.matcher, c.source, c.sha256],
     );
     n += r.rowCount ?? 0;
   }
@@ -81,7 +85,11 @@ export interface RunRow {
   build_stoptime: number;
   command_id: string;
   matcher: string;
-  command: string;
+  /** Always null since migration 3 (the text lives in hydra.conf only). */
+  command: string | null;
+  /** `file:line` of the hydra.conf block the run was queued for. */
+  command_source: string | null;
+  command_sha256: string;
   status: PostBuildStatus;
   attempts: number;
   exit_code: number | null;

@@ -112,9 +112,11 @@ create index log_archive_build_step on hydra_ops.log_archive (build, stepnr);
 create index log_archive_drv_path on hydra_ops.log_archive (drv_path);
 `;
 
-/** Values allowed in hydra_ops.post_build_runs.status. */
-export const POST_BUILD_STATUSES = ['pending', 'running', 'done', 'failed', 'timed-out'] as const;
+/** Values allowed in hydra_ops.post_build_runs.status (since migration 3: 'skipped'). */
+export const POST_BUILD_STATUSES = ['pending', 'running', 'done', 'failed', 'timed-out', 'skipped'] as const;
 export type PostBuildStatus = (typeof POST_BUILD_STATUSES)[number];
+/** The statuses migration 2 shipped with (frozen: that migration's SQL must never change). */
+const POST_BUILD_STATUSES_V2 = ['pending', 'running', 'done', 'failed', 'timed-out'] as const;
 
 const migration2 = `
 -- Post-build commands (hydra.conf <runcommand> blocks) run by the daemon: one row per finished build, configured
@@ -137,7 +139,7 @@ create table hydra_ops.post_build_runs (
     queued_at       timestamptz not null default now(),
     started_at      timestamptz,
     finished_at     timestamptz,
-    constraint post_build_runs_status_check check (status in (${sqlList(POST_BUILD_STATUSES)})),
+    constraint post_build_runs_status_check check (status in (${sqlList(POST_BUILD_STATUSES_V2)})),
     constraint post_build_runs_once unique (build, command_id, build_stoptime)
 );
 create index post_build_runs_open on hydra_ops.post_build_runs (id) where status in ('pending', 'running');
@@ -150,10 +152,33 @@ create table hydra_ops.post_build_cursor (
 );
 `;
 
+const migration3 = `
+-- A post-build run no longer stores the text it runs: only the command's identity (its hydra.conf block and the
+-- SHA-256 of its text). The daemon runs the text of the matching block of the current hydra.conf, never
+-- anything read from this table; a run whose command is no longer configured is 'skipped'.
+alter table hydra_ops.post_build_runs add column command_source text;
+alter table hydra_ops.post_build_runs add column command_sha256 text;
+update hydra_ops.post_build_runs set command_sha256 = encode(sha256(convert_to(command, 'UTF8')), 'hex');
+alter table hydra_ops.post_build_runs alter column command_sha256 set not null;
+alter table hydra_ops.post_build_runs alter column command drop not null;
+update hydra_ops.post_build_runs set command = null;
+alter table hydra_ops.post_build_runs drop constraint post_build_runs_status_check;
+alter table hydra_ops.post_build_runs add constraint post_build_runs_status_check check (status in (${sqlList(POST_BUILD_STATUSES)}));
+`;
+
+const migration4 = `
+-- The audit log records the real Unix user's uid and, under sudo, the invoking user (SUDO_USER) beside the
+-- Hydra user.
+alter table hydra_ops.audit_log add column unix_uid integer;
+alter table hydra_ops.audit_log add column sudo_user text;
+`;
+
 /** All hydra_ops migrations, oldest first. Append new ones at the end. */
 export const HYDRA_OPS_MIGRATIONS: readonly Migration[] = [
   {version: 1, description: 'audit log, machine state, reproducibility checks, log archive', sql: migration1},
   {version: 2, description: 'post-build command runs and their scan cursor', sql: migration2},
+  {version: 3, description: 'post-build runs keep a command identity (block, SHA-256), not its text', sql: migration3},
+  {version: 4, description: 'audit log records the uid and SUDO_USER', sql: migration4},
 ];
 
 /** Throws unless the versions are exactly 1, 2, 3, … in order and every entry has SQL. */
