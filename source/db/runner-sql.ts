@@ -227,21 +227,27 @@ export async function abortOrphanedStep(db: Queryable, lock: RunnerLockProof, bu
   await db.query(`UPDATE BuildSteps SET busy = 0, status = 3 WHERE build = $1 AND stepnr = $2 AND busy != 0 AND ${lockHeldCondition(3)}`, [build, stepnr, lock.backendPid]);
 }
 
-export interface BuildProductRow {
+/** A BuildProducts row as the runner writes it (parsed from nix-support/hydra-build-products). */
+export interface BuildProduct {
   productnr: number;
   type: string;
   subtype: string;
+  /** Regular files only, else null. */
   fileSize: number | null;
+  /** Regular files only (lower-case base 16), else null. */
   sha256hash: string | null;
   path: string;
   name: string;
+  /** As given in the products file, '' when absent. */
   defaultPath: string;
 }
 
-export interface BuildMetricRow {
+/** A BuildMetrics row (nix-support/hydra-metrics). */
+export interface BuildMetric {
   name: string;
-  unit: string | null;
   value: number;
+  /** null when absent or not matching `[a-zA-Z0-9._%-]+`. */
+  unit: string | null;
 }
 
 export interface SuccessInfo {
@@ -253,8 +259,8 @@ export interface SuccessInfo {
   releaseName: string | null;
   isCachedBuild: boolean;
   outputs: ReadonlyMap<string, string>;
-  products: readonly BuildProductRow[];
-  metrics: readonly BuildMetricRow[];
+  products: readonly BuildProduct[];
+  metrics: readonly BuildMetric[];
 }
 
 /** §6.13 markSucceededBuild; a no-op (false) when the build is no longer queued. */
@@ -298,7 +304,7 @@ export async function markSucceededBuild(client: pg.PoolClient | pg.ClientBase, 
 export async function earlierSuccess(
   db: Queryable,
   outputPath: string,
-): Promise<{id: number; buildstatus: number; releasename: string | null; closuresize: number | null; size: number | null; products: BuildProductRow[]; metrics: BuildMetricRow[]} | null> {
+): Promise<{id: number; buildstatus: number; releasename: string | null; closuresize: number | null; size: number | null; products: BuildProduct[]; metrics: BuildMetric[]} | null> {
   const {rows} = await db.query(
     `SELECT b.id, b.buildStatus AS buildstatus, b.releaseName AS releasename, b.closureSize AS closuresize, b.size
        FROM Builds b JOIN BuildOutputs o ON b.id = o.build

@@ -157,8 +157,20 @@ export const DEFAULT_NAR_LIMITS: NarLimits = {
   maxNarSize: Number.MAX_SAFE_INTEGER,
 };
 
+/** Where a regular file's contents go while they are read (e.g. a file being written out). */
+export interface NarFileSink {
+  write(piece: Buffer): Promise<void>;
+  /** Called once after the contents, also when reading them failed. */
+  close(): Promise<void>;
+}
+
 export interface NarParseOptions {
   visitor?: NarVisitor;
+  /**
+   * Called for each regular file before its contents are read; the contents are streamed into the sink it
+   * returns (none: not streamed). The visitor still sees the entry afterwards.
+   */
+  fileSink?: (entry: NarEntry) => Promise<NarFileSink | undefined>;
   /** Receives the raw NAR bytes as they are parsed (backpressure honoured). */
   tee?: Writable;
   /** Regular files up to this size are handed to the visitor in full (default 1 MiB). */
@@ -282,11 +294,13 @@ export async function parseNar(reader: WireReader, options: NarParseOptions = {}
       const entry: NarEntry = {path, type: 'regular', executable, size: len};
       const keep = len <= contentsCap && options.visitor !== undefined && (options.wantContents?.(entry) ?? true);
       const parts: Buffer[] = [];
+      const sink = options.fileSink ? await options.fileSink(entry) : undefined;
       try {
         await reader.readStreaming(
           len,
           async (piece) => {
             if (keep) parts.push(piece);
+            if (sink) await sink.write(piece);
             await flushTee();
           },
           `${label} contents of '${path}'`,
@@ -295,6 +309,8 @@ export async function parseNar(reader: WireReader, options: NarParseOptions = {}
       } catch (error) {
         if (error instanceof ProtocolError && !(error instanceof NarError)) fail(error.message.replace(/ \(at byte \d+\)$/, ''));
         throw error;
+      } finally {
+        await sink?.close();
       }
       await expect(')', `close tag of '${path}'`);
       if (options.visitor) await options.visitor(entry, keep ? Buffer.concat(parts, len) : undefined);

@@ -7,6 +7,7 @@ import {createHash} from 'node:crypto';
 import {createReadStream} from 'node:fs';
 import {lstat, open} from 'node:fs/promises';
 import {canonPath, compareStorePaths, isWithin, storeDir as defaultStoreDir, storePathName} from './store-path.js';
+import type {BuildProduct, BuildMetric} from '../db/runner-sql.js';
 
 export type ProductFileType = 'regular' | 'directory' | 'symlink' | 'missing';
 
@@ -24,26 +25,7 @@ export interface ProductFileEntry {
  */
 export type ProductFileInfo = (path: string) => Promise<ProductFileEntry>;
 
-export interface BuildProduct {
-  productnr: number;
-  type: string;
-  subtype: string;
-  /** Regular files only, else null. */
-  fileSize: number | null;
-  /** Regular files only (lower-case base 16), else null. */
-  sha256hash: string | null;
-  path: string;
-  name: string;
-  /** As given in the products file, '' when absent. */
-  defaultPath: string;
-}
-
-export interface BuildMetric {
-  name: string;
-  value: number;
-  /** null when absent or not matching `[a-zA-Z0-9._%-]+`. */
-  unit: string | null;
-}
+export type {BuildProduct, BuildMetric} from '../db/runner-sql.js';
 
 export interface ProductContext {
   /** Store directory (default: the local one). */
