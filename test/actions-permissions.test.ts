@@ -1,4 +1,4 @@
-// Hydra's permission model for operator actions (hydra-contract §10.1) on a real database: each role
+// Hydra's permission model for operator actions (docs/hydra-compat.md, "Operator actions and roles") on a real database: each role
 // allows exactly its action, project owners and members may do everything on their project's builds
 // (and nothing elsewhere), admin-only actions need admin, an unknown user is read-only unless the
 // explicit local-admin setting is on, and read-only mode refuses every mutation. Refusals change nothing.

@@ -1,5 +1,5 @@
 // Operator actions on a real PostgreSQL with Hydra's schema: each action's row-by-row effect equals
-// Hydra's web app (hydra-contract §10), the right trigger NOTIFY fires (and nothing on dry runs), dry
+// Hydra's web app (docs/hydra-compat.md, "Operator actions and roles"), the right trigger NOTIFY fires (and nothing on dry runs), dry
 // runs report exactly the rows they would touch, --filter touches exactly the filtered rows, and
 // every attempt lands in hydra_ops.audit_log.
 //

@@ -42,7 +42,7 @@ after(async () => {
 
 type Doc = Record<string, any>;
 
-test('C++ status document (§9.1): shape, keys and counts from the scheduler state', () => {
+test('C++ status document (Hydra\'s State::dumpStatus): shape, keys and counts from the scheduler state', () => {
   const doc = cppStatus(fx.scheduler, fx.now) as Doc;
   assertValid(cppStatusSchema, doc, 'cppStatus');
   assert.equal(doc.status, 'up');
@@ -109,7 +109,7 @@ test('a scheduler with nothing in it still gives valid documents (missing data i
   assert.deepEqual(restBuildActive(empty, 1), {active: false, queued: false, steps: []});
 });
 
-test('REST /status (§9.5) carries every field hydra-send-stats reads (§9.7)', () => {
+test('REST /status (the Rust runner\'s document) carries every field hydra-send-stats reads', () => {
   const doc = restStatus(fx.scheduler, fx.now) as Doc;
   assertValid(restStatusSchema, doc, 'restStatus');
   const q = doc.queueRunner;
@@ -128,7 +128,7 @@ test('REST /status (§9.5) carries every field hydra-send-stats reads (§9.7)', 
   assert.deepEqual(Object.keys(doc.jobsets).sort(), ['hydra:main"quoted\\', 'nixpkgs:trunk']);
 });
 
-test('REST /status/machines: keyed by host name, §9.7 fields, last error and time since last use', () => {
+test('REST /status/machines: keyed by host name, the fields Hydra\'s getMachines reads, last error and time since last use', () => {
   const doc = restMachines(fx.scheduler, fx.now) as Doc;
   assertValid(restMachinesSchema, doc, 'restMachines');
   assert.equal(doc.machinesCount, 6);
@@ -178,7 +178,7 @@ test('REST /status/jobsets and /status/builds', () => {
   assert.deepEqual(b.builds.map((x: Doc) => x.id), [101, 102, 103, 104]);
 });
 
-test('REST steps, runnable and queues: every waiting step says why (operator-ux §2.4)', () => {
+test('REST steps, runnable and queues: every waiting step says why (docs/hydra-compat.md, "Status documents and metrics")', () => {
   const steps = restSteps(fx.scheduler, undefined, fx.now) as Doc;
   assertValid(stepListSchema, steps, 'restSteps');
   assert.equal(steps.stepCount, 7);

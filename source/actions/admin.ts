@@ -1,4 +1,4 @@
-// Admin-only actions (hydra-contract §10.6).
+// Admin-only actions (docs/hydra-compat.md, "Operator actions and roles"; Hydra's Controller/Admin.pm).
 //   clear-failed-cache       DELETE FROM FailedPaths (all rows; no NOTIFY)
 //   clear-queue-non-current  cancelBuilds on every queued build that is not a member of its jobset's latest
 //                            eval with new builds (Hydra's exact query; it does not use Builds.isCurrent)

@@ -1,4 +1,4 @@
-// Bump builds to the front of the queue (hydra-contract §10.4): `globalPriority = now`. Hydra's
+// Bump builds to the front of the queue (docs/hydra-compat.md, "Operator actions and roles"): `globalPriority = now`. Hydra's
 // single-build bump has no `finished` guard and hydra-ops keeps that for explicit ids; a --filter or
 // eval-wide bump only touches unfinished builds (as Hydra's eval bump does). `toFront` goes above
 // every existing bump: max(now, max(globalPriority of queued builds) + 1). The BuildBumped trigger

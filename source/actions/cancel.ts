@@ -1,4 +1,4 @@
-// Cancel queued builds exactly as Hydra's web app does (`cancelBuilds`, hydra-contract §10.3): in one
+// Cancel queued builds exactly as Hydra's web app does (`cancelBuilds`; docs/hydra-compat.md, "Operator actions and roles"): in one
 // statement `finished = 1, isCachedBuild = 0, buildStatus = 4, startTime = stopTime = now` on the
 // unfinished ones. The BuildCancelled trigger sends `builds_cancelled`; the runner then stops the
 // steps no remaining build needs. notificationPendingSince is not set (hydra-notify never hears of it).

@@ -1,4 +1,4 @@
-// Evaluation-wide actions (hydra-contract §10.5). The eval's builds are its JobsetEvalMembers.
+// Evaluation-wide actions (Hydra's Controller/JobsetEval.pm; docs/hydra-compat.md, "Operator actions and roles"). The eval's builds are its JobsetEvalMembers.
 //   restart-failed   restart privilege; restartBuilds on members with finished = 1 AND buildStatus NOT IN (0)
 //   restart-aborted  restart privilege; the same with buildStatus IN (3, 4, 9)
 //   cancel-eval      cancel privilege;  cancelBuilds on the members (only finished = 0 ones change,

@@ -1,4 +1,4 @@
-// Evaluating a jobset and recording the result the way Hydra's evaluator does (hydra-contract §11), so a farm
+// Evaluating a jobset and recording the result the way Hydra's evaluator does (Hydra's src/script/hydra-eval-jobset; docs/hydra-compat.md, "Evaluation"), so a farm
 // without Hydra's evaluator — and every test, benchmark and demo — gets queued builds indistinguishable from
 // Hydra's:
 //

@@ -1,4 +1,4 @@
-// Projects and jobsets the way Hydra stores them (hydra-contract §3.2–3.3), for farms and tests that queue builds
+// Projects and jobsets the way Hydra stores them (the Projects and Jobsets tables of Hydra's src/sql/hydra.sql), for farms and tests that queue builds
 // without Hydra's web app:
 //
 // - a project needs an owner that exists in Users; a missing owner is an error unless the caller explicitly asks

@@ -1,4 +1,4 @@
-// Hydra's permission model (hydra-contract §10.1), evaluated for the acting user before every mutation.
+// Hydra's permission model (Hydra's src/lib/Hydra/Helper/CatalystUtils.pm; docs/hydra-compat.md, "Operator actions and roles"), evaluated for the acting user before every mutation.
 //
 //   restart  admin ∨ role restart-jobs  ∨ owner/member of every affected project
 //   cancel   admin ∨ role cancel-build  ∨ owner/member of every affected project

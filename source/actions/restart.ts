@@ -1,4 +1,4 @@
-// Restart finished builds exactly as Hydra's web app does (`restartBuilds`, hydra-contract §10.2):
+// Restart finished builds exactly as Hydra's web app does (`restartBuilds`; docs/hydra-compat.md, "Operator actions and roles"):
 // in one transaction reset the evals' nrSucceeded cache, drop the FailedPaths entries of the builds'
 // outputs and of their steps' outputs, then `finished = 0, isCachedBuild = 0` on the finished ones.
 // buildStatus, times, old steps, products and metrics stay until the build finishes again. The

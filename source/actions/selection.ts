@@ -8,7 +8,7 @@ import {ActionError} from './errors.js';
 export type BuildSelection =
   /** Explicit build ids; every one must exist. */
   | {kind: 'ids'; ids: readonly number[]; scope?: string}
-  /** Every build the filter matches (operator-ux §8). */
+  /** Every build the filter matches (README.md, "Filter expressions"). */
   | {kind: 'filter'; filter: string}
   /** The members of one evaluation (JobsetEvalMembers). */
   | {kind: 'eval'; eval: number};

@@ -1,4 +1,4 @@
-// `unlock`: crash clean-up with the C++ runner's `--unlock` semantics (hydra-contract §6.1). Refused while
+// `unlock`: crash clean-up with the C++ runner's `--unlock` semantics (docs/hydra-compat.md, "Runner lock and clearBusy"). Refused while
 // any queue runner holds a lock file of this data directory (naming its pid) or a live session holds the
 // database's runner lock (db/runner-advisory-lock.ts, naming it); otherwise, holding both meanwhile, runs clearBusy
 // (`UPDATE BuildSteps SET busy = 0, status = 3, stopTime = NULL WHERE busy != 0`: steps left running by a

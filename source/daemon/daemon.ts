@@ -1,4 +1,4 @@
-// `hydra-ops --daemon`: the queue runner, headless (operator-ux §12): one log line per event,
+// `hydra-ops --daemon`: the queue runner, headless (README.md, "The queue runner"): one log line per event,
 // SIGTERM/SIGINT → graceful stop, SIGHUP → reload the machines file and hydra.conf.
 import {resolveConfig, type ResolvedConfig} from '../config/resolve.js';
 import {openDatabase, type Database, type DatabaseTarget} from '../db/connection.js';

@@ -1,4 +1,4 @@
-// The queue runner's HTTP status endpoint (hydra-contract §9.4): the Rust runner's REST documents
+// The queue runner's HTTP status endpoint (docs/hydra-compat.md, "Status documents and metrics"): the Rust runner's REST documents
 // so Hydra's web app (`queue_runner_endpoint`) works unchanged, Prometheus `/metrics`, and
 // hydra-ops additions (`/status/progress`, `/status/cpp`). GET only, no authentication: the default
 // address (setting `statusAddress`) is 127.0.0.1:8081, loopback only.

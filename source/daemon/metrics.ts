@@ -1,4 +1,4 @@
-// Prometheus text exposition (format 0.0.4) of the queue runner (hydra-contract §9.3, §9.6): the
+// Prometheus text exposition (format 0.0.4) of the queue runner (docs/hydra-compat.md, "Status documents and metrics"): the
 // Rust runner's `hydraqueuerunner_*` names that hydra-ops can fill, the C++ runner's nine
 // counters (four of them in microseconds without a `_total` suffix), and a few hydra-ops additions.
 import type {Scheduler} from '../scheduler/scheduler.js';

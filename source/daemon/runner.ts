@@ -1,6 +1,6 @@
 // Starting and stopping the queue runner: shared by `hydra-ops --daemon` and the console, which runs
 // the very same scheduler in-process when no other runner holds the lock.
-// Start-up (hydra-contract §6.1): runner lock files → the database's runner lock (a PostgreSQL
+// Start-up (docs/hydra-compat.md, "Runner lock and clearBusy"): runner lock files → the database's runner lock (a PostgreSQL
 // advisory lock, db/runner-advisory-lock.ts: one runner per database, whatever its data directory) → schema check → machines → clearBusy → LISTEN →
 // scan → status row and REST endpoints. Stop: no new dispatches, running steps get a grace
 // period, the rest are aborted as retryable, clearBusy, status row deleted, lock released.
@@ -29,7 +29,7 @@ export interface RunnerOptions {
   db: Database;
   env: NodeJS.ProcessEnv;
   log: Logger;
-  /** Only build this build (§6.22). */
+  /** Only build this build (docs/hydra-compat.md, "--build-one"). */
   buildOne?: number;
   /** host:port of the REST/metrics endpoint; 'off' disables it. */
   statusAddress?: string;

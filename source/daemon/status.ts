@@ -1,5 +1,6 @@
-// Status documents of the queue runner (hydra-contract §9): the C++-shaped JSON kept in
-// SystemStatus('queue-runner') (§9.1) and the Rust runner's REST documents (§9.4, §9.5), plus
+// Status documents of the queue runner (docs/hydra-compat.md, "Status documents and metrics"): the C++-shaped JSON kept in
+// SystemStatus('queue-runner') (Hydra's State::dumpStatus) and the Rust runner's REST documents
+// (subprojects/hydra-queue-runner/src/server/http.rs), plus
 // hydra-ops additions (per machine: last error, time since last use; per waiting step: the reason;
 // a progress indicator). Pure functions over the Scheduler's public state: no I/O except reading
 // the process' own memory figures for `/status`.
@@ -120,7 +121,7 @@ function jobsOn(s: Scheduler, m: RunnerMachine): ActiveStepInfo[] {
   return activeSteps(s).filter((a) => a.machine === m);
 }
 
-/** §9.1 per-machine object (keyed by store URI in the C++ document). */
+/** The C++ document's per-machine object (keyed by store URI). */
 function cppMachine(m: RunnerMachine, now: number): Json {
   const rt = m.rt;
   const doc: Json = {
@@ -149,7 +150,7 @@ function cppMachine(m: RunnerMachine, now: number): Json {
   return doc;
 }
 
-/** Rust-shaped Machine (§9.5) with hydra-ops additions. */
+/** The Rust runner's Machine object (`/status/machines`) with hydra-ops additions. */
 export function restMachine(s: Scheduler, m: RunnerMachine, now = Date.now()): Json {
   const rt = m.rt;
   const jobs = jobsOn(s, m);
@@ -397,7 +398,7 @@ export interface Progress {
 }
 
 /**
- * The progress indicator (operator-ux §2 item 1): the runner is "stalled" when runnable steps
+ * The progress indicator (README.md, "The console": the header turns red on a stalled runner): the runner is "stalled" when runnable steps
  * wait, a capable machine has a free slot, and no step started or finished for the threshold.
  */
 export function restProgress(s: Scheduler, now = Date.now(), stallThresholdSeconds = DEFAULT_STALL_SECONDS): Progress {
@@ -468,7 +469,7 @@ function machinesInUse(s: Scheduler): number {
   return machineList(s).filter((m) => m.rt.currentJobs > 0).length;
 }
 
-/** §9.1: the document written to SystemStatus('queue-runner'). */
+/** The C++ runner's document (State::dumpStatus), written to SystemStatus('queue-runner'). */
 export function cppStatus(s: Scheduler, now = Date.now()): Json {
   const st = s.stats;
   const pool = s.pool as {totalCount?: number; idleCount?: number} | undefined;
@@ -546,7 +547,7 @@ export function cppStatus(s: Scheduler, now = Date.now()): Json {
   return doc;
 }
 
-/** The `queueRunner` part of the Rust `/status` document (§9.5) with hydra-ops additions. */
+/** The `queueRunner` part of the Rust runner's `/status` document with hydra-ops additions. */
 export function restQueueRunner(s: Scheduler, now = Date.now()): Json {
   const st = s.stats;
   const queueStats: Json = {};
@@ -628,7 +629,7 @@ export function restQueueRunner(s: Scheduler, now = Date.now()): Json {
   };
 }
 
-/** `GET /status` (§9.5): `{queueRunner, machines, jobsets, store, s3}`. */
+/** `GET /status` (the Rust runner's document): `{queueRunner, machines, jobsets, store, s3}`. */
 export function restStatus(s: Scheduler, now = Date.now()): Json {
   return {
     queueRunner: restQueueRunner(s, now),

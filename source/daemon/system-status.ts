@@ -1,4 +1,4 @@
-// Keeps SystemStatus('queue-runner') current (hydra-contract §6.1, §9.1, §9.2): the C++-shaped
+// Keeps SystemStatus('queue-runner') current (docs/hydra-compat.md, "Status documents and metrics"): the C++-shaped
 // document is written on start, on every `NOTIFY dump_status` (each write sends `status_dumped` in
 // the same transaction, so `hydra-queue-runner --status` and the C++-era `/queue-runner-status`
 // page get their answer well within their 5 s) and periodically; stop() deletes the row.

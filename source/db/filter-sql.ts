@@ -276,7 +276,7 @@ class Compiler {
     if (item.name === 'queued') return 'b.finished = 0';
     if (item.name === 'running') return '(b.finished = 0 AND EXISTS (SELECT 1 FROM BuildSteps rs WHERE rs.build = b.id AND rs.busy != 0))';
     if (item.name === 'finished') return 'b.finished = 1';
-    // A build that hit a cached failure gets 1 or 2 with isCachedBuild = 1 (hydra-contract §4.1).
+    // A build that hit a cached failure gets 1 or 2 with isCachedBuild = 1 (docs/hydra-compat.md, "Cached failures").
     if (item.name === 'cachedfailure') return '(b.finished = 1 AND b.iscachedbuild = 1 AND b.buildstatus IN (1, 2))';
     // Restarted builds keep their old buildStatus, so a status only counts once finished again.
     return `(b.finished = 1 AND b.buildstatus = ${this.p.add(item.code)})`;

@@ -145,7 +145,7 @@ export const FIELD_KINDS: Record<FieldName, FieldKind> = {
   cached: 'bool',
 };
 
-/** Build / step status names (hydra-contract §4.1). `null` codes are states, not stored codes. */
+/** Build / step status names (docs/hydra-compat.md, "Status codes"). `null` codes are states, not stored codes. */
 export const STATUS_CODES: Record<string, number | null> = {
   queued: null,
   running: null,
@@ -166,7 +166,7 @@ export const STATUS_CODES: Record<string, number | null> = {
   resolved: 13,
 };
 
-/** Busy phases (hydra-contract §4.2). */
+/** Busy phases (docs/hydra-compat.md, "Busy phases"). */
 export const PHASES: Record<string, number> = {
   preparing: 1,
   connecting: 10,

@@ -1,4 +1,4 @@
-// The filter grammar shared by the TUI's "/" and script mode's --filter (operator-ux §8):
+// The filter grammar shared by the TUI's "/" and script mode's --filter (README.md, "Filter expressions"):
 // parseFilter() → AST with positions, compileFilter() → parameterised SQL over Hydra's tables,
 // compileMachineFilter() → predicate over in-memory machine records, formatFilterError() → caret report.
 export {

@@ -1,4 +1,5 @@
-// Every statement the queue runner writes, exactly as hydra-contract §6 describes them.
+// Every statement the queue runner writes, exactly as Hydra's C++ runner writes
+// them (src/hydra-queue-runner/*.cc; docs/hydra-compat.md, the sections from "Runner lock and clearBusy" on).
 // Functions taking a `pg.PoolClient` expect to run inside the caller's transaction (see withTransaction).
 import type pg from 'pg';
 import type {Queryable} from './queryable.js';
@@ -53,7 +54,7 @@ export async function notify(db: Queryable, channel: string, payload = ''): Prom
 
 /**
  * `build_finished <head>[\t<dependent>…]`, split into payloads below the 8000-byte limit; every
- * chunk repeats the head build id (hydra-contract §5.3).
+ * chunk repeats the head build id (docs/hydra-compat.md, "NOTIFY channels").
  */
 export function buildFinishedPayloads(head: number, dependents: readonly number[], limit = 7000): string[] {
   const payloads: string[] = [];
@@ -75,7 +76,7 @@ export async function notifyBuildFinished(db: Queryable, head: number, dependent
 }
 
 /**
- * §6.1 clearBusy: anything left busy by a crash becomes Aborted. Only the database's one runner may do
+ * clearBusy (docs/hydra-compat.md, "Runner lock and clearBusy"): anything left busy by a crash becomes Aborted. Only the database's one runner may do
  * this (any busy row may belong to a live runner), so it needs the held runner lock.
  */
 export async function clearBusy(db: Queryable, lock: RunnerLockProof): Promise<number> {
@@ -127,7 +128,7 @@ export async function queuedBuildRows(db: Queryable, ids: readonly number[]): Pr
   return rows;
 }
 
-/** §6.3.1: the top-level .drv is gone; abort without build_finished. */
+/** createBuild when the top-level .drv is gone (docs/hydra-compat.md, "Queue monitor"): abort without build_finished. */
 export async function abortBuildMissingDrv(db: Queryable, id: number, now = nowSeconds()): Promise<boolean> {
   const r = await db.query(
     'UPDATE Builds SET finished = 1, buildStatus = 3, startTime = $2, stopTime = $2 WHERE id = $1 AND finished = 0',
@@ -152,7 +153,7 @@ export interface StepRowInput {
   outputs: ReadonlyMap<string, string | null> | Array<[string, string | null]>;
 }
 
-/** §6.18.1: allocate max(stepnr)+1 and insert, retrying on conflict; also inserts BuildStepOutputs. */
+/** createBuildStep (docs/hydra-compat.md, "Running a step"): allocate max(stepnr)+1 and insert, retrying on conflict; also inserts BuildStepOutputs. */
 export async function insertBuildStep(client: pg.PoolClient | pg.ClientBase, s: StepRowInput): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const {rows} = await client.query('SELECT coalesce(max(stepnr), 0) + 1 AS nr FROM BuildSteps WHERE build = $1', [s.build]);
@@ -171,7 +172,7 @@ export async function insertBuildStep(client: pg.PoolClient | pg.ClientBase, s: 
   throw new Error(`could not allocate a step number for build ${s.build}`);
 }
 
-/** §4.2: guarded phase change; returns false when the row is no longer busy. */
+/** Guarded phase change (docs/hydra-compat.md, "Busy phases"); returns false when the row is no longer busy. */
 export async function updateStepPhase(db: Queryable, build: number, stepnr: number, busy: number): Promise<boolean> {
   const r = await db.query('UPDATE BuildSteps SET busy = $3 WHERE build = $1 AND stepnr = $2 AND busy != 0 AND status IS NULL', [build, stepnr, busy]);
   return (r.rowCount ?? 0) === 1;
@@ -193,7 +194,7 @@ export interface FinishStepInput {
   outputs?: ReadonlyMap<string, string>;
 }
 
-/** §6.18.3 finishBuildStep + `step_finished` (log path or `-`). */
+/** finishBuildStep (docs/hydra-compat.md, "Running a step") + `step_finished` (log path or `-`). */
 export async function finishBuildStep(client: pg.PoolClient | pg.ClientBase, f: FinishStepInput): Promise<void> {
   await client.query(
     `UPDATE BuildSteps SET busy = 0, status = $3, errorMsg = $4, startTime = $5, stopTime = $6, machine = $7,
@@ -221,7 +222,7 @@ export async function finishBuildStep(client: pg.PoolClient | pg.ClientBase, f: 
   await notify(client, 'step_finished', `${f.build}\t${f.stepnr}\t${f.logPath ?? '-'}`);
 }
 
-/** Marks a step row aborted when its final write failed earlier (orphaned steps, §6.1). */
+/** Marks a step row aborted when its final write failed earlier (orphaned steps; docs/hydra-compat.md, "Runner lock and clearBusy"). */
 export async function abortOrphanedStep(db: Queryable, lock: RunnerLockProof, build: number, stepnr: number): Promise<void> {
   lock.assertHeld('abort of an unrecorded step');
   await db.query(`UPDATE BuildSteps SET busy = 0, status = 3 WHERE build = $1 AND stepnr = $2 AND busy != 0 AND ${lockHeldCondition(3)}`, [build, stepnr, lock.backendPid]);
@@ -263,7 +264,7 @@ export interface SuccessInfo {
   metrics: readonly BuildMetric[];
 }
 
-/** §6.13 markSucceededBuild; a no-op (false) when the build is no longer queued. */
+/** markSucceededBuild (docs/hydra-compat.md, "Success and failure bookkeeping"); a no-op (false) when the build is no longer queued. */
 export async function markSucceededBuild(client: pg.PoolClient | pg.ClientBase, buildId: number, s: SuccessInfo): Promise<boolean> {
   const r = await client.query(
     `UPDATE Builds SET finished = 1, buildStatus = $2, startTime = $3, stopTime = $4, size = $5, closureSize = $6,
@@ -300,7 +301,7 @@ export async function markSucceededBuild(client: pg.PoolClient | pg.ClientBase, 
   return true;
 }
 
-/** §6.3.5: size, release name, products and metrics of an earlier successful build with this output. */
+/** Cached success (docs/hydra-compat.md, "Success and failure bookkeeping"): size, release name, products and metrics of an earlier successful build with this output. */
 export async function earlierSuccess(
   db: Queryable,
   outputPath: string,
@@ -340,7 +341,7 @@ export async function insertFailedPaths(db: Queryable, paths: readonly string[])
   for (const p of paths) await db.query('INSERT INTO FailedPaths (path) VALUES ($1)', [p]);
 }
 
-/** §6.3.3: the build whose step originally failed for this derivation / these outputs. */
+/** Cached failure (docs/hydra-compat.md, "Cached failures"): the build whose step originally failed for this derivation / these outputs. */
 export async function originalFailure(db: Queryable, drvPath: string, outputs: ReadonlyMap<string, string | null>): Promise<number | null> {
   const direct = await db.query(
     'SELECT max(build) AS b FROM BuildSteps WHERE drvPath = $1 AND startTime != 0 AND stopTime != 0 AND status = 1',
@@ -372,7 +373,7 @@ export interface FailBuildInput {
   isCachedBuild: boolean;
 }
 
-/** §6.14.2: fail one queued build (no-op when already finished). */
+/** failStep (docs/hydra-compat.md, "Success and failure bookkeeping"): fail one queued build (no-op when already finished). */
 export async function failBuild(db: Queryable, f: FailBuildInput): Promise<boolean> {
   const r = await db.query(
     `UPDATE Builds SET finished = 1, buildStatus = $2, startTime = $3, stopTime = $4, isCachedBuild = $5,
@@ -402,7 +403,7 @@ export async function jobsetRows(db: Queryable, ids?: readonly number[]): Promis
   return rows;
 }
 
-/** §6.6: recent step durations of a jobset (10-day look-back; the caller keeps the 24 h window). */
+/** Jobset shares (docs/hydra-compat.md, "Priorities and shares"): recent step durations of a jobset (10-day look-back; the caller keeps the 24 h window). */
 export async function jobsetStepHistory(db: Queryable, jobsetId: number, since: number): Promise<Array<{starttime: number; stoptime: number}>> {
   const {rows} = await db.query(
     `SELECT s.startTime AS starttime, s.stopTime AS stoptime FROM BuildSteps s JOIN Builds b ON s.build = b.id
@@ -422,7 +423,7 @@ export async function drainedMachines(db: Queryable): Promise<Set<string>> {
   }
 }
 
-/** §9.1: rewrite the C++-shaped status row and tell `--status` clients. */
+/** State::dumpStatus (docs/hydra-compat.md, "Status documents and metrics"): rewrite the C++-shaped status row and tell `--status` clients. */
 export async function writeSystemStatus(pool: pg.Pool, status: unknown): Promise<void> {
   await withTransaction(pool, async (c) => {
     await c.query("DELETE FROM SystemStatus WHERE what = 'queue-runner'");

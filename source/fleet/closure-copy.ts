@@ -18,7 +18,7 @@ import {queryClosure, queryPathInfos, topoSortPaths} from '../nix/store.js';
 import {WireWriter, sortedSet} from '../nix/wire.js';
 
 // ---------------------------------------------------------------------------------------------------------------
-// Per-machine send lock (§7.8): one upload at a time per machine.
+// Per-machine send lock (Hydra's build-remote.cc; docs/hydra-compat.md, "Serve protocol"): one upload at a time per machine.
 
 /** A FIFO mutex per key whose waiters give up waiting after a time limit (then proceed anyway, as Hydra does). */
 export class KeyedLock {

@@ -1,4 +1,4 @@
-// A step's build log file (hydra-contract §6.19): created with its parent directories and truncated when opened,
+// A step's build log file (docs/hydra-compat.md, "Logs"): created with its parent directories and truncated when opened,
 // appended to chunk by chunk as the builder's stderr arrives (so `tail -f` follows it), truncated once more after
 // the input copy, and removed when the outputs turn out to be substituted or already valid.
 

@@ -1,7 +1,7 @@
 // The contract between the scheduler and the builders: run one derivation on one machine.
 // The scheduler owns the database rows; an executor owns everything that touches a builder:
 // connecting, copying the input closure, building with the log streaming to a file, mapping the
-// BuildResult to a step status (hydra-contract §6.11), size limits, copying the outputs back and
+// BuildResult to a step status (docs/hydra-compat.md, "Running a step"), size limits, copying the outputs back and
 // reading their nix-support files.
 import type {Derivation} from '../nix/drv.js';
 import type {BuildProduct, BuildMetric} from '../nix/nix-support.js';
@@ -14,20 +14,20 @@ export interface StepRequest {
   machine: MachineSpec;
   drvPath: string;
   drv: Derivation;
-  /** BuildOptions (§7.9); seconds, bytes. */
+  /** BuildOptions of BuildDerivation (docs/hydra-compat.md, "Serve protocol"); seconds, bytes. */
   maxSilentTime: number;
   buildTimeout: number;
   maxLogSize: number;
   /** Sum of the outputs' NAR sizes above which the step fails with status 11 (0 = no limit). */
   maxOutputSize: number;
-  /** Log file (hydra-contract §6.19); created on demand, truncated after the input copy. */
+  /** Log file (docs/hydra-compat.md, "Logs"); created on demand, truncated after the input copy. */
   logPath: string;
   /** Aborting stops the remote build within 2 s; the result then has status 4. */
   signal: AbortSignal;
   onPhase(phase: StepPhase): void | Promise<void>;
   /** The serve-protocol handshake succeeded: the machine's failure counter resets. */
   onConnected?(): void;
-  /** The build is over on the builder and its slot may be reused while outputs copy back (§6.10.8). */
+  /** The build is over on the builder and its slot may be reused while outputs copy back (docs/hydra-compat.md, "Machine choice and back-off"). */
   onSlotReleased?(): void;
 }
 
@@ -48,7 +48,7 @@ export interface StepResult {
   errorMsg: string | null;
   /** Outputs were substituted or already valid on the builder (no log). */
   isCached: boolean;
-  /** A transport/connection failure: the machine backs off (§6.12). */
+  /** A transport/connection failure: the machine backs off (docs/hydra-compat.md, "Machine choice and back-off"). */
   machineFault: boolean;
   /** Build start/stop (Unix seconds) as reported by the builder, else measured around BuildDerivation. */
   startTime: number;

@@ -1,7 +1,8 @@
-// Runs one build step on one machine over the serve protocol, in the order of hydra-contract §7.10:
+// Runs one build step on one machine over the serve protocol, in the order of Hydra's
+// build-remote.cc (docs/hydra-compat.md, "Running a step"):
 // connect + handshake, send the input closure (per-machine send lock), truncate the log, BuildDerivation with
-// the log streaming to a file, map the BuildResult (§6.11), then copy the outputs back (size limit §6.17),
-// scan their nix-support files (§6.20) and measure sizes. Transport failures become status 3 with a
+// the log streaming to a file, map the BuildResult, then copy the outputs back (size limit: docs/hydra-compat.md, "Limits"),
+// scan their nix-support files (docs/hydra-compat.md, "nix-support") and measure sizes. Transport failures become status 3 with a
 // machine fault; an aborted step kills the remote build and becomes status 4.
 
 import {execa} from 'execa';
@@ -273,7 +274,7 @@ export class FleetExecutor implements StepExecutor {
     result.closureSize = await closureNarSize(outputList, this.nixStore);
   }
 
-  /** §6.17: the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
+  /** docs/hydra-compat.md, "Limits": the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
   private overOutputLimit(
     request: StepRequest,
     result: StepResult,

@@ -528,7 +528,7 @@ export function decodeBuiltOutputs(raw: ReadonlyMap<string, string>, storeDir: s
   return out;
 }
 
-/** What a BuildResult means for the step (hydra-contract §6.11). */
+/** What a BuildResult means for the step (Hydra's RemoteResult::updateWithBuildResult; docs/hydra-compat.md, "Running a step"). */
 export interface StepOutcome {
   /** BuildSteps.status: 0 success, 1 failed, 3 aborted, 7 timed out, 10 log limit, 12 not deterministic. */
   stepStatus: number;

@@ -27,7 +27,7 @@ export interface SchedulerOptions {
   localSystem: string;
   stepOrder?: StepOrder;
   maxTries?: number;
-  /** First retry delay; later ones multiply by 3 (docs/hydra-compat.md, retries). */
+  /** First retry delay; later ones multiply by 3 (docs/hydra-compat.md, "Retries"). */
   retryIntervalMs?: number;
   /** First machine back-off; later ones multiply by 3, at most 4 steps. */
   machineBackoffMs?: number;

@@ -1,4 +1,4 @@
-// One dispatch round (hydra-contract §6.7): order the runnable steps, then hand each to the best
+// One dispatch round (docs/hydra-compat.md, "Dispatch order"): order the runnable steps, then hand each to the best
 // available machine that supports it. Pure: no database, no I/O.
 import type {Step} from './model.js';
 import {compareMachines, isAvailable, supportsStep, type RunnerMachine} from './machines.js';

@@ -1,4 +1,4 @@
-// The shared step graph (hydra-contract §6.3, §6.4): builds attach to steps keyed by drv path;
+// The shared step graph (docs/hydra-compat.md, "Step graph and runnable"): builds attach to steps keyed by drv path;
 // derivations whose outputs are valid are not steps; a step is runnable once created and all its
 // dependencies are done. Loading walks the derivation graph breadth-first so that validity and
 // FailedPaths are checked with one store call and one query per graph level, not per derivation,

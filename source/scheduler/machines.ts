@@ -1,5 +1,5 @@
 // Machines as the dispatcher sees them: the machines-file entry plus runtime state that survives
-// reloads (hydra-contract §6.8, §6.12, §8.2).
+// reloads (docs/hydra-compat.md, "Machine choice and back-off", "Machines file").
 import type {MachineSpec} from '../fleet/machines-file.js';
 import type {Step} from './model.js';
 
@@ -58,7 +58,7 @@ export function stepPlatform(step: Step, localSystem: string): string {
   return step.platform === 'builtin' ? localSystem : step.platform;
 }
 
-/** §6.8 Machine::supportsStep (capacity and back-off are separate). */
+/** Hydra's Machine::supportsStep (capacity and back-off are separate). */
 export function supportsStep(spec: MachineSpec, step: Step, localSystem: string): boolean {
   const platform = stepPlatform(step, localSystem);
   if (!spec.systems.includes(platform) && !(step.platform === 'builtin' && spec.systems.includes('builtin'))) return false;
@@ -102,7 +102,7 @@ export function compareMachines(a: RunnerMachine, b: RunnerMachine): number {
   );
 }
 
-/** §6.12 machine back-off after a transport failure; a burst within 30 s counts once. */
+/** Machine back-off after a transport failure (docs/hydra-compat.md, "Machine choice and back-off"); a burst within 30 s counts once. */
 export function recordMachineFailure(rt: MachineRuntime, message: string, now: number, baseMs = 60_000): void {
   rt.lastError = message;
   rt.lastErrorAt = now;

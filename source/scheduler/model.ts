@@ -1,4 +1,4 @@
-// The queue runner's in-memory state (hydra-contract §6.4–6.6): builds, the shared step graph
+// The queue runner's in-memory state (docs/hydra-compat.md, "Step graph and runnable", "Priorities and shares"): builds, the shared step graph
 // keyed by drv path, and jobsets with their fair-share windows.
 import type {Derivation} from '../nix/drv.js';
 
@@ -7,7 +7,7 @@ export const DAY = 86400;
 export class Jobset {
   /** Seconds of step time charged in the last 24 h. */
   seconds = 0;
-  /** Step id → charge, so two steps starting in the same second never overwrite each other (§6.6 quirk). */
+  /** Step id → charge, so two steps starting in the same second never overwrite each other (docs/hydra-compat.md, "Priorities and shares"). */
   readonly window = new Map<number, {start: number; seconds: number}>();
 
   constructor(
@@ -138,7 +138,7 @@ export function dependentSteps(step: Step): Set<Step> {
   return seen;
 }
 
-/** §6.5: raise priorities and jobset membership over a build's whole dependency graph. */
+/** docs/hydra-compat.md, "Priorities and shares": raise priorities and jobset membership over a build's whole dependency graph. */
 export function propagatePriorities(build: Build): void {
   if (!build.toplevel) return;
   const seen = new Set<Step>();

@@ -92,7 +92,7 @@ export function machinesNamed(machines: readonly MachineSpec[], name: string): M
   return machines.filter((m) => m.host === name || (m.user !== undefined && `${m.user}@${m.host}` === name));
 }
 
-/** The machine can build the derivation: system, required features, mandatory features (hydra-contract §6.8). */
+/** The machine can build the derivation: system, required features, mandatory features (docs/hydra-compat.md, "Machine choice and back-off"). */
 export function machineCanBuild(m: MachineSpec, system: string, features: readonly string[]): boolean {
   if (!m.systems.includes(system)) return false;
   if (!features.every((f) => m.supportedFeatures.includes(f))) return false;

@@ -1,4 +1,4 @@
-// The queue runner's single-instance lock (hydra-contract §6.1). Hydra's C++ runner flocks
+// The queue runner's single-instance lock (docs/hydra-compat.md, "Runner lock and clearBusy"). Hydra's C++ runner flocks
 // `$HYDRA_DATA/queue-runner/lock.lock` (Nix PathLocks appends `.lock`), the Rust runner flocks
 // `$HYDRA_DATA/queue-runner/lock`. We take both, so neither upstream runner can run beside us and
 // we cannot run beside either. `lock.lock` stays empty (Nix treats a non-empty one as stale); our

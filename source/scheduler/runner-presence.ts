@@ -144,7 +144,7 @@ async function statusRow(db: Queryable): Promise<StatusRow | null> {
   };
 }
 
-/** NOTIFY dump_status and wait for status_dumped (hydra-contract: the `--status` exchange). */
+/** NOTIFY dump_status and wait for status_dumped (as `hydra-queue-runner --status` does; docs/hydra-compat.md, "Status documents and metrics"). */
 async function dumpStatusAnswered(connection: pg.ClientConfig, waitMs: number): Promise<boolean> {
   const client = new pg.Client({...connection, application_name: 'hydra-ops console probe'});
   client.on('error', () => {});

@@ -1,4 +1,4 @@
-// JSON schemas of the status documents (hydra-contract §9.1, §9.4–9.5, §9.7) and a validator that
+// JSON schemas of the status documents (docs/hydra-compat.md, "Status documents and metrics") and a validator that
 // reports every problem with its JSON path.
 import {Ajv, type ValidateFunction} from 'ajv';
 
@@ -21,7 +21,7 @@ function obj(properties: Record<string, Schema>, optional: Record<string, Schema
 }
 const mapOf = (value: Schema): Schema => ({type: 'object', additionalProperties: value});
 
-// ---------------------------------------------------------------- §9.1 C++ document
+// ---------------------------------------------------------------- C++ document
 
 const cppMachine = obj(
   {

@@ -57,7 +57,7 @@ function registerBuildAction(program: Command, ctx: AppContext, name: BuildActio
     program
       .command(`${name} [ids...]`)
       .description(description)
-      .option('--filter <expr>', 'act on every build the filter matches (see operator-ux filter grammar)'),
+      .option('--filter <expr>', 'act on every build the filter matches (see README.md, Filter expressions)'),
   );
   if (name === 'bump') cmd.option('--to-front', 'above every existing bump (max(now, highest globalPriority + 1)) instead of Hydra\'s "now"');
   cmd.addHelpText('after', `\nExamples:\n${examples}${EXIT_HELP}\n`);

@@ -1,5 +1,5 @@
 // `hydra-ops jobset create PROJECT/JOBSET --expr FILE`: a legacy (Nix expression) jobset with its inputs
-// (hydra-contract §3.3): the expression's directory becomes the path input `src` (nixExprInput) and the file name
+// (the Jobsets table of Hydra's src/sql/hydra.sql): the expression's directory becomes the path input `src` (nixExprInput) and the file name
 // nixExprPath; each --input becomes a JobsetInputs row with one JobsetInputAlts row.
 import type {Command} from 'commander';
 import type {AppContext} from '../context.js';

@@ -1,5 +1,5 @@
 // `hydra-ops log BUILD[/STEP] [-f] [--tail N]`: a step's build log from $HYDRA_DATA/build-logs (the
-// bucketed per-derivation path, plain, .bz2 or .zst — hydra-contract §6.19). `-f` prints what is there,
+// bucketed per-derivation path, plain, .bz2 or .zst — docs/hydra-compat.md, "Logs"). `-f` prints what is there,
 // then follows the file as the runner writes it and ends by itself once the step is no longer busy.
 import type {Command} from 'commander';
 import {spawn} from 'node:child_process';

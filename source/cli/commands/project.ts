@@ -1,4 +1,4 @@
-// `hydra-ops project create NAME`: a Projects row (hydra-contract §3.2).
+// `hydra-ops project create NAME`: a Projects row (the Projects table of Hydra's src/sql/hydra.sql).
 import type {Command} from 'commander';
 import type {AppContext} from '../context.js';
 import {printJson} from '../output.js';

@@ -10,7 +10,7 @@ export function registerReproCommand(program: Command, ctx: AppContext): void {
   program
     .command('repro')
     .description('reproducibility report over finished successful builds: share reproducible, unchecked, the non-reproducible ones with diff excerpts')
-    .option('--filter <expr>', 'only builds the filter matches (see operator-ux filter grammar)')
+    .option('--filter <expr>', 'only builds the filter matches (see README.md, Filter expressions)')
     .option('--limit <n>', 'non-reproducible builds listed', '50')
     .option('--show <check>', 'one check with its diff (the first 200 lines of its diff log)')
     .option('--recent', 'list the most recent checks instead of the report')

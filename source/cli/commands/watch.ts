@@ -1,5 +1,5 @@
 // `hydra-ops watch`: live events as NDJSON, one JSON object per line, from the runner's NOTIFY channels
-// (hydra-contract §5.2) plus polled busy-phase changes (phase updates send no NOTIFY). Runs until
+// (docs/hydra-compat.md, "NOTIFY channels") plus polled busy-phase changes (phase updates send no NOTIFY). Runs until
 // interrupted (SIGINT/SIGTERM → exit 0). After a lost database connection it reconnects, prints a
 // `resync` event (notifications sent meanwhile are lost) and carries on.
 import type {Command} from 'commander';
