@@ -2,7 +2,7 @@
 // and (opened lazily, closed at exit) the database.
 import {resolveConfig, type ResolvedConfig} from '../config/resolve.js';
 import {ConfigError} from '../config/errors.js';
-import {openDatabase, DatabaseUnavailableError, type Database, type DatabaseTarget} from '../db/connection.js';
+import type {Database, DatabaseTarget} from '../db/connection.js';
 import {CliError, EXIT} from './exit-codes.js';
 
 export interface GlobalOptions {
@@ -64,11 +64,14 @@ export class AppContext {
 
   /** Opens the database once per invocation; unreachable → exit 69. */
   database(): Promise<Database> {
-    this.db ??= openDatabase(this.databaseTarget(), {applicationName: `hydra-ops ${this.commandName}`.trim()}).catch((e) => {
-      this.db = undefined;
-      if (e instanceof DatabaseUnavailableError) throw new CliError(EXIT.unavailable, e.message);
-      throw e;
-    });
+    // Loaded here, not at start-up: commands that never touch the database do not pay for the driver.
+    this.db ??= import('../db/connection.js').then(({openDatabase, DatabaseUnavailableError}) =>
+      openDatabase(this.databaseTarget(), {applicationName: `hydra-ops ${this.commandName}`.trim()}).catch((e) => {
+        this.db = undefined;
+        if (e instanceof DatabaseUnavailableError) throw new CliError(EXIT.unavailable, e.message);
+        throw e;
+      }),
+    );
     return this.db;
   }
 

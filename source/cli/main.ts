@@ -10,7 +10,30 @@ import {VERSION} from './version.js';
 
 export {VERSION};
 
-export function buildProgram(ctx: AppContext): Command {
+/** Global options that take a value (their value is not a subcommand name). */
+const VALUE_OPTIONS = new Set(['--database-url', '--user', '--log-format', '--color']);
+
+/**
+ * The subcommand an argument vector names: its name, `undefined` when every module is needed (help, or a
+ * name only commander can judge), `null` when none is (the console, `--version`).
+ */
+export function subcommandOf(argv: readonly string[]): string | null | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-h' || a === '--help') return undefined;
+    if (a === '-V' || a === '--version') return null;
+    if (a === '--') return argv[i + 1] ?? null;
+    if (a.startsWith('-')) {
+      if (VALUE_OPTIONS.has(a)) i++;
+      continue;
+    }
+    return a === 'help' ? undefined : a;
+  }
+  return null;
+}
+
+/** The program with the subcommands `argv` needs (all of them without `argv`). */
+export async function buildProgram(ctx: AppContext, argv?: readonly string[]): Promise<Command> {
   const program = new Command('hydra-ops')
     .description('Terminal operations console and queue runner for Nix build farms run with Hydra.')
     .version(VERSION, '-V, --version')
@@ -35,7 +58,7 @@ export function buildProgram(ctx: AppContext): Command {
     ctx.setGlobals(program.opts<GlobalOptions>());
     ctx.commandName = action.name();
   });
-  registerCommands(program, ctx);
+  await registerCommands(program, ctx, argv ? subcommandOf(argv) : undefined);
   // No subcommand: the console (loaded on demand so script mode never pays for Ink).
   program.allowExcessArguments(true).action(async () => {
     if (program.args.length > 0) {
@@ -52,9 +75,9 @@ export function buildProgram(ctx: AppContext): Command {
 export async function main(argv: string[]): Promise<number> {
   handleEpipe();
   const ctx = new AppContext();
-  const program = buildProgram(ctx);
   // `hydra-ops --daemon` is the documented way to start the queue runner.
   if (argv.includes('--daemon') && !argv.includes('daemon')) argv = ['daemon', ...argv.filter((a) => a !== '--daemon')];
+  const program = await buildProgram(ctx, argv);
   try {
     await program.parseAsync(argv, {from: 'user'});
     return ctx.exitCode;

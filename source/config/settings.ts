@@ -1,7 +1,9 @@
-// hydra-ops' own persisted settings (`hydra-ops config get|set|unset|list`), stored with conf as
-// JSON in `$HYDRA_OPS_CONFIG_DIR/config.json`, else `$XDG_CONFIG_HOME/hydra-ops/config.json`,
+// hydra-ops' own persisted settings (`hydra-ops config get|set|unset|list`), stored as JSON in `$HYDRA_OPS_CONFIG_DIR/config.json`, else `$XDG_CONFIG_HOME/hydra-ops/config.json`,
 // else `~/.config/hydra-ops/config.json`. The file holds the embedded server's password, so it is
-// written with mode 0600 and a directory we create is 0700.
+// written with mode 0600 (from creation: a temporary file opened O_EXCL with that mode, then renamed over the
+// old one) and a directory we create is 0700. Reading and writing use node:fs directly: every command reads the
+// settings, and a command line that answers fast cannot afford a settings library's start-up (a schema
+// compiler took about as long as the rest of a script-mode command).
 //
 // Defaults live here, not in the file: opening the settings never writes anything, and a later
 // change of a default reaches every installation that did not set the key explicitly.
@@ -17,10 +19,9 @@
 //   logFormat text, readonly false, localAdmin false.
 
 import {randomBytes} from 'node:crypto';
-import {existsSync, mkdirSync} from 'node:fs';
+import {closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync} from 'node:fs';
 import {homedir} from 'node:os';
 import {join, resolve} from 'node:path';
-import Conf from 'conf';
 import {ConfigError, quote} from './errors.js';
 import {parseDatabaseUrl, type Env} from './dbi.js';
 import {parseEnvNames} from './child-env.js';
@@ -124,16 +125,69 @@ export const SETTING_SPECS: Readonly<Record<SettingKey, KeySpec>> = {
 
 export const SETTING_KEYS = Object.keys(SETTING_SPECS) as SettingKey[];
 
-function jsonSchema(): Record<string, Record<string, unknown>> {
-  const schema: Record<string, Record<string, unknown>> = {};
-  for (const key of SETTING_KEYS) {
-    const spec = SETTING_SPECS[key];
-    if (spec.kind === 'enum') schema[key] = {type: 'string', enum: [...spec.values!]};
-    else if (spec.kind === 'integer') schema[key] = {type: 'integer', minimum: spec.minimum, maximum: spec.maximum};
-    else if (spec.kind === 'boolean') schema[key] = {type: 'boolean'};
-    else schema[key] = {type: 'string', minLength: 1};
+/** Why a stored value does not fit its key, or undefined (the file may have been edited by hand). */
+function storedProblem(key: SettingKey, value: unknown): string | undefined {
+  const spec = SETTING_SPECS[key];
+  switch (spec.kind) {
+    case 'enum':
+      return typeof value === 'string' && spec.values!.includes(value) ? undefined : `must be one of ${spec.values!.join(', ')}`;
+    case 'integer':
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) return 'must be an integer';
+      if (spec.minimum !== undefined && value < spec.minimum) return `must be >= ${spec.minimum}`;
+      if (spec.maximum !== undefined && value > spec.maximum) return `must be <= ${spec.maximum}`;
+      return undefined;
+    case 'boolean':
+      return typeof value === 'boolean' ? undefined : 'must be a boolean';
+    case 'string':
+      return typeof value === 'string' && value !== '' ? undefined : 'must be a non-empty string';
   }
-  return schema;
+}
+
+function readStored(file: string): Stored {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const err = error as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') return {};
+    throw new ConfigError(`${file}: ${err.code ?? ''}${err.code ? ' ' : ''}${err.message}`, {file});
+  }
+  if (text.trim() === '') return {};
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${file}: not valid JSON (${(error as Error).message}); fix or delete the file`, {file});
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new ConfigError(`${file}: invalid settings: expected a JSON object`, {file});
+  for (const [key, value] of Object.entries(data)) {
+    if (!(SETTING_KEYS as string[]).includes(key)) continue;
+    const problem = storedProblem(key as SettingKey, value);
+    if (problem) throw new ConfigError(`${file}: invalid setting \`${key}\` ${problem}`, {file, field: key});
+  }
+  return data as Stored;
+}
+
+/** Replaces the file atomically; the new file is 0600 from the moment it exists. */
+function writeStored(dir: string, file: string, data: Stored): void {
+  try {
+    mkdirSync(dir, {recursive: true, mode: 0o700});
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(data, null, '\t')}\n`);
+      fsyncSync(fd);
+    } catch (error) {
+      closeSync(fd);
+      rmSync(tmp, {force: true});
+      throw error;
+    }
+    closeSync(fd);
+    renameSync(tmp, file);
+  } catch (error) {
+    const err = error as NodeJS.ErrnoException;
+    throw new ConfigError(`${file}: cannot write the settings: ${err.code ?? ''}${err.code ? ' ' : ''}${err.message}`, {file});
+  }
 }
 
 /** Directory of the settings file for this environment. */
@@ -216,52 +270,16 @@ function assertKey(key: string): SettingKey {
   return key as SettingKey;
 }
 
-// One conf instance per settings file: conf compiles the JSON schema (tens of milliseconds) in its
-// constructor but reads the file on every access, so sharing an instance never serves stale data.
-const instances = new Map<string, Conf<Stored>>();
-
 /** Opens the settings for this environment. Reads nothing and writes nothing yet. */
 export function openSettings(env: Env): SettingsStore {
   const dir = settingsDir(env);
-  let conf: Conf<Stored> | undefined;
   const file = join(dir, 'config.json');
-
-  const wrap = (error: unknown): never => {
-    if (error instanceof ConfigError) throw error;
-    const err = error as NodeJS.ErrnoException;
-    if (err.name === 'SyntaxError') {
-      throw new ConfigError(`${file}: not valid JSON (${err.message}); fix or delete the file`, {file});
-    }
-    if (typeof err.message === 'string' && err.message.startsWith('Config schema violation:')) {
-      throw new ConfigError(`${file}: ${err.message.replace(/^Config schema violation: /, 'invalid setting ')}`, {file});
-    }
-    throw new ConfigError(`${file}: ${err.code ?? ''}${err.code ? ' ' : ''}${err.message}`, {file});
-  };
-
-  const store = (): Conf<Stored> => {
-    conf ??= instances.get(file);
-    if (conf) return conf;
-    try {
-      if (!existsSync(dir)) mkdirSync(dir, {recursive: true, mode: 0o700});
-      conf = new Conf<Stored>({
-        projectName: 'hydra-ops',
-        projectSuffix: '',
-        cwd: dir,
-        configFileMode: 0o600,
-        schema: jsonSchema() as never,
-      });
-      instances.set(file, conf);
-      return conf;
-    } catch (error) {
-      return wrap(error);
-    }
-  };
-  const read = (): Stored => {
-    try {
-      return store().store;
-    } catch (error) {
-      return wrap(error);
-    }
+  // Read on every access, so a value set by another process is never served stale.
+  const read = (): Stored => readStored(file);
+  const update = (change: (data: Stored) => void): void => {
+    const data = {...read()};
+    change(data);
+    writeStored(dir, file, data);
   };
 
   const api: SettingsStore = {
@@ -278,19 +296,16 @@ export function openSettings(env: Env): SettingsStore {
     setSetting(key, raw) {
       const k = assertKey(key);
       const value = parseSettingValue(k, raw);
-      try {
-        store().set(k, value as never);
-      } catch (error) {
-        wrap(error);
-      }
+      update((data) => {
+        data[k] = value as never;
+      });
     },
     unsetSetting(key) {
       const k = assertKey(key);
-      try {
-        store().delete(k);
-      } catch (error) {
-        wrap(error);
-      }
+      if (read()[k] === undefined) return;
+      update((data) => {
+        delete data[k];
+      });
     },
     settingsPath() {
       return file;
@@ -314,11 +329,9 @@ export function openSettings(env: Env): SettingsStore {
       const existing = read().embeddedPassword;
       if (typeof existing === 'string' && existing !== '') return existing;
       const generated = randomBytes(24).toString('base64url');
-      try {
-        store().set('embeddedPassword', generated);
-      } catch (error) {
-        wrap(error);
-      }
+      update((data) => {
+        data.embeddedPassword = generated;
+      });
       return generated;
     },
   };
