@@ -1,7 +1,26 @@
 // What the console shows, as plain data: the ConsoleData interface the views are fed from (the SQL
 // + runner implementation in sql-data.ts; tests substitute a fake) and the row shapes it returns.
 
-export type ViewName = 'overview' | 'builds' | 'steps' | 'machines' | 'jobsets' | 'detail' | 'log' | 'checks' | 'audit';
+/** Views whose rows are a keyset-paged window onto a long SQL list, by row type. */
+export interface WindowRows {
+  builds: BuildListRow;
+  audit: AuditEntry;
+  checks: CheckEntry;
+}
+
+/** Views whose rows are a bounded list loaded whole, by row type. */
+export interface ListRows {
+  steps: RunningStep;
+  machines: MachineRow;
+  jobsets: JobsetShare;
+}
+
+export type WindowName = keyof WindowRows;
+export type ListName = keyof ListRows;
+/** Every console view; each has one entry in the views table (views.ts). */
+export type ViewName = WindowName | ListName | 'overview' | 'detail' | 'log';
+/** Views with a `/` filter. */
+export type FilterView = 'builds' | 'steps' | 'machines';
 
 export type BuildOrder = 'id-desc' | 'queue';
 
