@@ -22,38 +22,13 @@ export type ViewName = WindowName | ListName | 'overview' | 'detail' | 'log';
 /** Views with a `/` filter. */
 export type FilterView = 'builds' | 'steps' | 'machines';
 
-export type BuildOrder = 'id-desc' | 'queue';
+export type {BuildOrder} from '../../db/queries/builds.js';
+export type {Anchor} from '../../db/queries/windows.js';
+import type {BuildOrder} from '../../db/queries/builds.js';
+import type {Anchor, BuildWindowRow} from '../../db/queries/windows.js';
 
-/** Where a page starts: the top, the bottom, or right after / before the row with this key. */
-export type Anchor =
-  | {kind: 'start'}
-  | {kind: 'end'}
-  | {kind: 'after'; key: number[]}
-  | {kind: 'before'; key: number[]}
-  /** Inclusive: the row with this key (if it still exists) and the ones after it (a refresh in place). */
-  | {kind: 'from'; key: number[]};
-
-export interface BuildListRow {
-  id: number;
-  project: string;
-  jobset: string;
-  job: string;
-  system: string;
-  drvpath: string;
-  finished: number;
-  buildstatus: number | null;
-  iscachedbuild: number | null;
-  priority: number;
-  globalpriority: number;
-  /** Unix seconds. */
-  timestamp: number;
-  starttime: number | null;
-  stoptime: number | null;
-  /** Highest busy phase of the build's running steps (0 = none). */
-  busy: number;
-  /** Machine of a running step, if any. */
-  machine: string | null;
-}
+/** A row of the Builds view (one page row of the builds window query). */
+export type BuildListRow = BuildWindowRow;
 
 export interface RunningStep {
   build: number;
