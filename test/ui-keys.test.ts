@@ -5,7 +5,8 @@ import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {initialState, reduce, type State} from '../source/ui/state/reducer.js';
 import {bindingFor, helpSections, keyHints, KEYS, pressKey} from '../source/ui/state/keys.js';
-import {cursorOf, FILTER_VIEWS, LIST_NAMES, loadView, TOP_VIEWS, VIEW_NAMES, VIEWS, WINDOW_NAMES} from '../source/ui/state/views.js';
+import {FILTER_VIEWS, LIST_NAMES, TOP_VIEWS, VIEW_NAMES, VIEWS, WINDOW_NAMES} from '../source/ui/state/views.js';
+import {cursorOf, loadView} from '../source/ui/state/selection.js';
 import {VIEW_COMMANDS} from '../source/ui/state/input.js';
 import type {BuildListRow, Capabilities, ViewName} from '../source/ui/state/types.js';
 

@@ -4,7 +4,8 @@
 import {needsTypedConfirm} from '../../actions/confirm.js';
 import {refuse, type Result, type State} from './model.js';
 import type {ActionOutcome, ActionRequest} from './types.js';
-import {currentBuildId, isFilterView, VIEWS} from './views.js';
+import {isFilterView, VIEWS} from './views.js';
+import {currentBuildId} from './selection.js';
 
 /** The builds an action acts on: the marked ones, else the selected one. */
 export function targets(state: State): number[] {

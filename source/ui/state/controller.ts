@@ -7,7 +7,8 @@ import type {Action, Effect, State} from './model.js';
 import {toKeys, type InkKey} from './keymap.js';
 import type {Size} from './layout.js';
 import type {ChangeKind, ConsoleData, FilterView, LogHandle, ViewName, WindowName} from './types.js';
-import {isFilterView, listSource, loadView, VIEWS, windowSource} from './views.js';
+import {isFilterView, listSource, VIEWS, windowSource} from './views.js';
+import {loadView} from './selection.js';
 
 export interface ControllerOptions {
   size: Size;

@@ -4,7 +4,8 @@ import {compileFilter, compileMachineFilter, formatFilterError, parseFilter, Fil
 import type {Result, State} from './model.js';
 import type {BuildOrder, ViewName} from './types.js';
 import {openDetail, openLog, switchView} from './navigation.js';
-import {isFilterView, reloadFiltered, reloadWindow, TOP_VIEWS, VIEW_NAMES, VIEWS} from './views.js';
+import {isFilterView, TOP_VIEWS, VIEW_NAMES, VIEWS} from './views.js';
+import {reloadFiltered, reloadWindow} from './selection.js';
 
 /** `:` names → views (from the views table). */
 export const VIEW_COMMANDS: ReadonlyMap<string, ViewName> = new Map(VIEW_NAMES.flatMap((v) => VIEWS[v].commands.map((c) => [c, v] as const)));

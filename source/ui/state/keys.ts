@@ -3,13 +3,13 @@
 // when it is disabled and why, its footer hints, and its action, which returns the next state and
 // effects as data. The reducer, the help overlay and the footer are all derived from KEYS.
 // Adding a key: docs/architecture.md ("Adding a key").
-import {bodyLines} from './layout.js';
 import {say, stay, type Result, type State} from './model.js';
 import {buildAction, machineAction, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
-import {go, goBack, openLog, switchView} from './navigation.js';
+import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
-import {currentIndex, cursorOf, FILTER_VIEWS, jumpEdge, moveTo, reloadWindow, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText, withEnsure} from './views.js';
+import {FILTER_VIEWS, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
+import {currentIndex, cursorOf, jumpEdge, moveTo, reloadWindow, withEnsure} from './selection.js';
 
 export type Section = 'Global' | 'Lists' | 'Actions' | 'Log';
 /** Help sections in display order. */
@@ -76,40 +76,6 @@ function move(s: State, key: string): Result {
   const delta: Record<string, number> = {j: 1, down: 1, k: -1, up: -1, 'ctrl-f': page, pgdn: page, 'ctrl-b': -page, pgup: -page};
   if (key in delta) return withEnsure(moveTo(s, idx + delta[key]!));
   return jumpEdge(s, key === 'g' || key === 'home' ? 'start' : 'end');
-}
-
-/** Log scrolling keys; `follow` jumps to the end and follows. */
-function scrollLog(s: State, key: string): Result {
-  const log = s.log;
-  if (!log) return stay(s);
-  const page = bodyLines(s.size) - 1;
-  const maxTop = Math.max(0, log.total - page);
-  const to = (top: number, follow = false): Result => {
-    const t = Math.max(0, Math.min(maxTop, top));
-    return {state: {...s, log: {...log, top: t, follow}}, effects: [{type: 'readLog', top: t, count: page}]};
-  };
-  switch (key) {
-    case 'j':
-    case 'down':
-      return to(log.top + 1);
-    case 'k':
-    case 'up':
-      return to(log.top - 1);
-    case 'pgdn':
-    case 'ctrl-f':
-    case 'space':
-      return to(log.top + page);
-    case 'pgup':
-    case 'ctrl-b':
-      return to(log.top - page);
-    case 'g':
-    case 'home':
-      return to(0);
-    case 'follow':
-      return to(maxTop, true);
-    default:
-      return to(maxTop, log.follow);
-  }
 }
 
 const VIEW_KEYS = TOP_VIEWS.map((v) => VIEWS[v].key!);

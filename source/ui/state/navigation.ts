@@ -1,8 +1,10 @@
 // Moving between views: switching, the back stack, opening a build's detail or a log, drilling
-// into a filtered view, and carrying out where the views table says `enter` goes.
-import type {Effect, Result, State} from './model.js';
+// into a filtered view, carrying out where the views table says `enter` goes, and scrolling a log.
+import {bodyLines} from './layout.js';
+import {stay, type Effect, type Result, type State} from './model.js';
 import type {FilterView, ViewName} from './types.js';
-import {isWindow, loadView, reloadFiltered, type Go} from './views.js';
+import {isWindow, type Go} from './views.js';
+import {loadView, reloadFiltered} from './selection.js';
 
 export function switchView(state: State, view: ViewName, push = false): Result {
   if (view === state.view && !push) return {state, effects: []};
@@ -51,5 +53,39 @@ export function go(state: State, to: Go): Result {
       return showFiltered(state, to.view, to.filter);
     case 'message':
       return {state: {...state, message: {text: to.text, error: false}}, effects: []};
+  }
+}
+
+/** Log scrolling keys; `follow` jumps to the end and follows. */
+export function scrollLog(s: State, key: string): Result {
+  const log = s.log;
+  if (!log) return stay(s);
+  const page = bodyLines(s.size) - 1;
+  const maxTop = Math.max(0, log.total - page);
+  const to = (top: number, follow = false): Result => {
+    const t = Math.max(0, Math.min(maxTop, top));
+    return {state: {...s, log: {...log, top: t, follow}}, effects: [{type: 'readLog', top: t, count: page}]};
+  };
+  switch (key) {
+    case 'j':
+    case 'down':
+      return to(log.top + 1);
+    case 'k':
+    case 'up':
+      return to(log.top - 1);
+    case 'pgdn':
+    case 'ctrl-f':
+    case 'space':
+      return to(log.top + page);
+    case 'pgup':
+    case 'ctrl-b':
+      return to(log.top - page);
+    case 'g':
+    case 'home':
+      return to(0);
+    case 'follow':
+      return to(maxTop, true);
+    default:
+      return to(maxTop, log.follow);
   }
 }

@@ -7,13 +7,14 @@ import {emptyList, emptyWindow, listOf, windowOf, type Action, type Result, type
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
 import {pressKey} from './keys.js';
-import {currentIndex, LIST_NAMES, loadView, moveTo, rowKey, WINDOW_NAMES, withEnsure} from './views.js';
+import {LIST_NAMES, WINDOW_NAMES} from './views.js';
+import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
 import type {FilterView, ViewName} from './types.js';
 
 export type {Action, Dialog, Effect, List, LogState, Mode, Result, State, Window} from './model.js';
 export {WINDOW_MAX} from './model.js';
-export {loadView} from './views.js';
+export {loadView} from './selection.js';
 
 export interface InitOptions {
   size: Size;

@@ -1,7 +1,8 @@
 // The console's data from the real system: Hydra's tables through keyset-paged SQL (never a whole
 // list), the runner's status (in-process or another runner's REST / SystemStatus), LISTEN for live
 // updates plus polling of busy steps (phase changes send no NOTIFY), log files by derivation, and
-// the operator actions of source/actions (shared with script mode).
+// the operator actions of source/actions (shared with script mode). It is over 400 lines because it
+// is the one implementation of the ConsoleData interface (types.ts); its SQL lives in db/queries/.
 import type pg from 'pg';
 import {compileMachineFilter, parseFilter} from '../../db/filter.js';
 import {buildDrv, buildOutputs, buildProducts, countBuilds} from '../../db/queries/builds.js';
