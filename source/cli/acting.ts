@@ -7,6 +7,7 @@ import {CliError, EXIT, usageError} from './exit-codes.js';
 import {ActionError} from '../actions/errors.js';
 import {makeActor, type Actor} from '../actions/actor.js';
 import type {ActionResult} from '../actions/perform.js';
+import {needsTypedConfirm} from '../actions/confirm.js';
 
 export function actorOf(ctx: AppContext): Actor {
   const c = ctx.config();
@@ -44,8 +45,6 @@ export function parseId(arg: string, what: string): number {
   return parseIds([arg], what)[0]!;
 }
 
-/** Above this many targets a confirmation asks for the count to be typed. */
-export const TYPED_CONFIRM_THRESHOLD = 100;
 
 export interface ConfirmIo {
   input: NodeJS.ReadableStream & {isTTY?: boolean};
@@ -111,7 +110,7 @@ export async function confirmAndRun<R extends ActionResult>(
   if (!g.bulk || g.yes || g.dryRun) return runAction(() => run(g.dryRun));
   const preview = await runAction(() => run(true));
   const {summary, count} = describe(preview);
-  const ok = await askConfirmation(io, summary, count, g.adminWide === true || count > TYPED_CONFIRM_THRESHOLD);
+  const ok = await askConfirmation(io, summary, count, needsTypedConfirm(count, g.adminWide === true));
   if (!ok) throw declined();
   return runAction(() => run(false, preview));
 }

@@ -27,6 +27,7 @@ import {join} from 'node:path';
 import type pg from 'pg';
 import {configuredCommand, matchesJob, type PostBuildCommand} from '../config/run-commands.js';
 import {childEnv} from '../config/child-env.js';
+import {BUILD_STATUS} from '../db/status.js';
 import {
   buildPayload,
   claimRun,
@@ -65,22 +66,7 @@ export interface PostBuildOptions {
   passEnv?: readonly string[];
 }
 
-const STATUS: Record<number, string> = {
-  0: 'success',
-  1: 'failed',
-  2: 'dependency-failed',
-  3: 'aborted',
-  4: 'cancelled',
-  6: 'failed-with-output',
-  7: 'timed-out',
-  8: 'cached-failure',
-  9: 'unsupported',
-  10: 'log-limit-exceeded',
-  11: 'output-limit-exceeded',
-  12: 'not-deterministic',
-  13: 'resolved',
-};
-const defaultStatusName = (code: number | null) => (code === null ? 'unknown' : (STATUS[code] ?? `status-${code}`));
+const defaultStatusName = (code: number | null) => (code === null ? 'unknown' : (BUILD_STATUS[code]?.event ?? `status-${code}`));
 
 const now = () => Math.floor(Date.now() / 1000);
 

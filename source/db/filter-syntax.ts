@@ -12,6 +12,7 @@
 //   text       := bare-word | '"' quoted '"' | "/" regex "/" [ "i" ]
 //
 // Positions are 0-based offsets into the filter text; messages speak of 1-based columns.
+import {BUILD_STATUS, BUSY_PHASES} from './status.js';
 
 export type FilterOp = ':' | '=' | '!=' | '>' | '>=' | '<' | '<=' | '~';
 export type FilterTargetName = 'builds' | 'steps' | 'evals' | 'machines';
@@ -145,37 +146,17 @@ export const FIELD_KINDS: Record<FieldName, FieldKind> = {
   cached: 'bool',
 };
 
-/** Build / step status names (docs/hydra-compat.md, "Status codes"). `null` codes are states, not stored codes. */
+/** Build / step status names for `status:` (db/status.ts). `null` codes are states, not stored codes. */
 export const STATUS_CODES: Record<string, number | null> = {
   queued: null,
   running: null,
   finished: null,
-  success: 0,
   succeeded: 0,
-  failed: 1,
-  depfailed: 2,
-  aborted: 3,
-  cancelled: 4,
-  failedwithoutput: 6,
-  timedout: 7,
-  cachedfailure: 8,
-  unsupported: 9,
-  loglimit: 10,
-  sizelimit: 11,
-  nondeterministic: 12,
-  resolved: 13,
+  ...Object.fromEntries(Object.entries(BUILD_STATUS).map(([code, s]) => [s.name, Number(code)])),
 };
 
-/** Busy phases (docs/hydra-compat.md, "Busy phases"). */
-export const PHASES: Record<string, number> = {
-  preparing: 1,
-  connecting: 10,
-  sending: 20,
-  building: 30,
-  waiting: 35,
-  receiving: 40,
-  postprocessing: 50,
-};
+/** Busy phases for `phase:` (db/status.ts). */
+export const PHASES: Record<string, number> = Object.fromEntries(Object.entries(BUSY_PHASES).map(([busy, p]) => [p.name, Number(busy)]));
 
 export const MACHINE_STATES = ['idle', 'busy', 'full', 'backoff', 'drained', 'stale', 'removed'] as const;
 

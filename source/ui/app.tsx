@@ -3,9 +3,10 @@
 import React, {useEffect, useState, useSyncExternalStore} from 'react';
 import {Box, Text, useInput, useStdin, useStdout} from 'ink';
 import type {ConsoleController} from './state/controller.js';
-import type {State} from './state/reducer.js';
+import type {State} from './state/model.js';
 import {bodyLines, headerLines, MIN_COLUMNS, MIN_ROWS, tooSmall, type Size} from './state/layout.js';
-import {VIEW_TITLES} from './state/keymap.js';
+import {VIEWS} from './state/views.js';
+import type {ViewName} from './state/types.js';
 import {formatCount} from './format.js';
 import {glyphs, paint, type Theme} from './theme.js';
 import {Header} from './components/Header.js';
@@ -36,27 +37,10 @@ export interface AppProps {
 
 export function crumb(state: State, theme: Theme): string {
   const g = glyphs(theme);
-  const parts: string[] = [...state.back.map((v) => VIEW_TITLES[v]), VIEW_TITLES[state.view]];
-  if (state.view === 'detail' && state.detail) parts[parts.length - 1] = `build ${state.detail.id}`;
-  if (state.view === 'log' && state.log) parts[parts.length - 1] = `log ${state.log.build}${state.log.stepnr !== null ? `/${state.log.stepnr}` : ''}`;
-  let text = parts.join(` ${g.sep} `);
-  const u = theme.unicode;
-  if (state.view === 'builds') {
-    const w = state.builds;
-    text += state.order === 'queue' ? ' (queue order)' : ' (newest first)';
-    if (state.filters.builds) text += ` ${g.sep} filter: ${state.filters.builds}`;
-    const pos = w.rows.length ? `${formatCount(w.selected + 1, u)} of ${w.total === null ? '…' : formatCount(w.total, u)}` : w.total !== null ? `0 of ${formatCount(w.total, u)}` : '';
-    if (pos) text += ` — ${pos}`;
-    if (state.marks.length) text += ` · ${state.marks.length} marked`;
-  } else if (state.view === 'steps' || state.view === 'machines') {
-    const l = state[state.view];
-    if (state.filters[state.view]) text += ` ${g.sep} filter: ${state.filters[state.view]}`;
-    text += ` — ${formatCount(l.rows.length, u)}`;
-  } else if (state.view === 'audit' || state.view === 'checks') {
-    const w = state[state.view];
-    if (w.total !== null) text += ` — ${formatCount(w.total, u)}`;
-  }
-  return text;
+  const spec = VIEWS[state.view];
+  const parts: string[] = [...state.back.map((v) => VIEWS[v].title), spec.crumbTitle?.(state) ?? spec.title];
+  const text = parts.join(` ${g.sep} `);
+  return text + (spec.crumbTail?.(state, {count: (n) => formatCount(n, theme.unicode), sep: g.sep}) ?? '');
 }
 
 function useTerminalSize(fixed?: Size): Size {
@@ -130,25 +114,20 @@ export function App(p: AppProps): React.ReactElement {
   );
 }
 
+/** Each view's component; a view without one does not type-check. */
+const VIEW_COMPONENTS: Record<ViewName, (p: ViewProps) => React.ReactElement> = {
+  overview: OverviewView,
+  builds: BuildsView,
+  steps: StepsView,
+  machines: MachinesView,
+  jobsets: JobsetsView,
+  detail: DetailView,
+  log: LogView,
+  checks: ChecksView,
+  audit: AuditView,
+};
+
 function renderView(p: ViewProps): React.ReactElement {
-  switch (p.state.view) {
-    case 'overview':
-      return <OverviewView {...p} />;
-    case 'builds':
-      return <BuildsView {...p} />;
-    case 'steps':
-      return <StepsView {...p} />;
-    case 'machines':
-      return <MachinesView {...p} />;
-    case 'jobsets':
-      return <JobsetsView {...p} />;
-    case 'detail':
-      return <DetailView {...p} />;
-    case 'log':
-      return <LogView {...p} />;
-    case 'checks':
-      return <ChecksView {...p} />;
-    case 'audit':
-      return <AuditView {...p} />;
-  }
+  const View = VIEW_COMPONENTS[p.state.view];
+  return <View {...p} />;
 }

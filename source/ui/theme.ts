@@ -1,6 +1,8 @@
-// Colours and glyphs of the console (operator-ux §7): nix-output-monitor's vocabulary, an ASCII
+// Colours and glyphs of the console: nix-output-monitor's vocabulary, an ASCII
 // fallback for terminals without UTF-8 (`--ascii`, or a non-UTF-8 locale) and NO_COLOR.
 // Status is never conveyed by colour alone: every status has a glyph or a word too.
+
+import {BUILD_STATUS, BUSY_PHASES} from '../db/status.js';
 
 export interface Theme {
   /** Colours on (off with NO_COLOR or --color=never). */
@@ -30,16 +32,8 @@ export function paint(theme: Theme, color: string | undefined): string | undefin
   return theme.color ? color : undefined;
 }
 
-// Hydra's BuildSteps.busy phases.
-export const PHASE_NAMES: Record<number, string> = {
-  1: 'preparing',
-  10: 'connecting',
-  20: 'sending',
-  30: 'building',
-  35: 'waiting',
-  40: 'receiving',
-  50: 'postproc',
-};
+/** The console's names of Hydra's BuildSteps.busy phases. */
+export const PHASE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(BUSY_PHASES).map(([k, v]) => [k, v.short]));
 
 export function phaseStyle(theme: Theme, busy: number): Styled {
   const u = theme.unicode;
@@ -59,21 +53,6 @@ export function phaseStyle(theme: Theme, busy: number): Styled {
   }
 }
 
-const STATUS_NAMES: Record<number, string> = {
-  0: 'success',
-  1: 'failed',
-  2: 'depfailed',
-  3: 'aborted',
-  4: 'cancelled',
-  6: 'failed+out',
-  7: 'timedout',
-  8: 'cachedfail',
-  9: 'unsupported',
-  10: 'loglimit',
-  11: 'sizelimit',
-  12: 'nondeterm',
-};
-
 /** Style of a build or step status; `busy` > 0 means running in that phase. */
 export function statusStyle(theme: Theme, s: {finished: boolean; buildstatus: number | null; busy?: number; cached?: boolean}): Styled {
   const u = theme.unicode;
@@ -82,7 +61,7 @@ export function statusStyle(theme: Theme, s: {finished: boolean; buildstatus: nu
     return {glyph: u ? '⏸' : '-', label: 'queued', color: 'blue'};
   }
   const code = s.buildstatus ?? -1;
-  const label = STATUS_NAMES[code] ?? `status ${code}`;
+  const label = BUILD_STATUS[code]?.short ?? `status ${code}`;
   let st: Styled;
   switch (code) {
     case 0:
@@ -123,7 +102,7 @@ export function statusStyle(theme: Theme, s: {finished: boolean; buildstatus: nu
 export const ORANGE = '#ff8700';
 
 /**
- * Age shading (operator-ux §7): a transfer phase (connecting, sending, receiving) turns orange after
+ * Age shading: a transfer phase (connecting, sending, receiving) turns orange after
  * 5 min and red after 1 h; building turns orange past 80 % of its timeout.
  */
 export function ageColor(busy: number, phaseAgeSec: number | null, timeoutSec?: number | null, totalAgeSec?: number | null): string | undefined {

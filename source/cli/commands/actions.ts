@@ -6,9 +6,7 @@ import type {AppContext} from '../context.js';
 import {usageError, CliError, EXIT} from '../exit-codes.js';
 import {actorOf, confirmAndRun, describeBuildPreview, idList, parseId, parseIds, printActionResult} from '../acting.js';
 import {describeSelection, isBulkSelection, type BuildSelection} from '../../actions/selection.js';
-import {restartBuilds} from '../../actions/restart.js';
-import {cancelBuilds} from '../../actions/cancel.js';
-import {bumpBuilds} from '../../actions/bump.js';
+import {BUILD_ACTIONS, runBuildAction, type BuildActionKind} from '../../actions/build-actions.js';
 import {cancelEval, restartAborted, restartFailed} from '../../actions/eval-actions.js';
 import {clearFailedCache, clearQueueNonCurrent} from '../../actions/admin.js';
 import {setMachineDrained} from '../../actions/machine-drain.js';
@@ -50,9 +48,7 @@ function requireSingleChanged(sel: BuildSelection, result: ActionResult, why: st
   }
 }
 
-type BuildAction = 'restart' | 'cancel' | 'bump';
-
-function registerBuildAction(program: Command, ctx: AppContext, name: BuildAction, description: string, examples: string): void {
+function registerBuildAction(program: Command, ctx: AppContext, name: BuildActionKind, description: string, examples: string): void {
   const cmd = mutationOptions(
     program
       .command(`${name} [ids...]`)
@@ -68,16 +64,13 @@ function registerBuildAction(program: Command, ctx: AppContext, name: BuildActio
     const run = async (dryRun: boolean, preview?: ActionResult) => {
       const p = (await ctx.database()).pool;
       const s: BuildSelection = preview ? {kind: 'ids', ids: preview.targets, scope: describeSelection(sel)} : sel;
-      if (name === 'restart') return restartBuilds(p, actor, s, {dryRun, gcRootsDir: ctx.config().runner.gcRootsDir});
-      if (name === 'cancel') return cancelBuilds(p, actor, s, {dryRun});
-      return bumpBuilds(p, actor, s, {dryRun, toFront: opts.toFront === true});
+      return runBuildAction(p, actor, name, s, {dryRun, gcRootsDir: ctx.config().runner.gcRootsDir, toFront: opts.toFront === true});
     };
-    const verb = {restart: 'restart', cancel: 'cancel', bump: 'bump'}[name];
+    const verb = name;
     const result = await confirmAndRun(gate, run, (p) => describeBuildPreview(name, verb, p));
-    const why = {restart: 'it is not finished', cancel: 'it is already finished', bump: 'its globalPriority already has that value'}[name];
-    requireSingleChanged(sel, result, why);
-    const done = {restart: 'restarted', cancel: 'cancelled', bump: 'bumped'}[name];
-    const extra = 'globalPriority' in result ? ` (globalpriority ${(result as {globalPriority: number}).globalPriority})` : '';
+    requireSingleChanged(sel, result, BUILD_ACTIONS[name].unchanged);
+    const done = BUILD_ACTIONS[name].done;
+    const extra = result.globalPriority !== undefined ? ` (globalpriority ${result.globalPriority})` : '';
     printActionResult(ctx, result, result.dryRun ? verb : done, extra);
   });
 }

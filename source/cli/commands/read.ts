@@ -13,31 +13,15 @@ import {listJobsets} from '../../db/queries/jobsets.js';
 import {listEvals} from '../../db/queries/evals.js';
 import {nrQueued, nrRunningBuilds, queueSummary} from '../../db/queries/queue.js';
 import {postBuildRuns} from '../../db/queries/post-build.js';
-
-const STATUS_NAMES: Record<number, string> = {
-  0: 'success',
-  1: 'failed',
-  2: 'depfailed',
-  3: 'aborted',
-  4: 'cancelled',
-  6: 'failedwithoutput',
-  7: 'timedout',
-  8: 'cachedfailure',
-  9: 'unsupported',
-  10: 'loglimit',
-  11: 'sizelimit',
-  12: 'nondeterministic',
-  13: 'resolved',
-};
-const PHASE_NAMES: Record<number, string> = {1: 'preparing', 10: 'connecting', 20: 'sending', 30: 'building', 35: 'waiting', 40: 'receiving', 50: 'postprocessing'};
+import {BUILD_STATUS, BUSY_PHASES} from '../../db/status.js';
 
 export function statusName(code: number | null | undefined): string {
   if (code === null || code === undefined) return '-';
-  return STATUS_NAMES[code] ?? `unknown (${code})`;
+  return BUILD_STATUS[code]?.name ?? `unknown (${code})`;
 }
 
 export function phaseName(busy: number): string {
-  return busy === 0 ? '-' : (PHASE_NAMES[busy] ?? `busy ${busy}`);
+  return busy === 0 ? '-' : (BUSY_PHASES[busy]?.name ?? `busy ${busy}`);
 }
 
 function buildState(b: BuildRow): string {

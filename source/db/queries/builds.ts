@@ -149,3 +149,9 @@ export async function buildMetrics(db: Queryable, id: number): Promise<BuildMetr
   );
   return rows as BuildMetricRow[];
 }
+
+/** A build's derivation and whether it finished, or null when it does not exist. */
+export async function buildDrv(db: Queryable, id: number): Promise<{drvpath: string; finished: number} | null> {
+  const {rows} = await db.query('SELECT drvpath, finished FROM Builds WHERE id = $1', [id]);
+  return (rows[0] as {drvpath: string; finished: number} | undefined) ?? null;
+}

@@ -134,3 +134,54 @@ export function groupByMachine(rows: RunningStepRow[]): {machine: string; steps:
   }
   return groups;
 }
+
+export interface BusyStepRow {
+  build: number;
+  stepnr: number;
+  machine: string;
+  project: string;
+  jobset: string;
+  job: string;
+  drvpath: string | null;
+  system: string | null;
+  busy: number;
+  starttime: number | null;
+  timeout: number | null;
+}
+
+/** Busy steps by machine, oldest first (bounded by the farm's job slots); `filter` is the shared grammar. */
+export async function busySteps(db: Queryable, filter: string | null): Promise<BusyStepRow[]> {
+  const q = new QueryBuilder();
+  q.where('s.busy != 0');
+  q.filter(filter && filter.trim() !== '' ? filter : null, 'steps');
+  const sql = `SELECT s.build, s.stepnr, s.machine, j.project, j.name AS jobset, b.job, s.drvpath, s.system, s.busy, s.starttime, b.timeout
+    FROM ${FILTER_FROM.steps} ${q.whereClause()} ORDER BY s.machine, COALESCE(s.starttime, 0), s.build, s.stepnr LIMIT 10000`;
+  return runQuery<BusyStepRow>(db, q, sql);
+}
+
+/** A value that changes whenever the set of busy steps or one of their phases does (busy updates send no NOTIFY). */
+export async function busyStepsSignature(db: Queryable): Promise<string> {
+  const {rows} = await db.query(
+    `SELECT count(*)::text || ':' || COALESCE(sum(busy::bigint * 1000003 + build::bigint * 31 + stepnr), 0)::text AS sig
+       FROM BuildSteps WHERE busy != 0`,
+  );
+  return (rows[0] as {sig: string}).sig;
+}
+
+/**
+ * The step whose log to show: the given one, else the running step, else the step that built the
+ * build's own derivation, else the last step. undefined when there is none.
+ */
+export async function stepForLog(db: Queryable, build: number, stepnr?: number): Promise<{stepnr: number; drvpath: string | null} | undefined> {
+  if (stepnr !== undefined) {
+    const {rows} = await db.query('SELECT stepnr, drvpath FROM BuildSteps WHERE build = $1 AND stepnr = $2', [build, stepnr]);
+    return rows[0] as {stepnr: number; drvpath: string | null} | undefined;
+  }
+  const {rows} = await db.query(
+    `SELECT s.stepnr, s.drvpath FROM BuildSteps s JOIN Builds b ON b.id = s.build
+      WHERE s.build = $1 AND s.drvpath IS NOT NULL
+      ORDER BY (s.busy != 0) DESC, (s.drvpath = b.drvpath) DESC, s.stepnr DESC LIMIT 1`,
+    [build],
+  );
+  return rows[0] as {stepnr: number; drvpath: string | null} | undefined;
+}

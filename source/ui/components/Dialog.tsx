@@ -3,7 +3,7 @@
 import React from 'react';
 import {Box, Text} from 'ink';
 import {paint, type Theme} from '../theme.js';
-import type {Dialog as DialogState} from '../state/reducer.js';
+import type {Dialog as DialogState} from '../state/model.js';
 
 export function Dialog(p: {dialog: DialogState; width: number; height: number; theme: Theme}): React.ReactElement {
   const d = p.dialog;

@@ -3,62 +3,21 @@
 import React from 'react';
 import {Text} from 'ink';
 import {paint, type Theme} from '../theme.js';
-import type {State} from '../state/reducer.js';
+import type {State} from '../state/model.js';
+import {keyHints, type Hint} from '../state/keys.js';
+import {dialogHints} from '../state/input.js';
 
-export interface Hint {
-  key: string;
-  what: string;
-  /** Why it is disabled here. */
-  disabled?: string | null;
-}
+export type {Hint};
 
+/** The hints for the current mode: in normal mode, derived from the key table. */
 export function hintsFor(state: State): Hint[] {
-  const ro = state.caps?.readonly ? 'read-only' : null;
-  const admin = ro ?? (state.caps?.admin ? 'needs admin' : null);
-  const checks = state.caps?.checks ? 'not available' : null;
-  const common: Hint[] = [{key: '?', what: 'help'}];
   switch (state.mode) {
     case 'help':
       return [{key: 'any key', what: 'close help'}];
     case 'dialog':
-      return state.dialog?.typed !== null ? [{key: 'digits enter', what: 'confirm'}, {key: 'esc', what: 'cancel'}] : [{key: 'y', what: 'confirm'}, {key: 'n esc', what: 'cancel'}];
+      return dialogHints(state);
     default:
-      break;
-  }
-  switch (state.view) {
-    case 'builds':
-      return [
-        {key: 'enter', what: 'detail'},
-        {key: 'l', what: 'log'},
-        {key: '/', what: 'filter'},
-        {key: 'space', what: 'mark'},
-        {key: 'r', what: 'restart', disabled: ro},
-        {key: '^d', what: 'cancel', disabled: ro},
-        {key: 'b', what: 'bump', disabled: ro},
-        {key: 'c', what: 'check', disabled: checks},
-        {key: 's', what: state.order === 'queue' ? 'newest' : 'queue order'},
-        ...common,
-      ];
-    case 'steps':
-      return [{key: 'enter', what: 'build'}, {key: 'l', what: 'log'}, {key: '/', what: 'filter'}, {key: 'r', what: 'restart', disabled: ro}, {key: '^d', what: 'cancel', disabled: ro}, ...common];
-    case 'machines':
-      return [{key: 'enter', what: 'steps'}, {key: '/', what: 'filter'}, {key: 'e', what: 'enable', disabled: admin}, {key: 'E', what: 'drain', disabled: admin}, {key: 'i', what: 'ping'}, ...common];
-    case 'detail':
-      return [{key: 'j/k', what: 'step'}, {key: 'enter l', what: 'log'}, {key: 'r', what: 'restart', disabled: ro}, {key: '^d', what: 'cancel', disabled: ro}, {key: 'b', what: 'bump', disabled: ro}, {key: 'esc', what: 'back'}, ...common];
-    case 'log':
-      return [
-        {key: 'f', what: state.log?.follow ? 'unfollow' : 'follow'},
-        {key: 'w', what: 'wrap'},
-        {key: '/', what: 'search'},
-        {key: 'n/N', what: 'next/prev'},
-        {key: 'g/G', what: 'top/bottom'},
-        {key: 'esc', what: 'back'},
-        ...common,
-      ];
-    case 'jobsets':
-      return [{key: 'enter', what: 'builds'}, {key: '1-7', what: 'views'}, {key: ':', what: 'command'}, ...common, {key: 'q', what: 'quit'}];
-    default:
-      return [{key: '1-7', what: 'views'}, {key: ':', what: 'command'}, {key: 'enter', what: 'open'}, {key: 'p', what: state.paused ? 'resume' : 'pause'}, ...common, {key: 'q', what: 'quit'}];
+      return keyHints(state);
   }
 }
 

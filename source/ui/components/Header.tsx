@@ -1,4 +1,4 @@
-// The header strip (operator-ux §5): runner up/down, mode (embedded scheduler or attached), uptime,
+// The header strip (htop / k9s style): runner up/down, mode (embedded scheduler or attached), uptime,
 // data age, queue counts, builders, dispatcher health, per-system mini bars — and the progress
 // indicator, which turns the first line red when runnable work has not moved for N minutes.
 import React from 'react';

@@ -1,12 +1,12 @@
-// `?`: the key bindings, by section, in as many columns as fit.
+// `?`: the key bindings, by section (from the key table), in as many columns as fit.
 import React from 'react';
 import {Box, Text} from 'ink';
-import {HELP} from '../state/keymap.js';
+import {helpSections} from '../state/keys.js';
 import {pad} from '../format.js';
 
 export function HelpOverlay(p: {width: number; height: number; database: string}): React.ReactElement {
   const lines: {text: string; bold?: boolean}[] = [];
-  for (const s of HELP) {
+  for (const s of helpSections()) {
     lines.push({text: s.section, bold: true});
     for (const e of s.entries) lines.push({text: `  ${pad(e.keys, 14)} ${e.what}`});
   }

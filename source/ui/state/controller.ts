@@ -2,10 +2,13 @@
 // effects against a ConsoleData, and coalesces live updates (LISTEN + polling) into at most a few
 // refreshes per second. React reads the state through subscribe()/getState().
 import {FilterError, formatFilterError} from '../../db/filter.js';
-import {reduce, initialState, loadView, type Action, type Effect, type FilterView, type State, type WindowName} from './reducer.js';
+import {reduce, initialState} from './reducer.js';
+import type {Action, Effect, State} from './model.js';
 import {toKeys, type InkKey} from './keymap.js';
 import type {Size} from './layout.js';
-import type {ChangeKind, ConsoleData, LogHandle, ViewName} from './types.js';
+import type {ChangeKind, ConsoleData, FilterView, LogHandle, ViewName, WindowName} from './types.js';
+import {isFilterView, listSource, VIEWS, windowSource} from './views.js';
+import {loadView} from './selection.js';
 
 export interface ControllerOptions {
   size: Size;
@@ -28,6 +31,11 @@ export interface ControllerOptions {
 function errorText(e: unknown, filter?: string | null): string {
   if (e instanceof FilterError && filter) return formatFilterError(filter, e);
   return e instanceof Error ? e.message : String(e);
+}
+
+/** The filter a view's rows were read with (for error reports), if it has one. */
+function filterOf(state: State, view: ViewName): string | null {
+  return isFilterView(view) ? state.filters[view] : null;
 }
 
 export class ConsoleController {
@@ -132,14 +140,7 @@ export class ConsoleController {
     if (this.state.paused || this.dirty.size === 0) return;
     const dirty = this.dirty;
     this.dirty = new Set();
-    const v = this.state.view;
-    const relevant =
-      dirty.has('all') ||
-      (dirty.has('queue') && (v === 'builds' || v === 'overview' || v === 'jobsets' || v === 'detail')) ||
-      (dirty.has('steps') && (v === 'steps' || v === 'builds' || v === 'detail' || v === 'machines')) ||
-      (dirty.has('runner') && (v === 'machines' || v === 'overview' || v === 'jobsets' || v === 'steps')) ||
-      (dirty.has('audit') && v === 'audit') ||
-      (dirty.has('checks') && v === 'checks');
+    const relevant = dirty.has('all') || VIEWS[this.state.view].refreshOn.some((what) => dirty.has(what));
     if (relevant) this.dispatch({type: 'refresh', what: 'visible'});
   }
 
@@ -181,14 +182,10 @@ export class ConsoleController {
     try {
       switch (e.type) {
         case 'fetch': {
-          const filter = e.list === 'builds' ? state.filters.builds : null;
+          const source = windowSource(e.list);
+          const filter = filterOf(state, e.list);
           try {
-            const rows =
-              e.list === 'builds'
-                ? await d.pageBuilds({filter, order: state.order, anchor: e.anchor, limit: e.limit})
-                : e.list === 'audit'
-                  ? await d.pageAudit(e.anchor, e.limit)
-                  : await d.pageChecks(e.anchor, e.limit);
+            const rows = await source.page(d, state, e.anchor, e.limit);
             this.dispatch({type: 'page', list: e.list, gen: e.gen, merge: e.merge, anchor: e.anchor, limit: e.limit, rows, jump: e.jump}, e.jump === true || e.merge !== 'replace');
           } catch (err) {
             this.dispatch({type: 'pageError', list: e.list, gen: e.gen, error: errorText(err, filter)});
@@ -196,7 +193,8 @@ export class ConsoleController {
           return;
         }
         case 'count': {
-          const key = e.list === 'builds' ? `${state.order}\0${state.filters.builds ?? ''}` : '';
+          const source = windowSource(e.list);
+          const key = source.countKey(state);
           const last = this.counted.get(e.list);
           const now = Date.now();
           const known = this.state[e.list].total;
@@ -206,24 +204,15 @@ export class ConsoleController {
             return;
           }
           this.counted.set(e.list, {gen: e.gen, at: now, key});
-          const total =
-            e.list === 'builds'
-              ? await d.countBuilds({filter: state.filters.builds, order: state.order})
-              : e.list === 'audit'
-                ? await d.countAudit()
-                : await d.countChecks();
-          this.dispatch({type: 'count', list: e.list, gen: e.gen, total});
+          this.dispatch({type: 'count', list: e.list, gen: e.gen, total: await source.count(d, state)});
           return;
         }
         case 'load': {
           try {
             if (e.what === 'overview') this.dispatch({type: 'overview', data: await d.overview()});
-            else if (e.what === 'steps') this.dispatch({type: 'list', list: 'steps', rows: await d.runningSteps(state.filters.steps)});
-            else if (e.what === 'machines') this.dispatch({type: 'list', list: 'machines', rows: await d.machines(state.filters.machines)});
-            else this.dispatch({type: 'list', list: 'jobsets', rows: await d.jobsets()});
+            else this.dispatch({type: 'list', list: e.what, rows: await listSource(e.what).fetch(d, state)});
           } catch (err) {
-            const filter = e.what === 'steps' || e.what === 'machines' ? state.filters[e.what] : null;
-            this.dispatch({type: 'listError', list: e.what, error: errorText(err, filter)});
+            this.dispatch({type: 'listError', list: e.what, error: errorText(err, e.what === 'overview' ? null : filterOf(state, e.what))});
           }
           return;
         }

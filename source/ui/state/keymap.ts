@@ -1,6 +1,6 @@
 // Keyboard input → key names. Ink delivers a multi-character chunk (paste, fast typing over SSH) as
-// one input string; it is split here so every key reaches the reducer on its own.
-import type {ViewName} from './types.js';
+// one input string; it is split here so every key reaches the reducer on its own. What each key
+// does is the key table's business (keys.ts).
 
 /** The subset of Ink's Key object the console looks at. */
 export interface InkKey {
@@ -50,98 +50,3 @@ export function toKeys(input: string, key: InkKey): string[] {
   }
   return out;
 }
-
-export const VIEW_KEYS: Record<string, ViewName> = {
-  '1': 'overview',
-  '2': 'builds',
-  '3': 'steps',
-  '4': 'machines',
-  '5': 'jobsets',
-  '6': 'checks',
-  '7': 'audit',
-};
-
-/** Top-level views in tab order. */
-export const TOP_VIEWS: ViewName[] = ['overview', 'builds', 'steps', 'machines', 'jobsets', 'checks', 'audit'];
-
-export const VIEW_TITLES: Record<ViewName, string> = {
-  overview: 'Overview',
-  builds: 'Builds',
-  steps: 'Running steps',
-  machines: 'Machines',
-  jobsets: 'Jobsets',
-  detail: 'Build',
-  log: 'Log',
-  checks: 'Checks',
-  audit: 'Audit',
-};
-
-/** `:` command names and aliases. */
-export const COMMANDS: Record<string, ViewName | 'queue' | 'quit'> = {
-  overview: 'overview',
-  o: 'overview',
-  builds: 'builds',
-  b: 'builds',
-  queue: 'queue',
-  steps: 'steps',
-  running: 'steps',
-  machines: 'machines',
-  m: 'machines',
-  jobsets: 'jobsets',
-  js: 'jobsets',
-  checks: 'checks',
-  audit: 'audit',
-  quit: 'quit',
-  q: 'quit',
-};
-
-export interface HelpEntry {
-  keys: string;
-  what: string;
-}
-
-export const HELP: {section: string; entries: HelpEntry[]}[] = [
-  {
-    section: 'Global',
-    entries: [
-      {keys: '1…7 tab', what: 'overview, builds, steps, machines, jobsets, checks, audit'},
-      {keys: ':', what: 'command: :builds :queue :steps :machines :log 12/3 :build 12 :q'},
-      {keys: '/', what: 'filter (system:x86_64-linux status:queued age>2h …)'},
-      {keys: 'esc', what: 'back / clear filter / close dialog'},
-      {keys: 'p', what: 'pause live updates'},
-      {keys: 'q ctrl-c', what: 'quit (q in a sub-view: back)'},
-    ],
-  },
-  {
-    section: 'Lists',
-    entries: [
-      {keys: 'j k ↑ ↓', what: 'move'},
-      {keys: 'g G', what: 'top / bottom'},
-      {keys: 'ctrl-f ctrl-b PgDn PgUp', what: 'page'},
-      {keys: 'enter', what: 'drill down (build detail; in checks: the diff)'},
-      {keys: 'l', what: 'log of the selected build or step'},
-      {keys: 'space', what: 'mark / unmark a build'},
-      {keys: 's', what: 'builds: newest first ↔ queue order'},
-    ],
-  },
-  {
-    section: 'Actions',
-    entries: [
-      {keys: 'r', what: 'restart (marked or current)'},
-      {keys: 'ctrl-d', what: 'cancel (always confirmed, shows the exact scope)'},
-      {keys: 'b B', what: 'bump (Hydra) / bump above every existing bump'},
-      {keys: 'c', what: 'reproducibility check'},
-      {keys: 'e E', what: 'machines: enable / drain'},
-      {keys: 'i', what: 'machines: ping (connect, handshake, trust, systems, free space)'},
-    ],
-  },
-  {
-    section: 'Log',
-    entries: [
-      {keys: 'f', what: 'follow on/off'},
-      {keys: 'w', what: 'wrap long lines'},
-      {keys: '/ n N', what: 'search, next, previous'},
-      {keys: 'g G', what: 'top / bottom'},
-    ],
-  },
-];

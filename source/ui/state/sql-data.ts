@@ -1,28 +1,25 @@
 // The console's data from the real system: Hydra's tables through keyset-paged SQL (never a whole
 // list), the runner's status (in-process or another runner's REST / SystemStatus), LISTEN for live
 // updates plus polling of busy steps (phase changes send no NOTIFY), log files by derivation, and
-// the operator actions of source/actions (shared with script mode).
+// the operator actions of source/actions (shared with script mode). It is over 400 lines because it
+// is the one implementation of the ConsoleData interface (types.ts); its SQL lives in db/queries/.
 import type pg from 'pg';
-import {FILTER_FROM, compileMachineFilter, parseFilter} from '../../db/filter.js';
-import {QueryBuilder, runQuery} from '../../db/queries/sql.js';
-import {countBuilds} from '../../db/queries/builds.js';
-import {buildOutputs, buildProducts} from '../../db/queries/builds.js';
-import {buildSteps} from '../../db/queries/steps.js';
+import {compileMachineFilter, parseFilter} from '../../db/filter.js';
+import {buildDrv, buildOutputs, buildProducts, countBuilds} from '../../db/queries/builds.js';
+import {buildSteps, busySteps, busyStepsSignature, stepForLog} from '../../db/queries/steps.js';
 import {listJobsets} from '../../db/queries/jobsets.js';
-import {queueSummary} from '../../db/queries/queue.js';
+import {finishedPerMinute, queueSummary, queuedAndBusySteps, queuedBySystem} from '../../db/queries/queue.js';
+import {buildDetailRow, buildsScope, countAuditLog, countReproChecks, pageAuditLog, pageBuilds, pageReproChecks} from '../../db/queries/windows.js';
 import {PgListener} from '../../db/listener.js';
 import {drvLogBucketPath, findDrvLog} from '../../nix/store.js';
 import type {MachineSpec} from '../../fleet/machines-file.js';
 import type {Actor} from '../../actions/actor.js';
 import {ActionError} from '../../actions/errors.js';
 import {loadAuthority, readonlyError} from '../../actions/permissions.js';
-import {restartBuilds} from '../../actions/restart.js';
-import {cancelBuilds} from '../../actions/cancel.js';
-import {bumpBuilds} from '../../actions/bump.js';
+import {BUILD_ACTIONS, isBuildActionKind, runBuildAction} from '../../actions/build-actions.js';
 import {drainedMachines, machineStates, setMachineDrained} from '../../actions/machine-drain.js';
 import {runCheck} from '../../actions/check.js';
 import {CheckRunner} from '../../fleet/check-runner.js';
-import type {ActionResult} from '../../actions/perform.js';
 import {LogFile} from './log-file.js';
 import {machineState, type RunnerSnapshot, type RunnerSource} from './runner-source.js';
 import {pingMachines, type PingResult} from '../../actions/ping.js';
@@ -91,77 +88,13 @@ interface Observed {
   since: number | null;
 }
 
-const LIST_COLUMNS = `b.id, j.project, j.name AS jobset, b.job, b.system, b.drvpath, b.finished, b.buildstatus, b.iscachedbuild,
-  b.priority, b.globalpriority, b.timestamp, b.starttime, b.stoptime`;
-
-/** ORDER BY and keyset conditions for both build orders, forwards and backwards. */
-function keyset(order: BuildOrder, anchor: Anchor, q: QueryBuilder): {orderBy: string; reverse: boolean} {
-  if (order === 'id-desc') {
-    const fwd = 'b.id DESC';
-    const bwd = 'b.id ASC';
-    switch (anchor.kind) {
-      case 'start':
-        return {orderBy: fwd, reverse: false};
-      case 'end':
-        return {orderBy: bwd, reverse: true};
-      case 'after':
-        q.where(`b.id < ${q.param(anchor.key[0])}`);
-        return {orderBy: fwd, reverse: false};
-      case 'from':
-        q.where(`b.id <= ${q.param(anchor.key[0])}`);
-        return {orderBy: fwd, reverse: false};
-      case 'before':
-        q.where(`b.id > ${q.param(anchor.key[0])}`);
-        return {orderBy: bwd, reverse: true};
-    }
-  }
-  const fwd = 'b.globalpriority DESC, b.id ASC';
-  const bwd = 'b.globalpriority ASC, b.id DESC';
-  if (anchor.kind === 'start') return {orderBy: fwd, reverse: false};
-  if (anchor.kind === 'end') return {orderBy: bwd, reverse: true};
-  const g = q.param(anchor.key[0]);
-  const id = q.param(anchor.key[1]);
-  switch (anchor.kind) {
-    case 'after':
-      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id > ${id}))`);
-      return {orderBy: fwd, reverse: false};
-    case 'from':
-      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id >= ${id}))`);
-      return {orderBy: fwd, reverse: false};
-    case 'before':
-      q.where(`(b.globalpriority > ${g} OR (b.globalpriority = ${g} AND b.id < ${id}))`);
-      return {orderBy: bwd, reverse: true};
-  }
-}
-
-/** Newest-first keyset paging on an id column for the audit and checks tables. */
-function idKeyset(anchor: Anchor, params: unknown[]): {where: string; orderBy: string; reverse: boolean} {
-  const p = (v: unknown) => {
-    params.push(v);
-    return `$${params.length}`;
-  };
-  switch (anchor.kind) {
-    case 'start':
-      return {where: '', orderBy: 'id DESC', reverse: false};
-    case 'end':
-      return {where: '', orderBy: 'id ASC', reverse: true};
-    case 'after':
-      return {where: `WHERE id < ${p(anchor.key[0])}`, orderBy: 'id DESC', reverse: false};
-    case 'from':
-      return {where: `WHERE id <= ${p(anchor.key[0])}`, orderBy: 'id DESC', reverse: false};
-    case 'before':
-      return {where: `WHERE id > ${p(anchor.key[0])}`, orderBy: 'id ASC', reverse: true};
-  }
-}
-
 function systemOf(systemType: string): string {
   const i = systemType.indexOf(':');
   return i < 0 ? systemType : systemType.slice(0, i);
 }
 
 function actionVerb(kind: string, dryRun: boolean): string {
-  const past: Record<string, string> = {restart: 'restarted', cancel: 'cancelled', bump: 'bumped', check: 'checked'};
-  return dryRun ? `would ${kind}` : (past[kind] ?? kind);
+  return dryRun ? `would ${kind}` : isBuildActionKind(kind) ? BUILD_ACTIONS[kind].done : kind;
 }
 
 export class SqlConsoleData implements ConsoleData {
@@ -222,9 +155,7 @@ export class SqlConsoleData implements ConsoleData {
   private async dbSystemQueues(): Promise<{system: string; queued: number}[]> {
     const now = Date.now();
     if (this.dbSystems && now - this.dbSystems.at < 10_000) return this.dbSystems.rows;
-    const {rows} = await this.pool.query<{system: string; queued: number}>(
-      'SELECT system, count(*)::int AS queued FROM Builds WHERE finished = 0 GROUP BY system ORDER BY queued DESC, system',
-    );
+    const rows = await queuedBySystem(this.pool);
     this.dbSystems = {at: now, rows};
     return rows;
   }
@@ -253,15 +184,8 @@ export class SqlConsoleData implements ConsoleData {
   }
 
   async header(): Promise<HeaderData> {
-    const [counts, snap, dbQueued] = await Promise.all([
-      this.pool.query<{queued: number; running: number}>(
-        `SELECT (SELECT count(*) FROM Builds WHERE finished = 0)::int AS queued,
-                (SELECT count(*) FROM BuildSteps WHERE busy != 0)::int AS running`,
-      ),
-      this.snapshot(),
-      this.dbSystemQueues(),
-    ]);
-    const {queued, running} = counts.rows[0]!;
+    const [counts, snap, dbQueued] = await Promise.all([queuedAndBusySteps(this.pool), this.snapshot(), this.dbSystemQueues()]);
+    const {queued, running} = counts;
     const now = Date.now();
     const last = this.queueSamples[this.queueSamples.length - 1];
     if (!last || now - last.at >= 10_000) {
@@ -300,14 +224,10 @@ export class SqlConsoleData implements ConsoleData {
       this.snapshot(),
       this.dbSystemQueues(),
       this.jobsets(),
-      this.pool.query<{m: number; n: number}>(
-        `SELECT ((stoptime - $1) / 60)::int AS m, count(*)::int AS n FROM Builds
-          WHERE finished = 1 AND stoptime > $1 GROUP BY 1`,
-        [now - 3600],
-      ),
+      finishedPerMinute(this.pool, now - 3600),
     ]);
     const throughput = new Array<number>(60).fill(0);
-    for (const r of through.rows) if (r.m >= 0 && r.m < 60) throughput[r.m] = r.n;
+    for (const r of through) if (r.m >= 0 && r.m < 60) throughput[r.m] = r.n;
     return {
       systems: this.systemsFrom(snap, dbQueued),
       jobsets: jobsets.filter((j) => j.queued > 0 || j.running > 0).sort((a, b) => b.queued - a.queued || b.running - a.running),
@@ -336,25 +256,8 @@ export class SqlConsoleData implements ConsoleData {
 
   // ---------------------------------------------------------------- builds
 
-  async pageBuilds(req: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
-    const q = new QueryBuilder();
-    if (req.order === 'queue') q.where('b.finished = 0');
-    q.filter(req.filter && req.filter.trim() !== '' ? req.filter : null, 'builds');
-    const {orderBy, reverse} = keyset(req.order, req.anchor, q);
-    const sql = `SELECT ${LIST_COLUMNS} FROM ${FILTER_FROM.builds} ${q.whereClause()} ORDER BY ${orderBy} LIMIT ${q.param(req.limit)}`;
-    const rows = await runQuery<Omit<BuildListRow, 'busy' | 'machine'>>(this.pool, q, sql);
-    if (reverse) rows.reverse();
-    const unfinished = rows.filter((r) => r.finished === 0).map((r) => r.id);
-    const busy = new Map<number, {busy: number; machine: string}>();
-    if (unfinished.length > 0) {
-      const r = await this.pool.query<{build: number; busy: number; machine: string}>(
-        `SELECT build, max(busy)::int AS busy, min(machine) AS machine FROM BuildSteps
-          WHERE build = ANY($1::int[]) AND busy != 0 GROUP BY build`,
-        [unfinished],
-      );
-      for (const x of r.rows) busy.set(x.build, x);
-    }
-    return rows.map((r) => ({...r, busy: busy.get(r.id)?.busy ?? 0, machine: busy.get(r.id)?.machine ?? null}));
+  pageBuilds(req: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
+    return pageBuilds(this.pool, req);
   }
 
   countBuilds(req: {filter: string | null; order: BuildOrder}): Promise<number> {
@@ -364,12 +267,7 @@ export class SqlConsoleData implements ConsoleData {
   // ---------------------------------------------------------------- steps and machines
 
   async runningSteps(filter: string | null): Promise<RunningStep[]> {
-    const q = new QueryBuilder();
-    q.where('s.busy != 0');
-    q.filter(filter && filter.trim() !== '' ? filter : null, 'steps');
-    const sql = `SELECT s.build, s.stepnr, s.machine, j.project, j.name AS jobset, b.job, s.drvpath, s.system, s.busy, s.starttime, b.timeout
-      FROM ${FILTER_FROM.steps} ${q.whereClause()} ORDER BY s.machine, COALESCE(s.starttime, 0), s.build, s.stepnr LIMIT 10000`;
-    const rows = await runQuery<Omit<RunningStep, 'phaseSince'>>(this.pool, q, sql);
+    const rows = await busySteps(this.pool, filter);
     const now = Date.now();
     const seen = new Set<string>();
     const out = rows.map((r) => {
@@ -426,12 +324,8 @@ export class SqlConsoleData implements ConsoleData {
   // ---------------------------------------------------------------- build detail
 
   async buildDetail(id: number): Promise<BuildDetail | null> {
-    const {rows} = await this.pool.query(
-      `SELECT ${LIST_COLUMNS}, b.nixname, b.description, b.timeout, b.maxsilent, b.releasename FROM ${FILTER_FROM.builds} WHERE b.id = $1`,
-      [id],
-    );
-    if (rows.length === 0) return null;
-    const b = rows[0] as BuildDetail['build'];
+    const b = await buildDetailRow(this.pool, id);
+    if (!b) return null;
     const [steps, outputs, products] = await Promise.all([buildSteps(this.pool, id), buildOutputs(this.pool, id), buildProducts(this.pool, id)]);
     const busyStep = steps.filter((s) => s.busy !== 0).sort((x, y) => y.stepnr - x.stepnr)[0];
     const build = {...b, busy: busyStep?.busy ?? 0, machine: busyStep?.machine ?? null};
@@ -474,16 +368,7 @@ export class SqlConsoleData implements ConsoleData {
   // ---------------------------------------------------------------- audit and checks
 
   async pageAudit(anchor: Anchor, limit: number): Promise<AuditEntry[]> {
-    const params: unknown[] = [];
-    const k = idKeyset(anchor, params);
-    params.push(limit);
-    const {rows} = await this.pool.query(
-      `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, unix_user, hydra_user, action, scope,
-              target_count, result_count, outcome, message
-         FROM hydra_ops.audit_log ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
-      params,
-    );
-    if (k.reverse) rows.reverse();
+    const rows = await pageAuditLog(this.pool, anchor, limit);
     return rows.map((r) => ({
       id: r.id,
       at: r.at,
@@ -498,22 +383,12 @@ export class SqlConsoleData implements ConsoleData {
     }));
   }
 
-  async countAudit(): Promise<number> {
-    const {rows} = await this.pool.query('SELECT count(*)::int AS n FROM hydra_ops.audit_log');
-    return rows[0].n;
+  countAudit(): Promise<number> {
+    return countAuditLog(this.pool);
   }
 
   async pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]> {
-    const params: unknown[] = [];
-    const k = idKeyset(anchor, params);
-    params.push(limit);
-    const {rows} = await this.pool.query(
-      `SELECT id::float8 AS id, build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path,
-              to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at
-         FROM hydra_ops.repro_checks ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
-      params,
-    );
-    if (k.reverse) rows.reverse();
+    const rows = await pageReproChecks(this.pool, anchor, limit);
     return rows.map((r) => ({
       id: r.id,
       build: r.build,
@@ -529,35 +404,21 @@ export class SqlConsoleData implements ConsoleData {
     }));
   }
 
-  async countChecks(): Promise<number> {
-    const {rows} = await this.pool.query('SELECT count(*)::int AS n FROM hydra_ops.repro_checks');
-    return rows[0].n;
+  countChecks(): Promise<number> {
+    return countReproChecks(this.pool);
   }
 
   // ---------------------------------------------------------------- logs
 
   async openLog(build: number, stepnr?: number): Promise<LogHandle> {
-    let step: {stepnr: number; drvpath: string | null} | undefined;
-    if (stepnr !== undefined) {
-      const {rows} = await this.pool.query('SELECT stepnr, drvpath FROM BuildSteps WHERE build = $1 AND stepnr = $2', [build, stepnr]);
-      step = rows[0];
-      if (!step) throw new Error(`build ${build} has no step ${stepnr}`);
-    } else {
-      // The running step, else the step that built the build's own derivation, else the last step.
-      const {rows} = await this.pool.query(
-        `SELECT s.stepnr, s.drvpath FROM BuildSteps s JOIN Builds b ON b.id = s.build
-          WHERE s.build = $1 AND s.drvpath IS NOT NULL
-          ORDER BY (s.busy != 0) DESC, (s.drvpath = b.drvpath) DESC, s.stepnr DESC LIMIT 1`,
-        [build],
-      );
-      step = rows[0];
-    }
+    const step = await stepForLog(this.pool, build, stepnr);
+    if (stepnr !== undefined && !step) throw new Error(`build ${build} has no step ${stepnr}`);
     let drvPath = step?.drvpath ?? null;
     if (!drvPath) {
-      const {rows} = await this.pool.query('SELECT drvpath, finished FROM Builds WHERE id = $1', [build]);
-      if (rows.length === 0) throw new Error(`build ${build} does not exist`);
-      if (rows[0].finished === 0) throw new Error(`build ${build} has not started yet: no log so far`);
-      drvPath = rows[0].drvpath as string;
+      const b = await buildDrv(this.pool, build);
+      if (!b) throw new Error(`build ${build} does not exist`);
+      if (b.finished === 0) throw new Error(`build ${build} has not started yet: no log so far`);
+      drvPath = b.drvpath;
     }
     const path = await findDrvLog(this.o.dataDir, drvPath);
     if (!path) throw new Error(`no log for ${drvPath} (looked for ${drvLogBucketPath(this.o.dataDir, drvPath)}[.bz2|.zst])`);
@@ -572,13 +433,7 @@ export class SqlConsoleData implements ConsoleData {
 
   private async scopeOf(ids: number[]): Promise<string> {
     if (ids.length === 0) return '';
-    const {rows} = await this.pool.query<{js: string; queued: number; running: number}>(
-      `SELECT j.project || ':' || j.name AS js,
-              count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM BuildSteps s WHERE s.build = b.id AND s.busy != 0))::int AS queued,
-              count(*) FILTER (WHERE EXISTS (SELECT 1 FROM BuildSteps s WHERE s.build = b.id AND s.busy != 0))::int AS running
-         FROM Builds b JOIN Jobsets j ON j.id = b.jobset_id WHERE b.id = ANY($1::int[]) GROUP BY 1 ORDER BY 1`,
-      [ids],
-    );
+    const rows = await buildsScope(this.pool, ids);
     const queued = rows.reduce((n, r) => n + r.queued, 0);
     const running = rows.reduce((n, r) => n + r.running, 0);
     const where = rows.length === 1 ? rows[0]!.js : `${rows.length} jobsets (${rows.slice(0, 3).map((r) => r.js).join(', ')}${rows.length > 3 ? ', …' : ''})`;
@@ -589,16 +444,10 @@ export class SqlConsoleData implements ConsoleData {
     const dryRun = req.dryRun === true;
     const actor = this.o.actor;
     try {
-      let r: ActionResult;
       switch (req.kind) {
         case 'restart':
-          r = await restartBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun, gcRootsDir: this.o.gcRootsDir});
-          break;
         case 'cancel':
-          r = await cancelBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun});
-          break;
         case 'bump':
-          r = await bumpBuilds(this.pool, actor, {kind: 'ids', ids: req.ids ?? []}, {dryRun, toFront: req.toFront === true});
           break;
         case 'ping': {
           const specs = await this.o.machineSpecs();
@@ -621,6 +470,7 @@ export class SqlConsoleData implements ConsoleData {
         case 'check':
           return this.check(req.ids ?? []);
       }
+      const r = await runBuildAction(this.pool, actor, req.kind, {kind: 'ids', ids: req.ids ?? []}, {dryRun, gcRootsDir: this.o.gcRootsDir, toFront: req.toFront === true});
       this.emit('audit');
       if (!dryRun) this.emit('queue');
       const scope = dryRun ? await this.scopeOf(r.changed) : undefined;
@@ -722,11 +572,7 @@ export class SqlConsoleData implements ConsoleData {
   private async pollSteps(): Promise<void> {
     try {
       // Phase changes update BuildSteps.busy without a NOTIFY.
-      const {rows} = await this.pool.query<{sig: string}>(
-        `SELECT count(*)::text || ':' || COALESCE(sum(busy::bigint * 1000003 + build::bigint * 31 + stepnr), 0)::text AS sig
-           FROM BuildSteps WHERE busy != 0`,
-      );
-      const sig = rows[0]!.sig;
+      const sig = await busyStepsSignature(this.pool);
       if (sig !== this.stepsSignature) {
         this.stepsSignature = sig;
         this.emit('steps');

@@ -1,40 +1,34 @@
 // What the console shows, as plain data: the ConsoleData interface the views are fed from (the SQL
 // + runner implementation in sql-data.ts; tests substitute a fake) and the row shapes it returns.
 
-export type ViewName = 'overview' | 'builds' | 'steps' | 'machines' | 'jobsets' | 'detail' | 'log' | 'checks' | 'audit';
-
-export type BuildOrder = 'id-desc' | 'queue';
-
-/** Where a page starts: the top, the bottom, or right after / before the row with this key. */
-export type Anchor =
-  | {kind: 'start'}
-  | {kind: 'end'}
-  | {kind: 'after'; key: number[]}
-  | {kind: 'before'; key: number[]}
-  /** Inclusive: the row with this key (if it still exists) and the ones after it (a refresh in place). */
-  | {kind: 'from'; key: number[]};
-
-export interface BuildListRow {
-  id: number;
-  project: string;
-  jobset: string;
-  job: string;
-  system: string;
-  drvpath: string;
-  finished: number;
-  buildstatus: number | null;
-  iscachedbuild: number | null;
-  priority: number;
-  globalpriority: number;
-  /** Unix seconds. */
-  timestamp: number;
-  starttime: number | null;
-  stoptime: number | null;
-  /** Highest busy phase of the build's running steps (0 = none). */
-  busy: number;
-  /** Machine of a running step, if any. */
-  machine: string | null;
+/** Views whose rows are a keyset-paged window onto a long SQL list, by row type. */
+export interface WindowRows {
+  builds: BuildListRow;
+  audit: AuditEntry;
+  checks: CheckEntry;
 }
+
+/** Views whose rows are a bounded list loaded whole, by row type. */
+export interface ListRows {
+  steps: RunningStep;
+  machines: MachineRow;
+  jobsets: JobsetShare;
+}
+
+export type WindowName = keyof WindowRows;
+export type ListName = keyof ListRows;
+/** Every console view; each has one entry in the views table (views.ts). */
+export type ViewName = WindowName | ListName | 'overview' | 'detail' | 'log';
+/** Views with a `/` filter. */
+export type FilterView = 'builds' | 'steps' | 'machines';
+
+export type {BuildOrder} from '../../db/queries/builds.js';
+export type {Anchor} from '../../db/queries/windows.js';
+import type {BuildOrder} from '../../db/queries/builds.js';
+import type {Anchor, BuildWindowRow} from '../../db/queries/windows.js';
+
+/** A row of the Builds view (one page row of the builds window query). */
+export type BuildListRow = BuildWindowRow;
 
 export interface RunningStep {
   build: number;

@@ -1,5 +1,5 @@
 // Props every view receives.
-import type {State} from '../state/reducer.js';
+import type {State} from '../state/model.js';
 import type {Theme} from '../theme.js';
 
 export interface ViewProps {

@@ -1,0 +1,223 @@
+// Keyset windows for the console: pages of builds (newest first or queue order), the audit log and
+// reproducibility checks, from the start, the end, or either side of a row's key, never a whole
+// list; each row of a page of builds carries the phase and machine of its running steps.
+import type {Queryable} from '../queryable.js';
+import {FILTER_FROM} from '../filter.js';
+import {QueryBuilder, runQuery} from './sql.js';
+import type {BuildOrder} from './builds.js';
+
+/** Where a page starts: the top, the bottom, or right after / before the row with this key. */
+export type Anchor =
+  | {kind: 'start'}
+  | {kind: 'end'}
+  | {kind: 'after'; key: number[]}
+  | {kind: 'before'; key: number[]}
+  /** Inclusive: the row with this key (if it still exists) and the ones after it (a refresh in place). */
+  | {kind: 'from'; key: number[]};
+
+export interface BuildWindowRow {
+  id: number;
+  project: string;
+  jobset: string;
+  job: string;
+  system: string;
+  drvpath: string;
+  finished: number;
+  buildstatus: number | null;
+  iscachedbuild: number | null;
+  priority: number;
+  globalpriority: number;
+  /** Unix seconds. */
+  timestamp: number;
+  starttime: number | null;
+  stoptime: number | null;
+  /** Highest busy phase of the build's running steps (0 = none). */
+  busy: number;
+  /** Machine of a running step, if any. */
+  machine: string | null;
+}
+
+const LIST_COLUMNS = `b.id, j.project, j.name AS jobset, b.job, b.system, b.drvpath, b.finished, b.buildstatus, b.iscachedbuild,
+  b.priority, b.globalpriority, b.timestamp, b.starttime, b.stoptime`;
+
+/** ORDER BY and keyset conditions for both build orders, forwards and backwards. */
+function keyset(order: BuildOrder, anchor: Anchor, q: QueryBuilder): {orderBy: string; reverse: boolean} {
+  if (order === 'id-desc') {
+    const fwd = 'b.id DESC';
+    const bwd = 'b.id ASC';
+    switch (anchor.kind) {
+      case 'start':
+        return {orderBy: fwd, reverse: false};
+      case 'end':
+        return {orderBy: bwd, reverse: true};
+      case 'after':
+        q.where(`b.id < ${q.param(anchor.key[0])}`);
+        return {orderBy: fwd, reverse: false};
+      case 'from':
+        q.where(`b.id <= ${q.param(anchor.key[0])}`);
+        return {orderBy: fwd, reverse: false};
+      case 'before':
+        q.where(`b.id > ${q.param(anchor.key[0])}`);
+        return {orderBy: bwd, reverse: true};
+    }
+  }
+  const fwd = 'b.globalpriority DESC, b.id ASC';
+  const bwd = 'b.globalpriority ASC, b.id DESC';
+  if (anchor.kind === 'start') return {orderBy: fwd, reverse: false};
+  if (anchor.kind === 'end') return {orderBy: bwd, reverse: true};
+  const g = q.param(anchor.key[0]);
+  const id = q.param(anchor.key[1]);
+  switch (anchor.kind) {
+    case 'after':
+      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id > ${id}))`);
+      return {orderBy: fwd, reverse: false};
+    case 'from':
+      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id >= ${id}))`);
+      return {orderBy: fwd, reverse: false};
+    case 'before':
+      q.where(`(b.globalpriority > ${g} OR (b.globalpriority = ${g} AND b.id < ${id}))`);
+      return {orderBy: bwd, reverse: true};
+  }
+}
+
+/** Newest-first keyset paging on an id column for the audit and checks tables. */
+function idKeyset(anchor: Anchor, params: unknown[]): {where: string; orderBy: string; reverse: boolean} {
+  const p = (v: unknown) => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  switch (anchor.kind) {
+    case 'start':
+      return {where: '', orderBy: 'id DESC', reverse: false};
+    case 'end':
+      return {where: '', orderBy: 'id ASC', reverse: true};
+    case 'after':
+      return {where: `WHERE id < ${p(anchor.key[0])}`, orderBy: 'id DESC', reverse: false};
+    case 'from':
+      return {where: `WHERE id <= ${p(anchor.key[0])}`, orderBy: 'id DESC', reverse: false};
+    case 'before':
+      return {where: `WHERE id > ${p(anchor.key[0])}`, orderBy: 'id ASC', reverse: true};
+  }
+}
+
+/** Highest busy phase and a machine of each given build's running steps. */
+async function busyOf(db: Queryable, ids: number[]): Promise<Map<number, {busy: number; machine: string}>> {
+  const busy = new Map<number, {busy: number; machine: string}>();
+  if (ids.length === 0) return busy;
+  const r = await db.query(
+    `SELECT build, max(busy)::int AS busy, min(machine) AS machine FROM BuildSteps
+      WHERE build = ANY($1::int[]) AND busy != 0 GROUP BY build`,
+    [ids],
+  );
+  for (const x of r.rows as {build: number; busy: number; machine: string}[]) busy.set(x.build, x);
+  return busy;
+}
+
+/** A page of builds in display order; `filter` is the shared filter grammar (throws FilterError). */
+export async function pageBuilds(db: Queryable, req: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildWindowRow[]> {
+  const q = new QueryBuilder();
+  if (req.order === 'queue') q.where('b.finished = 0');
+  q.filter(req.filter && req.filter.trim() !== '' ? req.filter : null, 'builds');
+  const {orderBy, reverse} = keyset(req.order, req.anchor, q);
+  const sql = `SELECT ${LIST_COLUMNS} FROM ${FILTER_FROM.builds} ${q.whereClause()} ORDER BY ${orderBy} LIMIT ${q.param(req.limit)}`;
+  const rows = await runQuery<Omit<BuildWindowRow, 'busy' | 'machine'>>(db, q, sql);
+  if (reverse) rows.reverse();
+  const busy = await busyOf(db, rows.filter((r) => r.finished === 0).map((r) => r.id));
+  return rows.map((r) => ({...r, busy: busy.get(r.id)?.busy ?? 0, machine: busy.get(r.id)?.machine ?? null}));
+}
+
+export type BuildDetailRow = Omit<BuildWindowRow, 'busy' | 'machine'> & {
+  nixname: string | null;
+  description: string | null;
+  timeout: number | null;
+  maxsilent: number | null;
+  releasename: string | null;
+};
+
+/** One build with the columns of a page row plus those the detail view shows. */
+export async function buildDetailRow(db: Queryable, id: number): Promise<BuildDetailRow | null> {
+  const {rows} = await db.query(
+    `SELECT ${LIST_COLUMNS}, b.nixname, b.description, b.timeout, b.maxsilent, b.releasename FROM ${FILTER_FROM.builds} WHERE b.id = $1`,
+    [id],
+  );
+  return (rows[0] as BuildDetailRow | undefined) ?? null;
+}
+
+export interface AuditWindowRow {
+  id: number;
+  at: string;
+  unix_user: string | null;
+  hydra_user: string | null;
+  action: string;
+  scope: string | null;
+  target_count: number | null;
+  result_count: number | null;
+  outcome: string;
+  message: string | null;
+}
+
+/** A page of hydra_ops.audit_log, newest first. */
+export async function pageAuditLog(db: Queryable, anchor: Anchor, limit: number): Promise<AuditWindowRow[]> {
+  const params: unknown[] = [];
+  const k = idKeyset(anchor, params);
+  params.push(limit);
+  const {rows} = await db.query(
+    `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, unix_user, hydra_user, action, scope,
+            target_count, result_count, outcome, message
+       FROM hydra_ops.audit_log ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
+    params,
+  );
+  if (k.reverse) rows.reverse();
+  return rows as AuditWindowRow[];
+}
+
+export async function countAuditLog(db: Queryable): Promise<number> {
+  const {rows} = await db.query('SELECT count(*)::int AS n FROM hydra_ops.audit_log');
+  return (rows[0] as {n: number}).n;
+}
+
+export interface CheckWindowRow {
+  id: number;
+  build: number | null;
+  drv_path: string;
+  original_machine: string | null;
+  check_machine: string | null;
+  verdict: string;
+  /** jsonb: [{name, expected, got}] per output. */
+  outputs: unknown;
+  diff_log_path: string | null;
+  started_at: string | null;
+}
+
+/** A page of hydra_ops.repro_checks, newest first. */
+export async function pageReproChecks(db: Queryable, anchor: Anchor, limit: number): Promise<CheckWindowRow[]> {
+  const params: unknown[] = [];
+  const k = idKeyset(anchor, params);
+  params.push(limit);
+  const {rows} = await db.query(
+    `SELECT id::float8 AS id, build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path,
+            to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at
+       FROM hydra_ops.repro_checks ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
+    params,
+  );
+  if (k.reverse) rows.reverse();
+  return rows as CheckWindowRow[];
+}
+
+export async function countReproChecks(db: Queryable): Promise<number> {
+  const {rows} = await db.query('SELECT count(*)::int AS n FROM hydra_ops.repro_checks');
+  return (rows[0] as {n: number}).n;
+}
+
+/** Per jobset of the given builds: how many are running (have a busy step) and how many not. */
+export async function buildsScope(db: Queryable, ids: number[]): Promise<{js: string; queued: number; running: number}[]> {
+  if (ids.length === 0) return [];
+  const {rows} = await db.query(
+    `SELECT j.project || ':' || j.name AS js,
+            count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM BuildSteps s WHERE s.build = b.id AND s.busy != 0))::int AS queued,
+            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM BuildSteps s WHERE s.build = b.id AND s.busy != 0))::int AS running
+       FROM Builds b JOIN Jobsets j ON j.id = b.jobset_id WHERE b.id = ANY($1::int[]) GROUP BY 1 ORDER BY 1`,
+    [ids],
+  );
+  return rows as {js: string; queued: number; running: number}[];
+}

@@ -1,0 +1,74 @@
+// What the console's action keys ask for: the request for the selected (or marked) builds or the
+// selected machine, a dry-run preview first where the operator must confirm the exact scope, and the
+// confirmation dialog built from that preview. The controller runs the requests (effects).
+import {needsTypedConfirm} from '../../actions/confirm.js';
+import {refuse, type Result, type State} from './model.js';
+import type {ActionOutcome, ActionRequest} from './types.js';
+import {isFilterView, VIEWS} from './views.js';
+import {currentBuildId} from './selection.js';
+
+/** The builds an action acts on: the marked ones, else the selected one. */
+export function targets(state: State): number[] {
+  if (VIEWS[state.view].marks && state.marks.length > 0) return [...state.marks].sort((a, b) => a - b);
+  const id = currentBuildId(state);
+  return id === null ? [] : [id];
+}
+
+export function buildAction(state: State, kind: 'restart' | 'cancel' | 'bump' | 'check', toFront = false): Result {
+  const ids = targets(state);
+  if (ids.length === 0) return refuse(state, kind, 'no build selected here');
+  const req: ActionRequest = {kind, ids, ...(toFront ? {toFront: true} : {})};
+  // Cancel is always confirmed; other build actions are confirmed when they touch more than one build.
+  if (kind === 'cancel' || ids.length > 1) return {state: {...state, busyAction: true, message: {text: `${kind}: checking the exact scope…`, error: false}}, effects: [{type: 'preview', req: {...req, dryRun: true}}]};
+  return {state: {...state, busyAction: true, message: {text: `${toFront ? 'bump to the front' : kind} build ${ids[0]}…`, error: false}}, effects: [{type: 'act', req}]};
+}
+
+/** `i` on the Machines view: ping the selected machine (read-only, so allowed in read-only mode). */
+export function pingAction(state: State): Result {
+  const m = state.machines.rows[state.machines.selected];
+  if (!m) return refuse(state, 'ping', 'no machine selected');
+  return {state: {...state, busyAction: true, message: {text: `pinging ${m.name}…`, error: false}}, effects: [{type: 'act', req: {kind: 'ping', machine: m.uri}}]};
+}
+
+export function machineAction(state: State, kind: 'drain' | 'enable'): Result {
+  const m = state.machines.rows[state.machines.selected];
+  if (!m) return refuse(state, kind, 'no machine selected');
+  const req: ActionRequest = {kind, machine: m.uri};
+  if (kind === 'drain') {
+    return {
+      state: {
+        ...state,
+        mode: 'dialog',
+        dialog: {
+          title: `Drain ${m.name}?`,
+          lines: [`No new steps will be sent to ${m.uri}; its ${m.currentJobs ?? 0} running step(s) finish.`, 'e enables it again.'],
+          req,
+          typed: null,
+          input: '',
+          error: null,
+        },
+      },
+      effects: [],
+    };
+  }
+  return {state: {...state, busyAction: true, message: {text: `enabling ${m.name}…`, error: false}}, effects: [{type: 'act', req}]};
+}
+
+/** A dry run came back: the confirmation dialog with the exact scope, or why there is nothing to do. */
+export function previewed(state: State, req: ActionRequest, o: ActionOutcome): State {
+  const base: State = {...state, busyAction: false};
+  if (!o.ok) return {...base, message: {text: `${req.kind}: ${o.message}`, error: true}};
+  const n = o.changed?.length ?? 0;
+  const of = o.targets?.length ?? n;
+  if (n === 0) return {...base, message: {text: `${req.kind}: nothing to do — ${of} selected build(s) already in that state`, error: false}};
+  const verb = req.kind[0]!.toUpperCase() + req.kind.slice(1);
+  const title = `${verb} ${n} build${n === 1 ? '' : 's'}${o.scope ? ` ${o.scope}` : ''}?`;
+  const lines: string[] = [];
+  const ids = o.changed ?? [];
+  lines.push(`builds: ${ids.slice(0, 12).join(', ')}${ids.length > 12 ? ` … and ${ids.length - 12} more` : ''}`);
+  if (of > n) lines.push(`${of - n} of the ${of} selected are already in that state and stay as they are.`);
+  const v = state.view;
+  if (VIEWS[v].marks && isFilterView(v) && state.filters[v]) lines.push(`filter: ${state.filters[v]}`);
+  const typed = needsTypedConfirm(n) ? n : null;
+  return {...base, mode: 'dialog', message: null, dialog: {title, lines, req: {...req, ids: o.changed, dryRun: false}, typed, input: '', error: null}};
+}

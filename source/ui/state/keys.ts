@@ -1,0 +1,393 @@
+// The table of console keys. Each entry is one line of the `?` help: the key names it binds, how
+// help and the footer write them, the views where it acts (and what pressing it elsewhere says),
+// when it is disabled and why, its footer hints, and its action, which returns the next state and
+// effects as data. The reducer, the help overlay and the footer are all derived from KEYS.
+// Adding a key: docs/architecture.md ("Adding a key").
+import {say, stay, type Result, type State} from './model.js';
+import {buildAction, machineAction, pingAction} from './acting.js';
+import {applyFilter} from './input.js';
+import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
+import type {ViewName} from './types.js';
+import {FILTER_VIEWS, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
+import {currentIndex, cursorOf, jumpEdge, moveTo, reloadWindow, withEnsure} from './selection.js';
+
+export type Section = 'Global' | 'Lists' | 'Actions' | 'Log';
+/** Help sections in display order. */
+export const SECTIONS: readonly Section[] = ['Global', 'Lists', 'Actions', 'Log'];
+
+export interface KeyHint {
+  /** How the footer writes the key (default: the entry's label). */
+  key?: string;
+  /** What it does, in a word or two; null: no hint in this state. */
+  what: string | ((s: State) => string | null);
+  /** Only in these views (default: every view where the key acts). */
+  in?: readonly ViewName[];
+}
+
+/** Why a key cannot act now: the footer's dim note and the refusal message. */
+export interface Refusal {
+  hint: string;
+  text: string;
+}
+
+export interface KeySpec {
+  /** Key names as toKeys() produces them (`j`, `ctrl-d`, `enter`, `space`, …). */
+  keys: readonly string[];
+  /** How the help writes the keys. */
+  label: string;
+  section: Section;
+  help: string;
+  /** Views where the key acts; absent: every view. */
+  views?: readonly ViewName[];
+  /** What pressing it in another view says (absent: nothing happens). */
+  elsewhere?(key: string): {text: string; error: boolean};
+  /** Why it cannot act now (read-only, missing role, …), or null. */
+  disabled?(s: State, key: string): Refusal | null;
+  hints?: readonly KeyHint[];
+  run(s: State, key: string): Result;
+}
+
+/** Views that can move a selection (the log scrolls with its own keys). */
+const CURSOR_VIEWS = VIEW_NAMES.filter((v) => cursorOf(v) !== null);
+/** Views where a build is selected (actions act on it). */
+const BUILD_VIEWS = VIEW_NAMES.filter((v) => VIEWS[v].selected !== undefined);
+const ENTER_VIEWS = VIEW_NAMES.filter((v) => VIEWS[v].enter !== undefined);
+const MARK_VIEWS = VIEW_NAMES.filter((v) => VIEWS[v].marks === true);
+/** Top-level views with few keys of their own: their footer lists the navigation keys. */
+const BROWSE_VIEWS = TOP_VIEWS.filter((v) => !VIEWS[v].filter);
+/** Where the build actions' footer hints are shown. */
+const BUILD_HINTS: readonly ViewName[] = ['builds', 'steps', 'detail'];
+
+function viewName(v: ViewName): string {
+  return `the ${VIEWS[v].title} view (${VIEWS[v].key})`;
+}
+
+const readonly =
+  (verb: string) =>
+  (s: State): Refusal | null =>
+    s.caps?.readonly ? {hint: 'read-only', text: `${verb}: ${s.caps.readonly}`} : null;
+
+const noBuild = (verb: string) => () => ({text: `${verb}: no build selected here`, error: true});
+const machineKind = (key: string): 'enable' | 'drain' => (key === 'E' ? 'drain' : 'enable');
+
+function move(s: State, key: string): Result {
+  const idx = currentIndex(s);
+  const page = cursorOf(s.view)?.page(s) ?? 1;
+  const delta: Record<string, number> = {j: 1, down: 1, k: -1, up: -1, 'ctrl-f': page, pgdn: page, 'ctrl-b': -page, pgup: -page};
+  if (key in delta) return withEnsure(moveTo(s, idx + delta[key]!));
+  return jumpEdge(s, key === 'g' || key === 'home' ? 'start' : 'end');
+}
+
+const VIEW_KEYS = TOP_VIEWS.map((v) => VIEWS[v].key!);
+
+export const KEYS: readonly KeySpec[] = [
+  // Lists: moving and opening. (Table order is the footer's order.)
+  {
+    keys: ['j', 'k', 'down', 'up', 'g', 'G', 'home', 'end'],
+    label: 'j k ↑ ↓ g G',
+    section: 'Lists',
+    help: 'move; top / bottom',
+    views: CURSOR_VIEWS,
+    hints: [{key: 'j/k', what: 'step', in: ['detail']}],
+    run: move,
+  },
+  {
+    keys: ['ctrl-f', 'ctrl-b', 'pgdn', 'pgup'],
+    label: 'ctrl-f ctrl-b PgDn PgUp',
+    section: 'Lists',
+    help: 'page',
+    views: CURSOR_VIEWS,
+    run: move,
+  },
+  {
+    keys: ['enter'],
+    label: 'enter',
+    section: 'Lists',
+    help: 'drill down (build detail; in checks: the diff)',
+    views: ENTER_VIEWS,
+    hints: [{what: (s) => VIEWS[s.view].enter?.what ?? null}],
+    run: (s) => {
+      const to = VIEWS[s.view].enter?.go(s);
+      return to ? go(s, to) : stay(s);
+    },
+  },
+  {
+    keys: ['l'],
+    label: 'l',
+    section: 'Lists',
+    help: 'log of the selected build or step',
+    hints: [{what: 'log', in: ['builds', 'steps']}],
+    run: (s) => {
+      const sel = VIEWS[s.view].selected?.(s);
+      return sel ? openLog(s, sel.build, sel.stepnr) : say(s, 'l: select a build or a step first');
+    },
+  },
+  {
+    keys: ['/'],
+    label: '/',
+    section: 'Lists',
+    help: 'filter (system:x86_64-linux status:queued age>2h …)',
+    views: FILTER_VIEWS,
+    elsewhere: () => ({text: `no filter in this view (filters: ${whereText(FILTER_VIEWS)})`, error: false}),
+    hints: [{what: 'filter'}],
+    run: (s) => ({state: {...s, mode: 'filter', input: s.filters[s.view as (typeof FILTER_VIEWS)[number]] ?? '', inputError: null}, effects: []}),
+  },
+  {
+    keys: ['space'],
+    label: 'space',
+    section: 'Lists',
+    help: 'mark / unmark a build',
+    views: MARK_VIEWS,
+    elsewhere: () => ({text: `marking works in ${MARK_VIEWS.map(viewName).join(', ')}`, error: false}),
+    hints: [{what: 'mark'}],
+    run: (s) => {
+      const id = VIEWS[s.view].selected?.(s)?.build;
+      if (id === undefined) return stay(s);
+      const marks = s.marks.includes(id) ? s.marks.filter((m) => m !== id) : [...s.marks, id];
+      return withEnsure(moveTo({...s, marks}, currentIndex(s) + 1));
+    },
+  },
+  // Actions on the selected (or marked) builds, and on machines.
+  {
+    keys: ['r'],
+    label: 'r',
+    section: 'Actions',
+    help: 'restart (marked or current)',
+    views: BUILD_VIEWS,
+    elsewhere: noBuild('restart'),
+    disabled: readonly('restart'),
+    hints: [{what: 'restart', in: BUILD_HINTS}],
+    run: (s) => buildAction(s, 'restart'),
+  },
+  {
+    keys: ['ctrl-d'],
+    label: 'ctrl-d',
+    section: 'Actions',
+    help: 'cancel (always confirmed, shows the exact scope)',
+    views: BUILD_VIEWS,
+    elsewhere: noBuild('cancel'),
+    disabled: readonly('cancel'),
+    hints: [{key: '^d', what: 'cancel', in: BUILD_HINTS}],
+    run: (s) => buildAction(s, 'cancel'),
+  },
+  {
+    keys: ['b', 'B'],
+    label: 'b B',
+    section: 'Actions',
+    help: 'bump (Hydra) / bump above every existing bump',
+    views: BUILD_VIEWS,
+    elsewhere: noBuild('bump'),
+    disabled: readonly('bump'),
+    hints: [{key: 'b/B', what: 'bump/top', in: BUILD_HINTS}],
+    run: (s, key) => buildAction(s, 'bump', key === 'B'),
+  },
+  {
+    keys: ['c'],
+    label: 'c',
+    section: 'Actions',
+    help: 'reproducibility check',
+    views: BUILD_VIEWS,
+    elsewhere: noBuild('check'),
+    disabled: (s) => (s.caps?.checks ? {hint: 'not available', text: `check: ${s.caps.checks}`} : null),
+    hints: [{what: 'check', in: ['builds']}],
+    run: (s) => buildAction(s, 'check'),
+  },
+  {
+    keys: ['e', 'E'],
+    label: 'e E',
+    section: 'Actions',
+    help: 'machines: enable / drain',
+    views: ['machines'],
+    elsewhere: (key) => ({text: `${machineKind(key)}: select a machine in ${viewName('machines')}`, error: true}),
+    disabled: (s, key) => {
+      const why = s.caps?.readonly ?? s.caps?.admin;
+      return why ? {hint: s.caps?.readonly ? 'read-only' : 'needs admin', text: `${machineKind(key)}: ${why}`} : null;
+    },
+    hints: [
+      {key: 'e', what: 'enable'},
+      {key: 'E', what: 'drain'},
+    ],
+    run: (s, key) => machineAction(s, machineKind(key)),
+  },
+  {
+    keys: ['i'],
+    label: 'i',
+    section: 'Actions',
+    help: 'machines: ping (connect, handshake, trust, systems, free space)',
+    views: ['machines'],
+    elsewhere: () => ({text: `ping: select a machine in ${viewName('machines')}`, error: true}),
+    hints: [{what: 'ping'}],
+    run: pingAction,
+  },
+  {
+    keys: ['s'],
+    label: 's',
+    section: 'Lists',
+    help: 'builds: newest first ↔ queue order',
+    views: ['builds'],
+    hints: [{what: (s) => (s.order === 'queue' ? 'newest' : 'queue order')}],
+    run: (s) => reloadWindow({...s, order: s.order === 'queue' ? 'id-desc' : 'queue', marks: []}, 'builds'),
+  },
+  // The log viewer.
+  {
+    keys: ['f'],
+    label: 'f',
+    section: 'Log',
+    help: 'follow on/off',
+    views: ['log'],
+    hints: [{what: (s) => (s.log?.follow ? 'unfollow' : 'follow')}],
+    run: (s) => (s.log?.follow ? {state: {...s, log: {...s.log, follow: false}}, effects: []} : scrollLog(s, 'follow')),
+  },
+  {
+    keys: ['w'],
+    label: 'w',
+    section: 'Log',
+    help: 'wrap long lines',
+    views: ['log'],
+    hints: [{what: 'wrap'}],
+    run: (s) => (s.log ? {state: {...s, log: {...s.log, wrap: !s.log.wrap}}, effects: []} : stay(s)),
+  },
+  {
+    keys: ['/', 'n', 'N'],
+    label: '/ n N',
+    section: 'Log',
+    help: 'search, next, previous',
+    views: ['log'],
+    hints: [
+      {key: '/', what: 'search'},
+      {key: 'n/N', what: 'next/prev'},
+    ],
+    run: (s, key) => {
+      const log = s.log;
+      if (key === '/') return {state: {...s, mode: 'search', input: ''}, effects: []};
+      if (!log?.search) return say(s, 'no search yet: / to search');
+      return {
+        state: {...s, log: {...log, follow: false}},
+        effects: [{type: 'searchLog', needle: log.search, from: key === 'n' ? (log.match ?? log.top - 1) + 1 : (log.match ?? log.top) - 1, backwards: key === 'N'}],
+      };
+    },
+  },
+  {
+    keys: ['j', 'k', 'down', 'up', 'pgdn', 'pgup', 'ctrl-f', 'ctrl-b', 'space', 'g', 'G', 'home', 'end'],
+    label: 'j k PgDn PgUp g G',
+    section: 'Log',
+    help: 'scroll (space: a page); top / bottom',
+    views: ['log'],
+    hints: [{key: 'g/G', what: 'top/bottom'}],
+    run: scrollLog,
+  },
+  // Everywhere.
+  {
+    keys: [...VIEW_KEYS, 'tab', 'shift-tab'],
+    label: `1…${VIEW_KEYS.length} tab`,
+    section: 'Global',
+    help: TOP_VIEWS.map((v) => VIEWS[v].commands[0]).join(', '),
+    hints: [{key: `1-${VIEW_KEYS.length}`, what: 'views', in: BROWSE_VIEWS}],
+    run: (s, key) => {
+      if (key !== 'tab' && key !== 'shift-tab') return switchView(s, TOP_VIEWS[VIEW_KEYS.indexOf(key)]!);
+      const i = Math.max(0, TOP_VIEWS.indexOf(s.view));
+      return switchView(s, TOP_VIEWS[(i + (key === 'tab' ? 1 : TOP_VIEWS.length - 1)) % TOP_VIEWS.length]!);
+    },
+  },
+  {
+    keys: [':'],
+    label: ':',
+    section: 'Global',
+    help: 'command: :builds :queue :steps :machines :log 12/3 :build 12 :q',
+    hints: [{what: 'command', in: BROWSE_VIEWS}],
+    run: (s) => ({state: {...s, mode: 'command', input: '', inputError: null}, effects: []}),
+  },
+  {
+    keys: ['p'],
+    label: 'p',
+    section: 'Global',
+    help: 'pause live updates',
+    hints: [{what: (s) => (s.paused ? 'resume' : 'pause'), in: BROWSE_VIEWS}],
+    run: (s) => ({state: {...s, paused: !s.paused}, effects: [{type: 'pause', paused: !s.paused}]}),
+  },
+  {
+    keys: ['esc'],
+    label: 'esc',
+    section: 'Global',
+    help: 'back / clear filter / clear marks',
+    hints: [{what: 'back', in: ['detail', 'log']}],
+    run: (s) => {
+      const v = s.view;
+      if (VIEWS[v].filter && s.filters[v as (typeof FILTER_VIEWS)[number]] !== null) return applyFilter({...s, mode: 'filter'}, '');
+      if (VIEWS[v].marks && s.marks.length > 0) return {state: {...s, marks: []}, effects: []};
+      return goBack(s);
+    },
+  },
+  {
+    keys: ['?'],
+    label: '?',
+    section: 'Global',
+    help: 'this help',
+    hints: [{what: 'help'}],
+    run: (s) => ({state: {...s, mode: 'help'}, effects: []}),
+  },
+  {
+    keys: ['q', 'ctrl-c'],
+    label: 'q ctrl-c',
+    section: 'Global',
+    help: 'quit (q in a sub-view: back)',
+    hints: [{key: 'q', what: 'quit', in: BROWSE_VIEWS}],
+    run: (s, key) => (key === 'q' && s.back.length > 0 ? goBack(s) : {state: {...s, quit: true}, effects: [{type: 'quit'}]}),
+  },
+];
+
+/** The entry a key resolves to in a view: the one that acts there, else one that explains where it does. */
+export function bindingFor(view: ViewName, key: string): {spec: KeySpec; acts: boolean} | null {
+  let elsewhere: KeySpec | null = null;
+  for (const spec of KEYS) {
+    if (!spec.keys.includes(key)) continue;
+    if (!spec.views || spec.views.includes(view)) return {spec, acts: true};
+    if (spec.elsewhere) elsewhere ??= spec;
+  }
+  return elsewhere ? {spec: elsewhere, acts: false} : null;
+}
+
+/** A key pressed in normal mode. */
+export function pressKey(state: State, key: string): Result {
+  const b = bindingFor(state.view, key);
+  if (!b) return stay(state);
+  if (!b.acts) {
+    const m = b.spec.elsewhere?.(key);
+    return m ? {state: {...state, message: m}, effects: []} : stay(state);
+  }
+  const no = b.spec.disabled?.(state, key);
+  if (no) return {state: {...state, message: {text: no.text, error: true}}, effects: []};
+  return b.spec.run(state.message ? {...state, message: null} : state, key);
+}
+
+export interface Hint {
+  key: string;
+  what: string;
+  /** Why it is disabled here. */
+  disabled?: string | null;
+}
+
+/** The footer's hints in normal mode: the keys acting in this view, in table order. */
+export function keyHints(state: State): Hint[] {
+  const out: Hint[] = [];
+  for (const spec of KEYS) {
+    if (spec.views && !spec.views.includes(state.view)) continue;
+    for (const h of spec.hints ?? []) {
+      if (h.in && !h.in.includes(state.view)) continue;
+      const what = typeof h.what === 'function' ? h.what(state) : h.what;
+      if (what === null) continue;
+      out.push({key: h.key ?? spec.label, what, disabled: spec.disabled?.(state, spec.keys[0]!)?.hint ?? null});
+    }
+  }
+  return out;
+}
+
+export interface HelpEntry {
+  keys: string;
+  what: string;
+}
+
+/** The `?` help, by section. */
+export function helpSections(): {section: Section; entries: HelpEntry[]}[] {
+  return SECTIONS.map((section) => ({section, entries: KEYS.filter((k) => k.section === section).map((k) => ({keys: k.label, what: k.help}))}));
+}

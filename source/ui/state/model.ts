@@ -1,0 +1,192 @@
+// The console's state and the messages in and out of the reducer, as plain data: State, the Actions
+// the controller feeds in (keys, data arrivals) and the Effects (queries, actions, log reads) the
+// reducer hands back for the controller to run.
+import type {Size} from './layout.js';
+import type {
+  ActionOutcome,
+  ActionRequest,
+  Anchor,
+  BuildDetail,
+  BuildOrder,
+  Capabilities,
+  FilterView,
+  HeaderData,
+  ListName,
+  ListRows,
+  OverviewData,
+  ViewName,
+  WindowName,
+  WindowRows,
+} from './types.js';
+
+/** A window onto a long SQL-backed list: only these rows are in memory. */
+export interface Window<T> {
+  rows: T[];
+  /** Absolute index of rows[0]. */
+  offset: number;
+  /** Absolute index of the selected row. */
+  selected: number;
+  /** Absolute index of the first visible row. */
+  top: number;
+  total: number | null;
+  atStart: boolean;
+  atEnd: boolean;
+  /** A fetch is under way ('replace' | 'append' | 'prepend'). */
+  pending: 'replace' | 'append' | 'prepend' | null;
+  loaded: boolean;
+  error: string | null;
+  /** Generation: responses to an older generation are dropped. */
+  gen: number;
+  /** Where a move beyond the loaded rows wanted to go; applied when the rows arrive. */
+  want: number | null;
+}
+
+/** A bounded list loaded whole. */
+export interface List<T> {
+  rows: T[];
+  selected: number;
+  top: number;
+  loaded: boolean;
+  error: string | null;
+}
+
+export interface LogState {
+  build: number;
+  stepnr: number | null;
+  path: string | null;
+  total: number;
+  /** First visible line. */
+  top: number;
+  lines: string[];
+  follow: boolean;
+  wrap: boolean;
+  search: string | null;
+  match: number | null;
+  error: string | null;
+  loading: boolean;
+}
+
+export interface Dialog {
+  title: string;
+  lines: string[];
+  req: ActionRequest;
+  /** The count the operator must type (large or admin-wide actions), else y/N. */
+  typed: number | null;
+  input: string;
+  /** A problem with what was typed. */
+  error: string | null;
+}
+
+export type Mode = 'normal' | 'filter' | 'command' | 'search' | 'help' | 'dialog';
+
+export interface DetailState {
+  id: number;
+  data: BuildDetail | null;
+  selected: number;
+  loading: boolean;
+  error: string | null;
+}
+
+interface BaseState {
+  view: ViewName;
+  back: ViewName[];
+  size: Size;
+  mode: Mode;
+  input: string;
+  inputError: string | null;
+  filters: Record<FilterView, string | null>;
+  order: BuildOrder;
+  overview: OverviewData | null;
+  overviewSelected: number;
+  detail: DetailState | null;
+  log: LogState | null;
+  /** Marked build ids (Builds view). */
+  marks: number[];
+  dialog: Dialog | null;
+  message: {text: string; error: boolean} | null;
+  paused: boolean;
+  header: HeaderData | null;
+  caps: Capabilities | null;
+  busyAction: boolean;
+  quit: boolean;
+}
+
+/** One slot per windowed view and per list view, named after the view (state.builds, state.steps, …). */
+export type State = BaseState & {[K in WindowName]: Window<WindowRows[K]>} & {[K in ListName]: List<ListRows[K]>};
+
+export type Merge = 'replace' | 'append' | 'prepend';
+
+export type Effect =
+  | {type: 'fetch'; list: WindowName; anchor: Anchor; merge: Merge; limit: number; gen: number; jump?: boolean}
+  | {type: 'count'; list: WindowName; gen: number}
+  | {type: 'load'; what: ListName | 'overview'}
+  | {type: 'detail'; id: number}
+  | {type: 'openLog'; build: number; stepnr?: number; file?: string}
+  | {type: 'readLog'; top: number; count: number}
+  | {type: 'searchLog'; needle: string; from: number; backwards: boolean}
+  | {type: 'closeLog'}
+  | {type: 'preview'; req: ActionRequest}
+  | {type: 'act'; req: ActionRequest}
+  | {type: 'pause'; paused: boolean}
+  | {type: 'quit'};
+
+export type Action =
+  | {type: 'key'; key: string}
+  | {type: 'resize'; size: Size}
+  | {type: 'header'; header: HeaderData}
+  | {type: 'caps'; caps: Capabilities}
+  | {type: 'page'; list: WindowName; gen: number; merge: Merge; anchor: Anchor; limit: number; rows: unknown[]; jump?: boolean}
+  | {type: 'count'; list: WindowName; gen: number; total: number}
+  | {type: 'pageError'; list: WindowName; gen: number; error: string}
+  | {type: 'list'; list: ListName; rows: unknown[]}
+  | {type: 'listError'; list: ListName | 'overview'; error: string}
+  | {type: 'overview'; data: OverviewData}
+  | {type: 'detail'; id: number; data: BuildDetail | null; error?: string}
+  | {type: 'logOpened'; build: number; stepnr: number | null; path: string; total: number}
+  | {type: 'logError'; build: number; error: string}
+  | {type: 'logLines'; top: number; total: number; lines: string[]}
+  | {type: 'logGrew'; total: number}
+  | {type: 'searchResult'; needle: string; line: number}
+  | {type: 'previewed'; req: ActionRequest; outcome: ActionOutcome}
+  | {type: 'acted'; req: ActionRequest; outcome: ActionOutcome}
+  | {type: 'refresh'; what: 'visible' | 'all'}
+  | {type: 'message'; text: string; error?: boolean};
+
+export interface Result {
+  state: State;
+  effects: Effect[];
+}
+
+/** Rows kept in memory per window (a few screens). */
+export const WINDOW_MAX = 400;
+
+export function emptyWindow<T>(): Window<T> {
+  return {rows: [], offset: 0, selected: 0, top: 0, total: null, atStart: true, atEnd: false, pending: null, loaded: false, error: null, gen: 0, want: null};
+}
+
+export function emptyList<T>(): List<T> {
+  return {rows: [], selected: 0, top: 0, loaded: false, error: null};
+}
+
+/** The state as it is, nothing to run. */
+export function stay(state: State): Result {
+  return {state, effects: []};
+}
+
+/** A footer message (not an error). */
+export function say(state: State, text: string): Result {
+  return {state: {...state, message: {text, error: false}}, effects: []};
+}
+
+/** A refusal: `what: why`, shown as an error, nothing run. */
+export function refuse(state: State, what: string, why: string): Result {
+  return {state: {...state, message: {text: `${what}: ${why}`, error: true}}, effects: []};
+}
+
+export function windowOf(state: State, list: WindowName): Window<unknown> {
+  return state[list] as Window<unknown>;
+}
+
+export function listOf(state: State, list: ListName): List<unknown> {
+  return state[list] as List<unknown>;
+}

@@ -1,0 +1,336 @@
+// The table of console views: for each view its title, number key, `:` names, where its rows come
+// from and how it loads, how its selection moves, which build (and step) is selected, what `enter`
+// opens, which live changes refresh it and what the crumb line adds. VIEWS is a mapped type over
+// ViewName, so a view without an entry, or an entry of the wrong kind, does not type-check.
+// Adding a view: docs/architecture.md ("Adding a console view").
+import {formatCount} from '../format.js';
+import {bodyLines, tableRows} from './layout.js';
+import type {Result, State} from './model.js';
+import {
+  buildKey,
+  type Anchor,
+  type ChangeKind,
+  type ConsoleData,
+  type FilterView,
+  type ListName,
+  type ListRows,
+  type ViewName,
+  type WindowName,
+  type WindowRows,
+} from './types.js';
+
+/** The build (and step) a view has selected: what actions act on and `l` opens. */
+export interface Selection {
+  build: number;
+  stepnr?: number;
+}
+
+/** Where `enter` goes, as data (navigation.ts carries it out). */
+export type Go =
+  | {to: 'detail'; id: number}
+  | {to: 'log'; build: number; stepnr?: number; file?: string}
+  /** Another view with its filter set (drill-down), pushing this view on the back stack. */
+  | {to: 'filtered'; view: FilterView; filter: string}
+  | {to: 'message'; text: string};
+
+/** How a view's selection moves. */
+export interface Cursor {
+  /** The selected row; while a page is on its way, where the earlier keys were heading. */
+  index(s: State): number;
+  /** Selectable rows [min, length); null when there is nothing to select. */
+  bounds(s: State): {min: number; length: number} | null;
+  /** Selects row `selected` (within bounds); `target` is where the key wanted to go. */
+  select(s: State, selected: number, target: number): State;
+  /** Rows a page key moves. */
+  page(s: State): number;
+}
+
+interface SpecBase<V extends ViewName> {
+  title: string;
+  /** Number key of a top-level view (their tab order too); null for sub-views. */
+  key: string | null;
+  /** `:` names, the canonical one first. */
+  commands: readonly string[];
+  /** `/` edits this view's filter (state.filters[view]). */
+  filter: V extends FilterView ? true : false;
+  /** `space` marks rows (build ids in state.marks), and actions take the marked builds. */
+  marks?: boolean;
+  /** Live changes that refresh the view while it is shown. */
+  refreshOn: readonly ChangeKind[];
+  /** The selected build, for actions and `l`; absent when the view has no builds. */
+  selected?(s: State): Selection | null;
+  /** What `enter` opens: the footer's word for it (null: not shown) and where it goes. */
+  enter?: {what: string | null; go(s: State): Go | null};
+  /** The crumb's last part (default: the title). */
+  crumbTitle?(s: State): string;
+  /** Appended to the crumb line: order, filter, position. */
+  crumbTail?(s: State, c: CrumbText): string;
+}
+
+export interface CrumbText {
+  count(n: number): string;
+  sep: string;
+}
+
+/** A keyset-paged window: where pages and the count come from and how a row is keyed. */
+export interface WindowSource<V extends WindowName> {
+  page(d: ConsoleData, s: State, anchor: Anchor, limit: number): Promise<WindowRows[V][]>;
+  count(d: ConsoleData, s: State): Promise<number>;
+  /** What the count depends on: a cached count is reused while this stays the same. */
+  countKey(s: State): string;
+  key(row: WindowRows[V], s: State): number[];
+}
+
+export interface ListSource<V extends ListName> {
+  fetch(d: ConsoleData, s: State): Promise<ListRows[V][]>;
+}
+
+/** Views of their own shape (overview, build detail, log): they bring their cursor and loading. */
+export interface Screen {
+  cursor: Cursor | null;
+  load(s: State, fresh: boolean): Result;
+}
+
+export type ViewSpec<V extends ViewName = ViewName> = SpecBase<V> &
+  (V extends WindowName
+    ? {kind: 'window'; source: WindowSource<V>}
+    : V extends ListName
+      ? {kind: 'list'; source: ListSource<V>}
+      : {kind: 'screen'; screen: Screen});
+
+function selectedRow<V extends WindowName>(s: State, v: V): WindowRows[V] | undefined {
+  const w = s[v];
+  return w.rows[w.selected - w.offset] as WindowRows[V] | undefined;
+}
+
+function listRow<V extends ListName>(s: State, v: V): ListRows[V] | undefined {
+  const l = s[v];
+  return l.rows[l.selected] as ListRows[V] | undefined;
+}
+
+const idKey = (row: {id: number}): number[] => [row.id];
+
+function filterTail(s: State, v: FilterView, c: CrumbText): string {
+  return s.filters[v] ? ` ${c.sep} filter: ${s.filters[v]}` : '';
+}
+
+export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
+  overview: {
+    kind: 'screen',
+    title: 'Overview',
+    key: '1',
+    commands: ['overview', 'o'],
+    filter: false,
+    refreshOn: ['queue', 'runner'],
+    screen: {
+      cursor: {
+        index: (s) => s.overviewSelected,
+        bounds: (s) => (s.overview ? {min: 0, length: s.overview.jobsets.length} : null),
+        select: (s, selected) => ({...s, overviewSelected: selected}),
+        page: (s) => tableRows(s.size),
+      },
+      load: (s) => ({state: s, effects: [{type: 'load', what: 'overview'}]}),
+    },
+  },
+  builds: {
+    kind: 'window',
+    title: 'Builds',
+    key: '2',
+    commands: ['builds', 'b'],
+    filter: true,
+    marks: true,
+    refreshOn: ['queue', 'steps'],
+    source: {
+      page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, anchor, limit}),
+      count: (d, s) => d.countBuilds({filter: s.filters.builds, order: s.order}),
+      countKey: (s) => `${s.order}\0${s.filters.builds ?? ''}`,
+      key: (row, s) => buildKey(row, s.order),
+    },
+    selected: (s) => {
+      const b = selectedRow(s, 'builds');
+      return b ? {build: b.id} : null;
+    },
+    enter: {what: 'detail', go: (s) => goDetail(VIEWS.builds.selected!(s))},
+    crumbTail: (s, c) => {
+      const w = s.builds;
+      let text = s.order === 'queue' ? ' (queue order)' : ' (newest first)';
+      text += filterTail(s, 'builds', c);
+      const pos = w.rows.length ? `${c.count(w.selected + 1)} of ${w.total === null ? '…' : c.count(w.total)}` : w.total !== null ? `0 of ${c.count(w.total)}` : '';
+      if (pos) text += ` — ${pos}`;
+      if (s.marks.length) text += ` · ${s.marks.length} marked`;
+      return text;
+    },
+  },
+  steps: {
+    kind: 'list',
+    title: 'Running steps',
+    key: '3',
+    commands: ['steps', 'running'],
+    filter: true,
+    refreshOn: ['steps', 'runner'],
+    source: {fetch: (d, s) => d.runningSteps(s.filters.steps)},
+    selected: (s) => {
+      const r = listRow(s, 'steps');
+      return r ? {build: r.build, stepnr: r.stepnr} : null;
+    },
+    enter: {what: 'build', go: (s) => goDetail(VIEWS.steps.selected!(s))},
+    crumbTail: (s, c) => `${filterTail(s, 'steps', c)} — ${c.count(s.steps.rows.length)}`,
+  },
+  machines: {
+    kind: 'list',
+    title: 'Machines',
+    key: '4',
+    commands: ['machines', 'm'],
+    filter: true,
+    refreshOn: ['steps', 'runner'],
+    source: {fetch: (d, s) => d.machines(s.filters.machines)},
+    enter: {
+      what: 'steps',
+      go: (s) => {
+        const m = listRow(s, 'machines');
+        return m ? {to: 'filtered', view: 'steps', filter: `machine:"${m.uri}"`} : null;
+      },
+    },
+    crumbTail: (s, c) => `${filterTail(s, 'machines', c)} — ${c.count(s.machines.rows.length)}`,
+  },
+  jobsets: {
+    kind: 'list',
+    title: 'Jobsets',
+    key: '5',
+    commands: ['jobsets', 'js'],
+    filter: false,
+    refreshOn: ['queue', 'runner'],
+    source: {fetch: (d) => d.jobsets()},
+    enter: {
+      what: 'builds',
+      go: (s) => {
+        const j = listRow(s, 'jobsets');
+        return j ? {to: 'filtered', view: 'builds', filter: `jobset:${j.project}:${j.name}`} : null;
+      },
+    },
+  },
+  checks: {
+    kind: 'window',
+    title: 'Checks',
+    key: '6',
+    commands: ['checks'],
+    filter: false,
+    refreshOn: ['checks'],
+    source: {
+      page: (d, _s, anchor, limit) => d.pageChecks(anchor, limit),
+      count: (d) => d.countChecks(),
+      countKey: () => '',
+      key: idKey,
+    },
+    selected: (s) => {
+      const c = selectedRow(s, 'checks');
+      return c && c.build !== null ? {build: c.build} : null;
+    },
+    // Drill down into a check: its diff log in the log viewer (search, wrap, paging).
+    enter: {
+      what: 'diff',
+      go: (s) => {
+        const c = selectedRow(s, 'checks');
+        if (!c) return null;
+        if (!c.diffLogPath) return {to: 'message', text: `check ${c.id}: ${c.verdict} — no diff to show`};
+        return {to: 'log', build: c.build ?? 0, file: c.diffLogPath};
+      },
+    },
+    crumbTail: (s, c) => (s.checks.total !== null ? ` — ${c.count(s.checks.total)}` : ''),
+  },
+  audit: {
+    kind: 'window',
+    title: 'Audit',
+    key: '7',
+    commands: ['audit'],
+    filter: false,
+    refreshOn: ['audit'],
+    source: {
+      page: (d, _s, anchor, limit) => d.pageAudit(anchor, limit),
+      count: (d) => d.countAudit(),
+      countKey: () => '',
+      key: idKey,
+    },
+    crumbTail: (s, c) => (s.audit.total !== null ? ` — ${c.count(s.audit.total)}` : ''),
+  },
+  detail: {
+    kind: 'screen',
+    title: 'Build',
+    key: null,
+    commands: [],
+    filter: false,
+    refreshOn: ['queue', 'steps'],
+    screen: {
+      cursor: {
+        index: (s) => s.detail?.selected ?? 0,
+        bounds: (s) => (s.detail?.data ? {min: 0, length: s.detail.data.steps.length} : null),
+        select: (s, selected) => (s.detail ? {...s, detail: {...s.detail, selected}} : s),
+        page: (s) => Math.max(1, Math.floor(bodyLines(s.size) / 2) - 1),
+      },
+      load: (s) => ({state: s, effects: s.detail ? [{type: 'detail', id: s.detail.id}] : []}),
+    },
+    selected: (s) => {
+      if (!s.detail) return null;
+      const step = s.detail.data?.steps[s.detail.selected];
+      return step ? {build: s.detail.id, stepnr: step.stepnr} : {build: s.detail.id};
+    },
+    enter: {
+      what: 'log',
+      go: (s) => {
+        const step = s.detail?.data?.steps[s.detail.selected];
+        return step ? {to: 'log', build: s.detail!.id, stepnr: step.stepnr} : null;
+      },
+    },
+    crumbTitle: (s) => (s.detail ? `build ${s.detail.id}` : 'Build'),
+  },
+  log: {
+    kind: 'screen',
+    title: 'Log',
+    key: null,
+    commands: [],
+    filter: false,
+    refreshOn: [],
+    // The log scrolls with its own keys (keys.ts, section Log).
+    screen: {cursor: null, load: (s) => ({state: s, effects: []})},
+    selected: (s) => (s.log ? {build: s.log.build} : null),
+    enter: {what: null, go: (s) => (s.log ? {to: 'detail', id: s.log.build} : null)},
+    crumbTitle: (s) => (s.log ? `log ${s.log.build}${s.log.stepnr !== null ? `/${s.log.stepnr}` : ''}` : 'Log'),
+  },
+};
+
+function goDetail(sel: Selection | null): Go | null {
+  return sel ? {to: 'detail', id: sel.build} : null;
+}
+
+/** Every view, in table order. */
+export const VIEW_NAMES = Object.keys(VIEWS) as ViewName[];
+/** Top-level views in number-key (and tab) order. */
+export const TOP_VIEWS: ViewName[] = VIEW_NAMES.filter((v) => VIEWS[v].key !== null).sort((a, b) => Number(VIEWS[a].key) - Number(VIEWS[b].key));
+export const WINDOW_NAMES = VIEW_NAMES.filter((v): v is WindowName => VIEWS[v].kind === 'window');
+export const LIST_NAMES = VIEW_NAMES.filter((v): v is ListName => VIEWS[v].kind === 'list');
+export const FILTER_VIEWS = VIEW_NAMES.filter((v): v is FilterView => VIEWS[v].filter);
+
+export function isWindow(v: ViewName): v is WindowName {
+  return VIEWS[v].kind === 'window';
+}
+
+export function isList(v: ViewName): v is ListName {
+  return VIEWS[v].kind === 'list';
+}
+
+export function isFilterView(v: ViewName): v is FilterView {
+  return VIEWS[v].filter;
+}
+
+export function windowSource(list: WindowName): WindowSource<WindowName> {
+  return VIEWS[list].source as WindowSource<WindowName>;
+}
+
+export function listSource(list: ListName): ListSource<ListName> {
+  return VIEWS[list].source as ListSource<ListName>;
+}
+
+/** "builds 2, steps 3, machines 4": where a thing can be found, for messages. */
+export function whereText(views: readonly ViewName[]): string {
+  return views.map((v) => `${VIEWS[v].commands[0] ?? v}${VIEWS[v].key ? ` ${VIEWS[v].key}` : ''}`).join(', ');
+}

@@ -1,0 +1,197 @@
+// The console's key and view tables, without a terminal, a database or Nix: every key in the key
+// table reaches its action (or its refusal, or what it says elsewhere) in every view, the footer and
+// the help are derived from the table, and the views table is complete and consistent.
+import {test} from 'node:test';
+import assert from 'node:assert/strict';
+import {initialState, reduce, type State} from '../source/ui/state/reducer.js';
+import {bindingFor, helpSections, keyHints, KEYS, pressKey} from '../source/ui/state/keys.js';
+import {FILTER_VIEWS, LIST_NAMES, TOP_VIEWS, VIEW_NAMES, VIEWS, WINDOW_NAMES} from '../source/ui/state/views.js';
+import {cursorOf, loadView} from '../source/ui/state/selection.js';
+import {VIEW_COMMANDS} from '../source/ui/state/input.js';
+import type {BuildListRow, Capabilities, ViewName} from '../source/ui/state/types.js';
+
+const FULL: Capabilities = {readonly: null, admin: null, checks: null, user: 'alice'};
+const NONE: Capabilities = {readonly: 'read-only mode (--readonly)', admin: 'needs the admin role', checks: 'checks are off', user: 'bob'};
+
+function build(id: number): BuildListRow {
+  return {id, project: 'p', jobset: 'j', job: `job${id}`, system: 'x86_64-linux', drvpath: `/nix/store/x-${id}.drv`, finished: 0, buildstatus: null, iscachedbuild: null, priority: 100, globalpriority: 0, timestamp: 1, starttime: null, stoptime: null, busy: 0, machine: null};
+}
+
+function loadedWindow<T>(rows: T[]) {
+  return {rows, offset: 0, selected: 1, top: 0, total: rows.length, atStart: true, atEnd: true, pending: null, loaded: true, error: null, gen: 1, want: null};
+}
+
+function loadedList<T>(rows: T[]) {
+  return {rows, selected: 1, top: 0, loaded: true, error: null};
+}
+
+/** A state in `view` with rows everywhere, a back stack and the given capabilities. */
+function populated(view: ViewName, caps: Capabilities = FULL): State {
+  const s = initialState({size: {columns: 100, rows: 30}});
+  const machine = (name: string) => ({name, uri: `ssh://${name}`, state: 'idle' as const, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: null, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null});
+  const step = (b: number, n: number) => ({build: b, stepnr: n, machine: 'ssh://m1', project: 'p', jobset: 'j', job: 'x', drvpath: null, system: 'x86_64-linux', busy: 30, starttime: 1, phaseSince: null, timeout: null});
+  const jobset = (name: string) => ({project: 'p', name, enabled: 1, shares: 100, shareUsed: null, queued: 1, running: 0, oldest: null});
+  const check = (id: number) => ({id, build: id, drvPath: '/nix/store/c.drv', originalMachine: null, checkMachine: null, verdict: 'not-reproducible', differing: ['out'], diffLogPath: `/tmp/${id}.diff`, startedAt: null});
+  const audit = (id: number) => ({id, at: 'now', hydraUser: 'a', unixUser: 'a', action: 'restart', scope: '', targetCount: 1, resultCount: 1, outcome: 'ok', message: null});
+  const detailStep = (n: number) => ({stepnr: n, drvpath: null, busy: 0, status: 0, machine: 'ssh://m1', starttime: 1, stoptime: 2, errormsg: null});
+  return {
+    ...s,
+    view,
+    back: ['overview'],
+    caps,
+    builds: loadedWindow([build(3), build(2), build(1)]),
+    audit: loadedWindow([audit(2), audit(1)]),
+    checks: loadedWindow([check(2), check(1)]),
+    steps: loadedList([step(1, 1), step(2, 1)]),
+    machines: loadedList([machine('m1'), machine('m2')]),
+    jobsets: loadedList([jobset('a'), jobset('b')]),
+    overview: {systems: [], jobsets: [jobset('a'), jobset('b')], throughput: [], queueHistory: []},
+    overviewSelected: 1,
+    detail: {id: 2, data: {build: {...build(2), nixname: null, description: null, timeout: null, maxsilent: null, releasename: null}, steps: [detailStep(1), detailStep(2)], outputs: [], products: [], why: []}, selected: 1, loading: false, error: null},
+    log: {build: 2, stepnr: 1, path: '/tmp/log', total: 500, top: 100, lines: [], follow: false, wrap: false, search: 'x', match: 120, error: null, loading: false},
+  };
+}
+
+const actsIn = (spec: (typeof KEYS)[number], view: ViewName) => !spec.views || spec.views.includes(view);
+
+test('no key is bound twice in one view', () => {
+  for (const view of VIEW_NAMES) {
+    const seen = new Map<string, string>();
+    for (const spec of KEYS) {
+      if (!actsIn(spec, view)) continue;
+      for (const key of spec.keys) {
+        assert.ok(!seen.has(key), `${key} in ${view}: both "${seen.get(key)}" and "${spec.help}"`);
+        seen.set(key, spec.help);
+      }
+    }
+  }
+});
+
+test('every key in the table reaches its action in every view where it acts', () => {
+  for (const spec of KEYS) {
+    for (const view of VIEW_NAMES.filter((v) => actsIn(spec, v))) {
+      for (const key of spec.keys) {
+        const s = populated(view);
+        assert.equal(bindingFor(view, key)?.spec, spec, `${key} in ${view}`);
+        if (key === VIEWS[view].key) continue; // a view's own number key keeps it as it is
+        const r = reduce(s, {type: 'key', key});
+        assert.ok(r.state !== s || r.effects.length > 0, `${key} in ${view} did nothing`);
+        assert.ok(!r.state.message?.error, `${key} in ${view} was refused: ${r.state.message?.text}`);
+      }
+    }
+  }
+});
+
+test('a disabled key is refused with its reason and runs nothing', () => {
+  for (const spec of KEYS.filter((k) => k.disabled)) {
+    for (const view of VIEW_NAMES.filter((v) => actsIn(spec, v))) {
+      for (const key of spec.keys) {
+        const s = populated(view, NONE);
+        const why = spec.disabled!(s, key);
+        assert.ok(why, `${key} in ${view} should be disabled without rights`);
+        const r = reduce(s, {type: 'key', key});
+        assert.deepEqual(r.effects, [], `${key} in ${view}`);
+        assert.deepEqual(r.state.message, {text: why.text, error: true});
+        assert.equal(r.state.mode, 'normal');
+      }
+    }
+  }
+});
+
+test('a key pressed where it does not act says where it does, or does nothing', () => {
+  for (const spec of KEYS.filter((k) => k.views)) {
+    for (const view of VIEW_NAMES.filter((v) => !actsIn(spec, v))) {
+      for (const key of spec.keys) {
+        const b = bindingFor(view, key);
+        if (b?.acts) continue; // another entry binds the key here (e.g. the log's own `/`)
+        const s = populated(view);
+        const r = pressKey(s, key);
+        assert.deepEqual(r.effects, [], `${key} in ${view}`);
+        if (b) assert.deepEqual(r.state.message, b.spec.elsewhere!(key), `${key} in ${view}`);
+        else assert.equal(r.state, s, `${key} in ${view}`);
+      }
+    }
+  }
+});
+
+test('actions become requests as data: restart acts at once, cancel previews the scope, B bumps to the front', () => {
+  const s = populated('builds');
+  assert.deepEqual(reduce(s, {type: 'key', key: 'r'}).effects, [{type: 'act', req: {kind: 'restart', ids: [2]}}]);
+  assert.deepEqual(reduce(s, {type: 'key', key: 'ctrl-d'}).effects, [{type: 'preview', req: {kind: 'cancel', ids: [2], dryRun: true}}]);
+  assert.deepEqual(reduce(s, {type: 'key', key: 'B'}).effects, [{type: 'act', req: {kind: 'bump', ids: [2], toFront: true}}]);
+  assert.deepEqual(reduce(populated('machines'), {type: 'key', key: 'i'}).effects, [{type: 'act', req: {kind: 'ping', machine: 'ssh://m2'}}]);
+});
+
+test('the footer is derived from the table: B shows where it acts, disabled keys say why', () => {
+  const builds = keyHints(populated('builds'));
+  assert.ok(builds.some((h) => h.key === 'b/B' && !h.disabled), JSON.stringify(builds));
+  const ro = keyHints(populated('detail', NONE));
+  assert.equal(ro.find((h) => h.key === 'b/B')?.disabled, 'read-only');
+  assert.equal(keyHints(populated('machines', {...FULL, admin: 'needs the admin role'})).find((h) => h.key === 'E')?.disabled, 'needs admin');
+  for (const view of VIEW_NAMES) {
+    const hints = keyHints(populated(view));
+    assert.ok(hints.some((h) => h.key === '?'), `${view} footer has help`);
+    // Every hint belongs to a key that acts in this view.
+    for (const h of hints) assert.ok(KEYS.some((k) => actsIn(k, view) && k.hints?.length), `${view}: ${h.key}`);
+    // At 80 columns, the first hints fit (the footer truncates the rest).
+    assert.ok(hints.length > 0);
+  }
+  assert.ok(!keyHints(populated('overview')).some((h) => h.key === 'enter'), 'enter does nothing on the overview, so no hint');
+});
+
+test('the help lists every key table entry, and at 80×24 the Actions section starts on the first screen', () => {
+  const sections = helpSections();
+  const entries = sections.flatMap((s) => s.entries);
+  assert.equal(entries.length, KEYS.length);
+  const lines = sections.flatMap((s) => [s.section, ...s.entries.map((e) => e.keys)]);
+  // The overlay shows 18 lines at 80×24.
+  assert.ok(lines.indexOf('ctrl-d') < 18, lines.join(' | '));
+});
+
+test('views table: number keys 1…n in tab order, unique `:` names, every view loads and has its state', () => {
+  assert.deepEqual(TOP_VIEWS.map((v) => VIEWS[v].key), TOP_VIEWS.map((_, i) => String(i + 1)));
+  const names = VIEW_NAMES.flatMap((v) => VIEWS[v].commands);
+  assert.equal(new Set(names).size, names.length, 'a `:` name is used twice');
+  for (const reserved of ['log', 'build', 'queue', 'q', 'quit']) assert.ok(!VIEW_COMMANDS.has(reserved), reserved);
+  assert.deepEqual([...FILTER_VIEWS].sort(), ['builds', 'machines', 'steps']);
+  const init = initialState({size: {columns: 80, rows: 24}});
+  for (const v of WINDOW_NAMES) assert.equal(init[v].loaded, false, v);
+  for (const v of LIST_NAMES) assert.deepEqual(init[v].rows, [], v);
+  for (const v of VIEW_NAMES) {
+    const spec = VIEWS[v];
+    assert.ok(spec.title, v);
+    assert.ok(spec.kind !== 'screen' || spec.screen, v);
+    const s = populated(v);
+    assert.doesNotThrow(() => loadView(s, true), v);
+    if (cursorOf(v)) assert.ok(cursorOf(v)!.bounds(s), `${v}: nothing selectable in a populated state`);
+  }
+  for (const v of TOP_VIEWS) {
+    const s = populated('log');
+    assert.equal(reduce(s, {type: 'key', key: VIEWS[v].key!}).state.view, v);
+    const typed = [...VIEWS[v].commands[0]!].reduce((st, ch) => reduce(st, {type: 'key', key: ch}).state, reduce(populated('overview'), {type: 'key', key: ':'}).state);
+    assert.equal(reduce(typed, {type: 'key', key: 'enter'}).state.view, v);
+  }
+  let s = populated(TOP_VIEWS[0]!);
+  for (const v of [...TOP_VIEWS.slice(1), TOP_VIEWS[0]]) {
+    s = reduce(s, {type: 'key', key: 'tab'}).state;
+    assert.equal(s.view, v);
+  }
+});
+
+test('enter drills down where the views table says', () => {
+  assert.equal(reduce(populated('builds'), {type: 'key', key: 'enter'}).state.view, 'detail');
+  const js = reduce(populated('jobsets'), {type: 'key', key: 'enter'});
+  assert.equal(js.state.view, 'builds');
+  assert.equal(js.state.filters.builds, 'jobset:p:b');
+  const m = reduce(populated('machines'), {type: 'key', key: 'enter'});
+  assert.equal(m.state.filters.steps, 'machine:"ssh://m2"');
+  assert.deepEqual(m.effects, [{type: 'load', what: 'steps'}]);
+  assert.deepEqual(reduce(populated('checks'), {type: 'key', key: 'enter'}).effects, [{type: 'openLog', build: 1, file: '/tmp/1.diff'}]);
+});
+
+test('a window refreshed in place that comes back empty is read again from its start', () => {
+  const s = populated('builds');
+  const w = {...s.builds, offset: 40, selected: 41, top: 40, atStart: false, pending: 'replace' as const};
+  const r = reduce({...s, builds: w}, {type: 'page', list: 'builds', gen: w.gen, merge: 'replace', anchor: {kind: 'from', key: [3]}, limit: 50, rows: []});
+  assert.deepEqual(r.effects.find((e) => e.type === 'fetch'), {type: 'fetch', list: 'builds', anchor: {kind: 'start'}, merge: 'replace', limit: 50, gen: w.gen});
+});
