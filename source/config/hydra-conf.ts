@@ -586,6 +586,32 @@ function runnerSettings(state: State, opts: HydraConfOptions): {runner: RunnerSe
 }
 
 // ---------------------------------------------------------------------------------------
+// What the runner does with the keys it read
+
+/**
+ * Start-up warnings for runner keys hydra-ops reads but does not act on as set, so that none is ignored silently.
+ * (`max_local_worker_threads` is not judged here.)
+ */
+export function runnerKeyWarnings(conf: Pick<HydraConf, 'runner' | 'runnerSources'>): string[] {
+  const {runner, runnerSources: at} = conf;
+  const warnings: string[] = [];
+  if (at.jobsetRepeats !== 'default' && runner.jobsetRepeats.length > 0) {
+    warnings.push(
+      `${at.jobsetRepeats}: read but not supported: xxx-jobset-repeats (current Nix refuses repeated builds over the serve ` +
+        `protocol); steps of ${runner.jobsetRepeats.map((r) => `${r.project}:${r.jobset}`).join(', ')} are built once — ` +
+        `use reproducibility sampling (HYDRA_OPS_REPRO_SAMPLE_PERCENT) or \`hydra-ops reproduce\` instead`,
+    );
+  }
+  if (runner.uploadLogsToBinaryCache && !/^(file|s3|https?):\/\//i.test(runner.storeUri)) {
+    warnings.push(
+      `${at.uploadLogsToBinaryCache}: upload_logs_to_binary_cache has no effect: store_uri ` +
+        `${runner.storeUri === '' ? 'is not set (the local store)' : `"${runner.storeUri.replace(/\?.*$/, '')}" is not a binary cache`}`,
+    );
+  }
+  return warnings;
+}
+
+// ---------------------------------------------------------------------------------------
 // Entry points
 
 /** Reads hydra.conf (and what it includes). Throws ConfigError with file and line. */

@@ -12,7 +12,7 @@ import {join, resolve} from 'node:path';
 import {ConfigError, quote} from './errors.js';
 import {dbiToUrl, describeDbi, parseDatabaseUrl, parseHydraDbi, type DbiConfig, type Env} from './dbi.js';
 import {embeddedPgDir, resolveDataDir, type DataDirChoice, type DataDirOptions} from './data-dir.js';
-import {defaultRunnerSettings, parseHydraConf, type HydraConf, type RunnerField, type RunnerSettings} from './hydra-conf.js';
+import {defaultRunnerSettings, parseHydraConf, runnerKeyWarnings, type HydraConf, type RunnerField, type RunnerSettings} from './hydra-conf.js';
 import {openSettings, parseSettingValue, type LogFormat, type SettingKey, type SettingValues, type SettingsStore} from './settings.js';
 
 export interface ConfigFlags {
@@ -210,7 +210,7 @@ export function resolveConfig(opts: ResolveOptions): ResolvedConfig {
   if (confChoice) {
     const parsed = parseHydraConf(confChoice.path, confOptions);
     hydraConf = {...confChoice, parsed};
-    warnings.push(...parsed.warnings);
+    warnings.push(...parsed.warnings, ...runnerKeyWarnings(parsed));
     runner = {...parsed.runner};
     runnerSources = {...parsed.runnerSources};
   } else {

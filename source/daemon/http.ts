@@ -33,6 +33,8 @@ export interface StatusServerOptions {
   port?: number;
   /** Idle seconds after which `/status/progress` reports a stall (default 300). */
   stallThresholdSeconds?: number;
+  /** Serve only these paths (e.g. ['/metrics'] for hydra.conf's queue_runner_metrics_address); default all. */
+  only?: readonly string[];
 }
 
 export interface StatusServer {
@@ -145,7 +147,7 @@ export async function startStatusServer(scheduler: Scheduler, options: StatusSer
       return;
     }
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
-    const handler = route(path, stall);
+    const handler = options.only && !options.only.includes(path) ? null : route(path, stall);
     if (!handler) {
       sendJson(res, 404, {error: `no such endpoint: ${path}`, path});
       return;

@@ -48,6 +48,8 @@ export interface RunningRunner {
   dbLock: RunnerDbLock;
   monitor: MachinesMonitor;
   statusAddress: string | null;
+  /** Where hydra.conf's queue_runner_metrics_address listener is bound (null when the key is not set). */
+  metricsAddress: string | null;
   /** SIGHUP: reload the machines file (and, by the caller, configuration). */
   reload(): void;
   stop(graceMs?: number): Promise<void>;
@@ -86,6 +88,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
   let scheduler: Scheduler | null = null;
   let executor: StepExecutor | null = null;
   let server: StatusServer | null = null;
+  let metricsServer: StatusServer | null = null;
   let publisher: SystemStatusPublisher | null = null;
   let postBuild: PostBuildRunner | null = null;
   let sampler: ReproSampler | null = null;
@@ -95,6 +98,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     await checkRunner?.close().catch(() => {});
     await postBuild?.stop(Math.min(graceMs, 5000)).catch(() => {});
     await server?.close().catch(() => {});
+    await metricsServer?.close().catch(() => {});
     await scheduler?.stop(graceMs).catch((e) => log('error', `stop: ${(e as Error).message}`));
     await publisher?.stop().catch(() => {});
     if (!o.executor) await executor?.close().catch(() => {});
@@ -188,6 +192,18 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
         log('error', `cannot serve status on ${statusAddress}: ${(e as Error).message}`);
       }
     }
+    // hydra.conf queue_runner_metrics_address: a second listener with /metrics only, like the C++ runner's Prometheus
+    // exposer — started only when hydra.conf sets the key, so two runners on one host do not fight over the default.
+    const parsed = config.hydraConf?.parsed;
+    if (parsed && parsed.runnerSources.queueRunnerMetricsAddress !== 'default') {
+      const address = parsed.runner.queueRunnerMetricsAddress;
+      try {
+        metricsServer = await startStatusServer(scheduler, {...parseStatusAddress(address), only: ['/metrics']});
+        log('info', `metrics (queue_runner_metrics_address) on http://${metricsServer.address}/metrics`);
+      } catch (e) {
+        log('error', `cannot serve metrics on queue_runner_metrics_address ${address} (${parsed.runnerSources.queueRunnerMetricsAddress}): ${(e as Error).message}`);
+      }
+    }
     scheduler.requestScan();
     let stopped: Promise<void> | null = null;
     return {
@@ -196,6 +212,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
       dbLock,
       monitor,
       statusAddress: server?.address ?? null,
+      metricsAddress: metricsServer?.address ?? null,
       reload: () => void mon.reload(),
       stop: (graceMs = 30_000) => (stopped ??= teardown(graceMs)),
     };

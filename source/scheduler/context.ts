@@ -3,6 +3,7 @@
 // queue-monitor.ts, step-execution.ts and outcomes.ts each see it through `SchedulerContext`.
 import type pg from 'pg';
 import type {RunnerSettings} from '../config/hydra-conf.js';
+import type {NixCallOptions} from '../nix/dest-store.js';
 import type {RunnerDbLock} from '../db/runner-advisory-lock.js';
 import type {StepExecutor} from '../fleet/step-api.js';
 import type {StepOrder} from './dispatcher.js';
@@ -52,6 +53,11 @@ export interface SchedulerOptions {
    * It may take free slots synchronously (SlotLease.take) and must release them itself.
    */
   idleWork?: (round: IdleRound) => void;
+  /**
+   * Environment and `--option`s for the Nix calls that publish to `store_uri` and substitute (`use-substitutes`),
+   * e.g. NIX_SSHOPTS for an ssh:// destination, or substituters and trusted-public-keys not in nix.conf.
+   */
+  nix?: Omit<NixCallOptions, 'signal'>;
   /** Why local machines (`localhost`) cannot build at all (source/nix/local-nix.ts); they then take no steps. */
   localProblem?: string | null;
 }

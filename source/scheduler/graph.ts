@@ -10,6 +10,21 @@ export interface GraphStore {
   readDrv(path: string): Promise<Derivation>;
   validPaths(paths: string[]): Promise<Set<string>>;
   failedPathsAmong(paths: string[]): Promise<string[]>;
+  /**
+   * `use-substitutes`: fetch these missing output paths from the substituters. `valid`: the ones valid now;
+   * `substituted`: those this call fetched (a path another load was fetching at the same time is only valid).
+   * Absent when substitution is off.
+   */
+  substitute?(paths: string[]): Promise<{valid: Set<string>; substituted: Set<string>}>;
+}
+
+/** Outputs of one derivation that were substituted instead of built (a BuildSteps row of type 1 each). */
+export interface Substitution {
+  drvPath: string;
+  /** Output name → path, the outputs that were missing and are valid now. */
+  outputs: Map<string, string>;
+  startTime: number;
+  stopTime: number;
 }
 
 export type LoadResult =
@@ -17,6 +32,9 @@ export type LoadResult =
   | {kind: 'cached-success'}
   | {kind: 'cached-failure'; drvPath: string; outputs: Map<string, string | null>; toplevel: boolean; system: string}
   | {kind: 'queued'; newSteps: Step[]; newRunnable: Step[]};
+
+/** A load's result and the substitutions made while loading (recorded for the build being loaded, as in Hydra). */
+export type LoadOutcome = LoadResult & {substituted: Substitution[]};
 
 export class StepGraph {
   readonly builds = new Map<number, Build>();
@@ -27,7 +45,13 @@ export class StepGraph {
   constructor(readonly localSystem: string) {}
 
   /** Loads one build's derivation graph and attaches the build to it. */
-  async addBuild(build: Build, store: GraphStore, now = Date.now()): Promise<LoadResult> {
+  async addBuild(build: Build, store: GraphStore, now = Date.now()): Promise<LoadOutcome> {
+    const substituted: Substitution[] = [];
+    const result = await this.load(build, store, now, substituted);
+    return {...result, substituted};
+  }
+
+  private async load(build: Build, store: GraphStore, now: number, substituted: Substitution[]): Promise<LoadResult> {
     const attached = this.steps.get(build.drvPath);
     if (attached) {
       this.attach(build, attached);
@@ -65,6 +89,7 @@ export class StepGraph {
         };
       }
       const valid = await store.validPaths(staticOutputs);
+      if (store.substitute) await this.substituteMissing(loaded, valid, store.substitute.bind(store), substituted);
       const next: string[] = [];
       for (const {path, drv} of loaded) {
         const outputs = [...outputPathMap(drv).values()];
@@ -118,6 +143,35 @@ export class StepGraph {
       }
     }
     return {kind: 'queued', newSteps: created, newRunnable};
+  }
+
+  /**
+   * Hydra's createStep (queue-monitor.cc): a derivation whose missing outputs can all be substituted is not built;
+   * its outputs are fetched and it counts as done. One call per graph level; derivations with outputs of unknown
+   * path (content-addressed) are left to be built.
+   */
+  private async substituteMissing(
+    loaded: Array<{path: string; drv: Derivation}>,
+    valid: Set<string>,
+    substitute: NonNullable<GraphStore['substitute']>,
+    substituted: Substitution[],
+  ): Promise<void> {
+    const wanted: Array<{path: string; missing: Map<string, string>}> = [];
+    for (const {path, drv} of loaded) {
+      const outputs = [...outputPathMap(drv)];
+      if (outputs.length === 0 || outputs.some(([, p]) => p === null)) continue;
+      const missing = new Map(outputs.filter(([, p]) => !valid.has(p!)) as Array<[string, string]>);
+      if (missing.size > 0 && !this.steps.has(path)) wanted.push({path, missing});
+    }
+    if (wanted.length === 0) return;
+    const startTime = Math.floor(Date.now() / 1000);
+    const got = await substitute([...new Set(wanted.flatMap((w) => [...w.missing.values()]))]);
+    const stopTime = Math.floor(Date.now() / 1000);
+    for (const w of wanted) {
+      const missing = [...w.missing.values()];
+      for (const p of missing) if (got.valid.has(p)) valid.add(p);
+      if (missing.every((p) => got.substituted.has(p))) substituted.push({drvPath: w.path, outputs: w.missing, startTime, stopTime});
+    }
   }
 
   private attach(build: Build, step: Step): void {

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import {readDrv, outputPathMap} from '../nix/drv.js';
 import {queryPathInfos, queryClosure, addGcRoot} from '../nix/store.js';
+import {copyClosureTo} from '../nix/dest-store.js';
 import {collectNixSupport, localNixSupportFs} from '../nix/nix-support.js';
 import type {StepResult} from '../fleet/step-api.js';
 import * as sql from '../db/runner-sql.js';
@@ -58,9 +59,17 @@ async function describeLocalOutputs(outputs: Map<string, string>, now: number): 
 }
 
 /** A queued build whose outputs are all valid already: finished as a cached success, with an earlier row's facts. */
-export async function recordCachedSuccess(pool: pg.Pool, build: Build, gcRootsDir: string | null | undefined, log: SchedulerLog): Promise<FinishedBuild[]> {
+export async function recordCachedSuccess(
+  pool: pg.Pool,
+  build: Build,
+  gcRootsDir: string | null | undefined,
+  log: SchedulerLog,
+  publish?: (paths: string[]) => Promise<void>,
+): Promise<FinishedBuild[]> {
   const drv = await readDrv(build.drvPath);
   const outputs = new Map([...outputPathMap(drv)].filter((e): e is [string, string] => e[1] !== null));
+  // store_uri: outputs valid only in the local store are copied to the destination first (Hydra's createStep).
+  if (publish) await publish([...outputs.values()]);
   const now = nowSeconds();
   const first = [...outputs.values()][0];
   const earlier = first ? await sql.earlierSuccess(pool, first) : null;
@@ -201,7 +210,9 @@ export class Outcomes {
   constructor(private readonly ctx: SchedulerContext) {}
 
   async cachedSuccess(build: Build): Promise<void> {
-    const finished = await recordCachedSuccess(this.ctx.pool, build, this.ctx.options.runner.gcRootsDir, this.ctx.log);
+    const uri = this.ctx.options.runner.storeUri;
+    const publish = uri ? (paths: string[]) => copyClosureTo(uri, paths, this.ctx.options.nix ?? {}) : undefined;
+    const finished = await recordCachedSuccess(this.ctx.pool, build, this.ctx.options.runner.gcRootsDir, this.ctx.log, publish);
     this.ctx.buildsFinished(finished);
     if (finished.length === 0) this.ctx.buildOneSettled(build.id, true);
   }

@@ -2,7 +2,8 @@
 // incrementally, newest-priority first, in chunks with a time budget — reacts to the queue's NOTIFY channels, and
 // applies cancellations, deletions, bumps and share changes.
 import {Build, DAY, Jobset, propagatePriorities} from './model.js';
-import type {LoadResult} from './graph.js';
+import type {LoadOutcome} from './graph.js';
+import {copyClosureTo} from '../nix/dest-store.js';
 import * as sql from '../db/runner-sql.js';
 import {STATUS, nowSeconds} from '../db/runner-sql.js';
 import {Coalesced} from './coalesce.js';
@@ -155,13 +156,23 @@ export class QueueMonitor {
     const t0 = Date.now();
     const jobset = await this.jobsetFor(row);
     const build = new Build(row.id, jobset, row.job, row.drvpath, row.maxsilent ?? 3600, row.timeout ?? 36000, row.timestamp, row.globalpriority, row.priority);
-    let result: LoadResult;
+    let result: LoadOutcome;
     try {
       result = await ctx.graph.addBuild(build, ctx.store);
     } catch (e) {
       this.loadFailures.set(row.id, Date.now());
       ctx.log('error', `cannot load build ${row.id}: ${(e as Error).message}`);
       return;
+    }
+    if (result.substituted.length > 0) {
+      try {
+        await this.recordSubstitutions(build.id, result);
+      } catch (e) {
+        this.loadFailures.set(row.id, Date.now());
+        ctx.log('error', `cannot record the substitutions of build ${row.id}: ${(e as Error).message}`);
+        ctx.graph.dropBuilds([row.id]);
+        return;
+      }
     }
     ctx.stats.nrBuildsRead++;
     ctx.stats.queueBuildLoads++;
@@ -175,7 +186,13 @@ export class QueueMonitor {
         return;
       }
       case 'cached-success':
-        await this.outcomes.cachedSuccess(build);
+        try {
+          await this.outcomes.cachedSuccess(build);
+        } catch (e) {
+          // The destination store refused the outputs: the build stays queued and is tried again later.
+          this.loadFailures.set(row.id, Date.now());
+          ctx.log('error', `build ${row.id}: ${(e as Error).message}`);
+        }
         return;
       case 'cached-failure':
         await this.outcomes.cachedFailure(build, result);
@@ -193,6 +210,24 @@ export class QueueMonitor {
         return;
       }
     }
+  }
+
+  /**
+   * Substituted outputs (use-substitutes) go to the destination store, then each gets a finished substitution row
+   * for the build being loaded (Hydra's createSubstitutionStep: type 1, busy 0, status 0, start and stop time).
+   */
+  private async recordSubstitutions(buildId: number, result: LoadOutcome): Promise<void> {
+    const {ctx} = this;
+    const uri = ctx.options.runner.storeUri;
+    if (uri) await copyClosureTo(uri, result.substituted.flatMap((s) => [...s.outputs.values()]), ctx.options.nix ?? {});
+    await sql.withTransaction(ctx.pool, async (c) => {
+      for (const s of result.substituted) {
+        for (const [name, path] of s.outputs) {
+          await sql.insertBuildStep(c, {build: buildId, type: 1, drvPath: s.drvPath, busy: 0, status: STATUS.success, startTime: s.startTime, stopTime: s.stopTime, system: null, machine: '', outputs: [[name, path]]});
+        }
+      }
+    });
+    for (const s of result.substituted) ctx.log('info', `build ${buildId}: substituted ${[...s.outputs.values()].join(', ')} (${s.drvPath})`);
   }
 
   private async reloadShares(): Promise<void> {

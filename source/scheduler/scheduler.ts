@@ -10,6 +10,7 @@ import {EventEmitter} from 'node:events';
 import type pg from 'pg';
 import {readDrv, type Derivation} from '../nix/drv.js';
 import {queryValidPaths} from '../nix/store.js';
+import {substitutePaths} from '../nix/dest-store.js';
 import type {MachineSpec} from '../fleet/machines-file.js';
 import {PgListener} from '../db/listener.js';
 import {RunnerDbLock, describeLockSession, type RunnerLockSession} from '../db/runner-advisory-lock.js';
@@ -54,6 +55,8 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
   /** Store look-ups of concurrent loads are coalesced into few `nix-store` calls and queries. */
   private readonly validity = new LookupBatcher((paths) => queryValidPaths(paths));
   private readonly failedPaths = new LookupBatcher(async (paths) => new Set(await sql.failedPathsAmong(this.pool, paths)));
+  /** Output paths being substituted now, and the call fetching them (concurrent loads wait for it). */
+  private readonly substituting = new Map<string, Promise<unknown>>();
   private listener: PgListener | null = null;
   private lock: RunnerDbLock | null = null;
   private ownsLock = false;
@@ -79,10 +82,36 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
       readDrv: (p: string) => readDrv(p),
       validPaths: (paths: string[]) => this.validity.filter(paths),
       failedPathsAmong: async (paths: string[]) => [...(await this.failedPaths.filter(paths))],
+      ...(options.runner.useSubstitutes
+        ? {
+            substitute: (paths: string[]) => this.substitute(paths),
+          }
+        : {}),
     };
     this.outcomes = new Outcomes(this);
     this.monitor = new QueueMonitor(this, this.outcomes);
     this.execution = new StepExecution(this, this.outcomes);
+  }
+
+  /** use-substitutes: one `nix-store --realise` per call for the paths no other load is fetching already. */
+  private async substitute(paths: string[]): Promise<{valid: Set<string>; substituted: Set<string>}> {
+    const others = [...new Set(paths.filter((p) => this.substituting.has(p)).map((p) => this.substituting.get(p)!))];
+    const candidates = paths.filter((p) => !this.substituting.has(p));
+    const already = await queryValidPaths(candidates);
+    const mine = candidates.filter((p) => !already.has(p) && !this.substituting.has(p));
+    const run = substitutePaths(mine, this.options.nix ?? {});
+    for (const p of mine) this.substituting.set(p, run);
+    let message = '';
+    try {
+      message = (await run).message;
+      await Promise.allSettled(others);
+    } finally {
+      for (const p of mine) this.substituting.delete(p);
+    }
+    const valid = await queryValidPaths(paths);
+    const substituted = new Set(mine.filter((p) => valid.has(p)));
+    if (substituted.size < mine.length) this.log('debug', `${mine.length - substituted.size} of ${mine.length} output(s) not substitutable: ${message}`);
+    return {valid, substituted};
   }
 
   get pool(): pg.Pool {

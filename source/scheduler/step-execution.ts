@@ -5,6 +5,7 @@
 import {copyFile, mkdir, stat} from 'node:fs/promises';
 import {dirname, join, basename} from 'node:path';
 import {drvLogBucketPath} from '../nix/store.js';
+import {copyClosureTo, isBinaryCacheUri, uploadBuildLog} from '../nix/dest-store.js';
 import {blankStepResult, type StepPhase, type StepResult} from '../fleet/step-api.js';
 import * as sql from '../db/runner-sql.js';
 import {BUSY, STATUS, withTransaction, nowSeconds} from '../db/runner-sql.js';
@@ -161,6 +162,7 @@ export class StepExecution {
     const logPath = drvLogBucketPath(ctx.options.dataDir, step.drvPath);
     await this.archiveLog(logPath, accounting.id, stepnr, step.drvPath);
 
+    const destination = ctx.options.runner.storeUri;
     let result: StepResult;
     try {
       const drv = step.drv ?? (await ctx.store.readDrv(step.drvPath));
@@ -174,7 +176,9 @@ export class StepExecution {
         maxOutputSize: ctx.options.runner.maxOutputSize,
         logPath,
         signal: a.controller.signal,
-        onPhase: (phase: StepPhase) => this.setPhase(a, phase),
+        // With a destination store the outputs go there in busy 40 (as Hydra copies them to its destStore while
+        // receiving); post-processing is shown once they are published.
+        onPhase: (phase: StepPhase) => (destination && phase === 'postprocessing' ? undefined : this.setPhase(a, phase)),
         onConnected: () => {
           machine.rt.consecutiveFailures = 0;
           machine.rt.disabledUntil = 0;
@@ -187,6 +191,9 @@ export class StepExecution {
       result = failureResult(3, (e as Error).message, false);
     }
     this.release(lease);
+    if (destination && result.status === STATUS.success && !a.controller.signal.aborted) {
+      result = await this.publish(a, step.drvPath, result);
+    }
     ctx.active.delete(step);
     const stoppedAt = Date.now();
     this.account(machine, result, startedAt, stoppedAt);
@@ -236,6 +243,35 @@ export class StepExecution {
     }
     ctx.emitEvent('step-finished', {build: accounting.id, stepnr, status: result.status});
     ctx.requestDispatch();
+  }
+
+  /**
+   * store_uri: the outputs' closure goes from the local store to the destination before the build may finish
+   * (Hydra's destStore copy, src/hydra-queue-runner/build-remote.cc). A destination that refuses them makes the
+   * step fail like any copy error in Hydra: status 3 (aborted, retried), the reason in errorMsg — not blamed on the
+   * builder. With upload_logs_to_binary_cache the log follows as `log/<drv basename>`; as in Hydra's builder.cc,
+   * a failed log upload does not fail the step (it is logged), and the local log stays where the console reads it.
+   */
+  private async publish(a: ActiveStep, drvPath: string, result: StepResult): Promise<StepResult> {
+    const {ctx} = this;
+    const uri = ctx.options.runner.storeUri;
+    const t0 = Date.now();
+    await this.setPhase(a, 'receiving');
+    try {
+      await copyClosureTo(uri, [...result.outputs.values()].map((o) => o.path), {...ctx.options.nix, signal: a.controller.signal});
+    } catch (e) {
+      if (a.controller.signal.aborted) return result; // the abort is recorded by the caller
+      const message = (e as Error).message;
+      ctx.log('warn', `step ${drvPath}: ${message}`);
+      return {...result, status: STATUS.aborted, retry: true, errorMsg: message, machineFault: false, cacheFailure: false, overheadMs: result.overheadMs + (Date.now() - t0)};
+    }
+    if (ctx.options.runner.uploadLogsToBinaryCache && isBinaryCacheUri(uri) && result.logPath) {
+      await uploadBuildLog(uri, drvPath, result.logPath, {...ctx.options.nix, signal: a.controller.signal}).catch((e) =>
+        ctx.log('warn', `step ${drvPath}: ${(e as Error).message}`),
+      );
+    }
+    await this.setPhase(a, 'postprocessing');
+    return {...result, overheadMs: result.overheadMs + (Date.now() - t0)};
   }
 
   private account(machine: RunnerMachine, result: StepResult, startedAt: number, stoppedAt: number): void {

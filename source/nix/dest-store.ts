@@ -1,0 +1,98 @@
+// The destination store of hydra.conf's `store_uri` and the substituters of `use-substitutes`, through Nix itself:
+// `nix copy --to <store_uri>` publishes a closure (binary caches such as file:// and s3:// with their `?secret-key=`,
+// `?compression=` parameters; `ssh://` goes through `nix-store --serve --write` on the other side),
+// `nix store copy-log` puts a build log at `log/<drv basename>` of a binary cache (Hydra's
+// `BinaryCacheStore::upsertFile("log/…")` in src/hydra-queue-runner/builder.cc), and `nix-store --realise` of output
+// paths substitutes them from the configured substituters (Hydra's `localStore->ensurePath` in queue-monitor.cc).
+// Nix 2.8 needs `nix-command` for the `nix` subcommands; it is enabled per call, never in nix.conf.
+import {execa} from 'execa';
+import {mkdtemp, mkdir, copyFile, rm, writeFile} from 'node:fs/promises';
+import {tmpdir} from 'node:os';
+import {basename, join} from 'node:path';
+import {storeDir} from './store-path.js';
+
+const NIX_COMMAND = ['--extra-experimental-features', 'nix-command'];
+
+/** A store URI without its query (parameters such as `secret-key=` name files an error message need not show). */
+export function displayStoreUri(uri: string): string {
+  const q = uri.indexOf('?');
+  return q < 0 ? uri : uri.slice(0, q);
+}
+
+/** The URI's scheme (`file`, `s3`, `ssh`, `ssh-ng`, `https`, …), or '' for a bare word such as `local`/`daemon`. */
+export function storeUriScheme(uri: string): string {
+  return /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri)?.[1]?.toLowerCase() ?? '';
+}
+
+/** Nix's binary cache stores (the only ones `upload_logs_to_binary_cache` applies to, as in Hydra). */
+export function isBinaryCacheUri(uri: string): boolean {
+  return ['file', 's3', 'http', 'https'].includes(storeUriScheme(uri));
+}
+
+export class DestStoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DestStoreError';
+  }
+}
+
+export interface NixCallOptions {
+  /** Extra environment (e.g. NIX_SSHOPTS for an ssh:// destination). */
+  env?: Record<string, string>;
+  /** `--option name value` pairs (e.g. substituters and trusted-public-keys for substitution). */
+  options?: ReadonlyArray<readonly [string, string]>;
+  signal?: AbortSignal;
+}
+
+function optionArgs(o: NixCallOptions): string[] {
+  return (o.options ?? []).flatMap(([k, v]) => ['--option', k, v]);
+}
+
+function lastLines(text: string, n = 6): string {
+  const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '' && !/^warning: .*experimental/i.test(l));
+  return lines.slice(-n).join('; ') || 'no message';
+}
+
+async function run(cmd: string, args: string[], o: NixCallOptions): Promise<{ok: boolean; stderr: string; exitCode?: number}> {
+  const r = await execa(cmd, args, {
+    reject: false,
+    stdin: 'ignore',
+    env: {...o.env},
+    ...(o.signal ? {cancelSignal: o.signal} : {}),
+  });
+  return {ok: !r.failed, stderr: String(r.stderr ?? r.message ?? ''), exitCode: r.exitCode};
+}
+
+/** Copies `paths` and their closure from the local store to `uri`. Throws DestStoreError with Nix's message. */
+export async function copyClosureTo(uri: string, paths: readonly string[], o: NixCallOptions = {}): Promise<void> {
+  if (paths.length === 0) return;
+  const r = await run('nix', [...NIX_COMMAND, 'copy', '--no-check-sigs', ...optionArgs(o), '--to', uri, ...paths], o);
+  if (!r.ok) {
+    throw new DestStoreError(`cannot copy ${paths.length} output(s) to the destination store ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
+  }
+}
+
+/** Uploads a build log as `log/<drv basename>` of the binary cache `uri` (Hydra's layout). */
+export async function uploadBuildLog(uri: string, drvPath: string, logFile: string, o: NixCallOptions = {}): Promise<void> {
+  // `nix store copy-log` copies from one store to another: the source is a scratch binary cache holding only the log.
+  const scratch = await mkdtemp(join(tmpdir(), 'hydra-ops-log-upload-'));
+  try {
+    await writeFile(join(scratch, 'nix-cache-info'), `StoreDir: ${storeDir()}\n`);
+    await mkdir(join(scratch, 'log'));
+    await copyFile(logFile, join(scratch, 'log', basename(drvPath)));
+    const r = await run('nix', [...NIX_COMMAND, 'store', 'copy-log', ...optionArgs(o), '--from', `file://${scratch}`, '--to', uri, drvPath], o);
+    if (!r.ok) throw new DestStoreError(`cannot upload the log of ${drvPath} to ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
+  } finally {
+    await rm(scratch, {recursive: true, force: true});
+  }
+}
+
+/**
+ * Substitutes output paths into the local store from the configured substituters (never builds: the arguments are
+ * outputs, not derivations). Best effort with --keep-going: the caller re-checks which paths are valid now.
+ */
+export async function substitutePaths(paths: readonly string[], o: NixCallOptions = {}): Promise<{ok: boolean; message: string}> {
+  if (paths.length === 0) return {ok: true, message: ''};
+  const r = await run('nix-store', ['--realise', '--keep-going', '--max-jobs', '0', ...optionArgs(o), ...paths], o);
+  return {ok: r.ok, message: r.ok ? '' : lastLines(r.stderr)};
+}
