@@ -106,7 +106,7 @@ test('a scheduler with nothing in it still gives valid documents (missing data i
   const p = restProgress(empty);
   assertValid(progressSchema, p, 'empty progress');
   assert.equal(p.stalled, false);
-  assert.deepEqual(restBuildActive(empty, 1), {active: false, queued: false, steps: []});
+  assert.deepEqual(restBuildActive(empty, 1, false), {active: false, queued: false, steps: []});
 });
 
 test('REST /status (the Rust runner\'s document) carries every field hydra-send-stats reads', () => {
@@ -121,7 +121,9 @@ test('REST /status (the Rust runner\'s document) carries every field hydra-send-
   assert.equal(q.machinesTotal, 5, 'the unlisted machine is not counted');
   assert.equal(q.machinesInUse, 2);
   assert.equal(q.avgStepTimeMs, 81_000);
-  assert.deepEqual(q.queueStats['x86_64-linux'], {activeRunnable: 1, totalRunnable: 3, nrRunnableWaiting: 1, nrRunnableDisabled: 1, avgRunnableTime: q.queueStats['x86_64-linux'].avgRunnableTime, waitTimeMs: q.queueStats['x86_64-linux'].waitTimeMs});
+  // Keyed by platform: the x86_64-linux:kvm and :big-parallel steps count under x86_64-linux.
+  assert.deepEqual(Object.keys(q.queueStats).sort(), ['aarch64-darwin', 'x86_64-linux']);
+  assert.deepEqual(q.queueStats['x86_64-linux'], {activeRunnable: 2, totalRunnable: 5, nrRunnableWaiting: 2, nrRunnableDisabled: 1, avgRunnableTime: q.queueStats['x86_64-linux'].avgRunnableTime, waitTimeMs: q.queueStats['x86_64-linux'].waitTimeMs});
   assert.ok(q.queueStats['x86_64-linux'].avgRunnableTime >= 120);
   assert.deepEqual(q.supportedFeatures, ['kvm']);
   assert.equal(doc.store, null);
@@ -211,19 +213,21 @@ test('REST steps, runnable and queues: every waiting step says why (docs/hydra-c
 
   const queues = restQueues(fx.scheduler, undefined, fx.now) as Doc;
   assertValid(queuesSchema, queues, 'restQueues');
-  assert.deepEqual(Object.keys(queues.queues), ['aarch64-darwin', 'x86_64-linux', 'x86_64-linux:big-parallel', 'x86_64-linux:kvm']);
+  // Keyed by platform like the Rust runner; each step still names its system type.
+  assert.deepEqual(Object.keys(queues.queues), ['aarch64-darwin', 'x86_64-linux']);
+  assert.deepEqual([...new Set(queues.queues['x86_64-linux'].map((s: Doc) => s.systemType))].sort(), ['x86_64-linux', 'x86_64-linux:big-parallel', 'x86_64-linux:kvm']);
   assert.equal(queues.queues['x86_64-linux'][0].drvPath, fx.steps.compiling.drvPath, 'running steps first');
-  assert.equal(queues.queueSizes['x86_64-linux'], 3);
+  assert.equal(queues.queueSizes['x86_64-linux'], 5);
   const one = restQueues(fx.scheduler, {limit: 1}, fx.now) as Doc;
   assert.equal(one.queues['x86_64-linux'].length, 1);
-  assert.equal(one.queueSizes['x86_64-linux'], 3);
+  assert.equal(one.queueSizes['x86_64-linux'], 5);
 });
 
-test('REST /status/build/<id>/active', () => {
-  for (const id of [104, 101, 999]) assertValid(buildActiveSchema, restBuildActive(fx.scheduler, id), `build ${id}`);
-  assert.deepEqual(restBuildActive(fx.scheduler, 104), {active: true, queued: true, steps: [fx.steps.compiling.drvPath]});
-  assert.deepEqual(restBuildActive(fx.scheduler, 101), {active: false, queued: true, steps: []});
-  assert.deepEqual(restBuildActive(fx.scheduler, 999), {active: false, queued: false, steps: []});
+test('REST /status/build/<id>/active: active is the database answer (unfinished), queued and steps are this runner\'s', () => {
+  for (const id of [104, 101, 999]) assertValid(buildActiveSchema, restBuildActive(fx.scheduler, id, id !== 999), `build ${id}`);
+  assert.deepEqual(restBuildActive(fx.scheduler, 104, true), {active: true, queued: true, steps: [fx.steps.compiling.drvPath]});
+  assert.deepEqual(restBuildActive(fx.scheduler, 101, true), {active: true, queued: true, steps: []});
+  assert.deepEqual(restBuildActive(fx.scheduler, 999, false), {active: false, queued: false, steps: []});
 });
 
 test('progress indicator: stalled only with runnable work, free capable capacity and no recent progress', () => {

@@ -1,7 +1,9 @@
 // The queue runner's HTTP status endpoint (docs/hydra-compat.md, "Status documents and metrics"): the Rust runner's REST documents
 // so Hydra's web app (`queue_runner_endpoint`) works unchanged, Prometheus `/metrics`, and
 // hydra-ops additions (`/status/progress`, `/status/cpp`). GET only, no authentication: the default
-// address (setting `statusAddress`) is 127.0.0.1:8081, loopback only.
+// address (setting `statusAddress`) is 127.0.0.1:8081, loopback only. The Rust runner's two write
+// routes (`PUT /build`, `POST /build_one`) are answered with 501 and the hydra-ops command to use:
+// an unauthenticated endpoint must not queue builds.
 import http from 'node:http';
 import type {AddressInfo} from 'node:net';
 import type {Scheduler} from '../scheduler/scheduler.js';
@@ -19,7 +21,9 @@ import {
   restRunnable,
   restStatus,
   restSteps,
+  restUploads,
 } from './status.js';
+import {buildUnfinished} from '../db/runner-sql.js';
 import {METRICS_CONTENT_TYPE, renderMetrics} from './metrics.js';
 
 export const DEFAULT_STATUS_ADDRESS = '127.0.0.1:8081';
@@ -83,10 +87,17 @@ function listLimit(url: URL): number {
   return n;
 }
 
-type Route = (s: Scheduler, url: URL, now: number) => {type: 'json'; body: unknown} | {type: 'text'; body: string};
+type Reply = {type: 'json'; body: unknown} | {type: 'text'; body: string};
+type Route = (s: Scheduler, url: URL, now: number) => Reply | Promise<Reply>;
+
+/** The Rust runner's write routes and what to use instead. */
+const WRITE_ROUTES: Record<string, {method: string; instead: string}> = {
+  '/build': {method: 'PUT', instead: 'queue builds through evaluation (hydra-ops eval) or restart them with hydra-ops restart'},
+  '/build_one': {method: 'POST', instead: 'build a single queued build with hydra-ops daemon --build-one <id>'},
+};
 
 function route(path: string, stall: number): Route | null {
-  const json = (f: (s: Scheduler, url: URL, now: number) => unknown): Route => (s, url, now) => ({type: 'json', body: f(s, url, now)});
+  const json = (f: (s: Scheduler, url: URL, now: number) => unknown): Route => async (s, url, now) => ({type: 'json', body: await f(s, url, now)});
   switch (path) {
     case '/status':
       return json((s, _u, now) => restStatus(s, now));
@@ -106,6 +117,8 @@ function route(path: string, stall: number): Route | null {
       return json((s, u, now) => restQueueSteps(s, 'jobs', {limit: listLimit(u)}, now));
     case '/status/queues/scheduled':
       return json((s, u, now) => restQueueSteps(s, 'scheduled', {limit: listLimit(u)}, now));
+    case '/status/uploads':
+      return json(() => restUploads());
     case '/status/progress':
       return json((s, _u, now) => restProgress(s, now, stall));
     case '/status/cpp':
@@ -115,10 +128,12 @@ function route(path: string, stall: number): Route | null {
   }
   const build = /^\/status\/build\/([^/]+)\/active$/.exec(path);
   if (build) {
-    return json((s) => {
+    return json(async (s) => {
       const raw = decodeURIComponent(build[1]!);
-      if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw new HttpError(400, `build id "${raw}" is not a number`);
-      return restBuildActive(s, Number(raw));
+      // Builds.id is a 32-bit integer.
+      if (!/^[0-9]+$/.test(raw) || Number(raw) > 2147483647) throw new HttpError(400, `build id "${raw}" is not a build id (a positive 32-bit integer)`);
+      const id = Number(raw);
+      return restBuildActive(s, id, await buildUnfinished(s.pool, id));
     });
   }
   return null;
@@ -147,6 +162,11 @@ export async function startStatusServer(scheduler: Scheduler, options: StatusSer
       return;
     }
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
+    const write = options.only ? undefined : WRITE_ROUTES[path];
+    if (write) {
+      sendJson(res, 501, {error: `${write.method} ${path} is not provided by hydra-ops (its status server is unauthenticated and read-only): ${write.instead}`});
+      return;
+    }
     const handler = options.only && !options.only.includes(path) ? null : route(path, stall);
     if (!handler) {
       sendJson(res, 404, {error: `no such endpoint: ${path}`, path});
@@ -156,14 +176,18 @@ export async function startStatusServer(scheduler: Scheduler, options: StatusSer
       sendJson(res, 405, {error: `method ${req.method} not allowed on ${path} (only GET)`}, {Allow: 'GET'});
       return;
     }
-    try {
-      const out = handler(scheduler, url, Date.now());
-      if (out.type === 'text') send(res, 200, METRICS_CONTENT_TYPE, out.body);
-      else sendJson(res, 200, out.body);
-    } catch (e) {
-      if (e instanceof HttpError) sendJson(res, e.status, {error: e.message});
-      else sendJson(res, 500, {error: `internal error: ${e instanceof Error ? e.message : String(e)}`});
-    }
+    Promise.resolve()
+      .then(() => handler(scheduler, url, Date.now()))
+      .then(
+        (out) => {
+          if (out.type === 'text') send(res, 200, METRICS_CONTENT_TYPE, out.body);
+          else sendJson(res, 200, out.body);
+        },
+        (e: unknown) => {
+          if (e instanceof HttpError) sendJson(res, e.status, {error: e.message});
+          else sendJson(res, 500, {error: `internal error: ${e instanceof Error ? e.message : String(e)}`});
+        },
+      );
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {

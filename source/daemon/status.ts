@@ -7,13 +7,21 @@
 //
 // Time conventions: C++ document — Unix seconds, `…Ms` names in milliseconds. REST documents —
 // `time`, `timestamp`, `runnableSince` and other top-level instants are RFC 3339 strings, `uptime`
-// is a float of seconds, machine `stats` times are Unix seconds (0 = never). Unknown values are null.
+// is a float of seconds, machine `stats` times are Unix seconds (0 = never).
+//
+// The REST documents follow the serde types of NixOS/hydra subprojects/hydra-queue-runner/src/io/*.rs
+// field by field (test/support/rust-status-schema.ts): integers where Rust has integers, and a
+// value wherever Rust always sends one — a figure hydra-ops does not measure (builder load, memory,
+// Nix version; import and upload times, which are part of the step's build here) is 0, "" or [],
+// never null. Only Rust's Option fields (`proc.cgroup`, `stats.pressure`, `ioPsiThreshold`,
+// `maxSilentTime`, `timeout`, top-level `store`) may be null. Queues are keyed by platform like the
+// Rust runner; the system type (platform plus features) is a hydra-ops field of each step.
 import {readFileSync} from 'node:fs';
 import type {Scheduler} from '../scheduler/scheduler.js';
 import type {Build, Step} from '../scheduler/model.js';
 import {dependentBuilds} from '../scheduler/model.js';
 import {sortRunnable, lowestShareUsed} from '../scheduler/dispatcher.js';
-import {hasCapacity, isAvailable, isBackingOff, machineScore, supportsStep, waitingReason, type RunnerMachine} from '../scheduler/machines.js';
+import {hasCapacity, isAvailable, isBackingOff, machineScore, stepPlatform, supportsStep, waitingReason, type RunnerMachine} from '../scheduler/machines.js';
 import {BUSY} from '../db/runner-sql.js';
 
 /** One running step as the scheduler keeps it. */
@@ -36,6 +44,9 @@ const seconds = (ms: number): number => Math.floor(ms / 1000);
 const unixOrZero = (ms: number): number => (ms > 0 ? seconds(ms) : 0);
 const rfc3339 = (ms: number): string | null => (Number.isFinite(ms) && ms > 0 ? new Date(ms).toISOString() : null);
 const avg = (total: number, n: number): number => (n > 0 ? total / n : 0);
+/** Integer mean like Rust's `checked_div(..).unwrap_or(0)`. */
+const avgInt = (total: number, n: number): number => (n > 0 ? Math.floor(total / n) : 0);
+const EPOCH = new Date(0).toISOString();
 const limitOf = (o: ListOptions | undefined): number => Math.max(0, Math.floor(o?.limit ?? DEFAULT_LIST_LIMIT));
 
 function activeSteps(s: Scheduler): ActiveStepInfo[] {
@@ -159,51 +170,57 @@ export function restMachine(s: Scheduler, m: RunnerMachine, now = Date.now()): J
   return {
     systems: [...m.spec.systems],
     hostname: m.spec.host,
-    uptime: null,
-    cpuCount: null,
-    bogomips: null,
+    uptime: Math.max(0, (now - rt.joinedAt) / 1000),
+    // Builders do not report these over the serve protocol: 0 / "" / [] like an unknown in Rust.
+    cpuCount: 0,
+    bogomips: 0,
     speedFactor: m.spec.speedFactor,
     maxJobs: m.spec.maxJobs,
-    buildDirAvailThreshold: null,
-    storeAvailThreshold: null,
-    load1Threshold: null,
-    cpuPsiThreshold: null,
-    memPsiThreshold: null,
+    buildDirAvailThreshold: 0,
+    storeAvailThreshold: 0,
+    load1Threshold: 0,
+    cpuPsiThreshold: 0,
+    memPsiThreshold: 0,
     ioPsiThreshold: null,
     score: machineScore(m),
-    totalMem: null,
+    totalMem: 0,
     supportedFeatures: [...m.spec.supportedFeatures],
     mandatoryFeatures: [...m.spec.mandatoryFeatures],
-    cgroups: null,
-    substituters: null,
+    cgroups: false,
+    substituters: [],
     useSubstitutes: s.options.runner?.useSubstitutes ?? false,
-    nixVersion: null,
+    nixVersion: '',
     stats: {
       currentJobs: rt.currentJobs,
       nrStepsDone: rt.nrStepsDone,
-      avgStepTimeMs: avg(rt.totalStepTimeMs, rt.nrStepsDone),
-      avgStepImportTimeMs: null,
-      avgStepBuildTimeMs: avg(rt.totalStepBuildTimeMs, rt.nrStepsDone),
-      avgStepUploadTimeMs: null,
-      totalStepTimeMs: rt.totalStepTimeMs,
-      totalStepImportTimeMs: null,
-      totalStepBuildTimeMs: rt.totalStepBuildTimeMs,
-      totalStepUploadTimeMs: null,
+      avgStepTimeMs: avgInt(rt.totalStepTimeMs, rt.nrStepsDone),
+      avgStepImportTimeMs: 0,
+      avgStepBuildTimeMs: avgInt(rt.totalStepBuildTimeMs, rt.nrStepsDone),
+      avgStepUploadTimeMs: 0,
+      totalStepTimeMs: Math.round(rt.totalStepTimeMs),
+      totalStepImportTimeMs: 0,
+      totalStepBuildTimeMs: Math.round(rt.totalStepBuildTimeMs),
+      totalStepUploadTimeMs: 0,
       idleSince: rt.currentJobs === 0 ? unixOrZero(rt.idleSince) : 0,
       lastFailure: unixOrZero(rt.lastFailure),
       disabledUntil: unixOrZero(rt.disabledUntil),
       consecutiveFailures: rt.consecutiveFailures,
-      lastPing: null,
-      sinceLastPing: null,
-      load1: null,
-      load5: null,
-      load15: null,
-      memUsage: null,
+      // No builder pings over SSH.
+      lastPing: 0,
+      sinceLastPing: 0,
+      load1: 0,
+      load5: 0,
+      load15: 0,
+      memUsage: 0,
       pressure: null,
-      buildDirFreePercent: null,
-      storeFreePercent: null,
+      buildDirFreePercent: 0,
+      storeFreePercent: 0,
       currentUploadingPathCount: jobs.filter((a) => a.phase === BUSY.sending).length,
       currentDownloadingPathCount: jobs.filter((a) => a.phase === BUSY.receiving).length,
+      jobsInLast30sStart: rt.jobsInLast30sStart,
+      jobsInLast30sCount: rt.jobsInLast30sCount,
+      failedBuilds: rt.failedBuilds,
+      succeededBuilds: rt.succeededBuilds,
     },
     jobs: jobs.map((a) => a.step.drvPath),
     hasCapacity: staticCap && dynamicCap,
@@ -235,7 +252,7 @@ export function restMachines(s: Scheduler, now = Date.now()): {machines: Record<
 export function restJobsets(s: Scheduler): {jobsets: Record<string, Json>; jobsetCount: number} {
   const jobsets: Record<string, Json> = {};
   for (const j of s.graph.jobsets.values()) {
-    jobsets[j.displayName] = {id: j.id, projectName: j.project, name: j.name, seconds: j.seconds, shares: j.shares, shareUsed: j.shareUsed};
+    jobsets[j.displayName] = {id: j.id, projectName: j.project, name: j.name, seconds: Math.round(j.seconds), shares: Math.round(j.shares), shareUsed: j.shareUsed};
   }
   return {jobsets, jobsetCount: s.graph.jobsets.size};
 }
@@ -248,7 +265,7 @@ function buildInfo(b: Build): Json {
     drvPath: b.drvPath,
     jobsetId: b.jobset.id,
     name: b.job,
-    timestamp: rfc3339(b.timestamp * 1000),
+    timestamp: new Date(b.timestamp * 1000).toISOString(),
     maxSilentTime: b.maxSilent,
     timeout: b.timeout,
     localPriority: b.localPriority,
@@ -266,8 +283,12 @@ export function restBuilds(s: Scheduler, o?: ListOptions): {builds: Json[]; buil
   return {builds: all.slice(0, limit).map(buildInfo), buildCount: all.length, limit};
 }
 
-/** `GET /status/build/<id>/active`: is some step of this build running right now? */
-export function restBuildActive(s: Scheduler, id: number): {active: boolean; queued: boolean; steps: string[]} {
+/**
+ * `GET /status/build/<id>/active`. `active` has the Rust runner's meaning (the build's row is
+ * unfinished, `Builds.finished = 0`; `unfinished` is the caller's database answer); hydra-ops adds
+ * `queued` (loaded by this runner) and `steps` (its steps running now).
+ */
+export function restBuildActive(s: Scheduler, id: number, unfinished: boolean): {active: boolean; queued: boolean; steps: string[]} {
   const build = s.graph.builds.get(id);
   const steps: string[] = [];
   if (build) {
@@ -275,7 +296,7 @@ export function restBuildActive(s: Scheduler, id: number): {active: boolean; que
   } else {
     for (const a of s.active.values()) if (a.build === id) steps.push(a.step.drvPath);
   }
-  return {active: steps.length > 0, queued: build !== undefined, steps};
+  return {active: unfinished, queued: build !== undefined, steps};
 }
 
 // ------------------------------------------------------------------ steps
@@ -292,11 +313,12 @@ export function stepInfo(s: Scheduler, step: Step, now = Date.now(), machines = 
     tries: step.tries,
     highestGlobalPriority: step.highestGlobalPriority,
     highestLocalPriority: step.highestLocalPriority,
-    lowestBuildId: step.lowestBuildId === Number.MAX_SAFE_INTEGER ? null : step.lowestBuildId,
+    lowestBuildId: step.lowestBuildId === Number.MAX_SAFE_INTEGER ? 0 : step.lowestBuildId,
     depsCount: step.deps.size,
     alreadyScheduled: step.running,
     cancelled: step.cancelled,
-    runnableSince: step.runnable && step.runnableSince > 0 ? rfc3339(step.runnableSince) : null,
+    // Unix epoch for a step that has not been runnable (Rust only lists runnable ones here).
+    runnableSince: step.runnableSince > 0 ? new Date(step.runnableSince).toISOString() : EPOCH,
     lowestShareUsed: lowestShareUsed(step),
     // hydra-ops additions
     name: step.name,
@@ -353,8 +375,9 @@ export function restQueues(s: Scheduler, o?: ListOptions, now = Date.now()): {qu
   const machines = machineList(s);
   const members = new Map<string, Step[]>();
   const add = (step: Step) => {
-    let list = members.get(step.systemType);
-    if (!list) members.set(step.systemType, (list = []));
+    const key = stepPlatform(step, localSystem(s));
+    let list = members.get(key);
+    if (!list) members.set(key, (list = []));
     list.push(step);
   };
   for (const a of s.active.values()) add(a.step);
@@ -438,20 +461,21 @@ export function restProgress(s: Scheduler, now = Date.now(), stallThresholdSecon
 
 export interface ProcInfo {
   pid: number;
-  vsizeBytes: number | null;
-  rssBytes: number | null;
-  sharedBytes: number | null;
+  vsizeBytes: number;
+  rssBytes: number;
+  sharedBytes: number;
+  /** Rust's Option<CgroupStats>: not collected by hydra-ops. */
   cgroup: null;
 }
 
-/** Memory of this process from /proc/self/status where available, else Node's own figure. */
+/** Memory of this process from /proc/self/status where available, else Node's own figure (0 = unknown). */
 export function procInfo(): ProcInfo {
-  const info: ProcInfo = {pid: process.pid, vsizeBytes: null, rssBytes: null, sharedBytes: null, cgroup: null};
+  const info: ProcInfo = {pid: process.pid, vsizeBytes: 0, rssBytes: 0, sharedBytes: 0, cgroup: null};
   try {
     const text = readFileSync('/proc/self/status', 'utf8');
-    const kib = (field: string): number | null => {
+    const kib = (field: string): number => {
       const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
-      return m ? Number(m[1]) * 1024 : null;
+      return m ? Number(m[1]) * 1024 : 0;
     };
     info.vsizeBytes = kib('VmSize');
     info.rssBytes = kib('VmRSS');
@@ -459,7 +483,7 @@ export function procInfo(): ProcInfo {
   } catch {
     /* not Linux */
   }
-  info.rssBytes ??= process.memoryUsage.rss();
+  if (info.rssBytes === 0) info.rssBytes = process.memoryUsage.rss();
   return info;
 }
 
@@ -550,14 +574,26 @@ export function cppStatus(s: Scheduler, now = Date.now()): Json {
 /** The `queueRunner` part of the Rust runner's `/status` document with hydra-ops additions. */
 export function restQueueRunner(s: Scheduler, now = Date.now()): Json {
   const st = s.stats;
-  const queueStats: Json = {};
+  // Keyed by platform like the Rust runner's queues (system types with features are summed in).
+  const byPlatform = new Map<string, TypeStats>();
   for (const [type, t] of typeStats(s, now)) {
-    queueStats[type] = {
+    const key = type.split(':')[0]!;
+    const e = byPlatform.get(key) ?? {runnable: 0, running: 0, waiting: 0, disabled: 0, waitSeconds: 0};
+    e.runnable += t.runnable;
+    e.running += t.running;
+    e.waiting += t.waiting;
+    e.disabled += t.disabled;
+    e.waitSeconds += t.waitSeconds;
+    byPlatform.set(key, e);
+  }
+  const queueStats: Json = {};
+  for (const [key, t] of byPlatform) {
+    queueStats[key] = {
       activeRunnable: t.running,
       totalRunnable: t.runnable + t.running,
       nrRunnableWaiting: t.waiting,
       nrRunnableDisabled: t.disabled,
-      avgRunnableTime: t.runnable > 0 ? t.waitSeconds / t.runnable : 0,
+      avgRunnableTime: t.runnable > 0 ? Math.floor(t.waitSeconds / t.runnable) : 0,
       waitTimeMs: Math.round(t.waitSeconds * 1000),
     };
   }
@@ -579,10 +615,10 @@ export function restQueueRunner(s: Scheduler, now = Date.now()): Json {
     queueStepsCreated: st.queueStepsCreated,
     queueChecksEarlyExits: st.queueChecksEarlyExits,
     queueChecksFinished: st.queueChecksFinished,
-    dispatcherTimeSpentRunning: st.dispatcherTimeSpentRunningUs,
-    dispatcherTimeSpentWaiting: st.dispatcherTimeSpentWaitingUs,
-    queueMonitorTimeSpentRunning: st.monitorTimeSpentRunningUs,
-    queueMonitorTimeSpentWaiting: st.monitorTimeSpentWaitingUs,
+    dispatcherTimeSpentRunning: Math.round(st.dispatcherTimeSpentRunningUs),
+    dispatcherTimeSpentWaiting: Math.round(st.dispatcherTimeSpentWaitingUs),
+    queueMonitorTimeSpentRunning: Math.round(st.monitorTimeSpentRunningUs),
+    queueMonitorTimeSpentWaiting: Math.round(st.monitorTimeSpentWaitingUs),
     nrBuildsRead: st.nrBuildsRead,
     buildReadTimeMs: Math.round(st.buildReadTimeMs),
     nrBuildsUnfinished: s.graph.builds.size,
@@ -602,14 +638,14 @@ export function restQueueRunner(s: Scheduler, now = Date.now()): Json {
     nrSubstitutesSucceeded: 0,
     nrRetries: st.nrRetries,
     maxNrRetries: st.maxNrRetries,
-    avgStepTimeMs: avg(st.totalStepTimeMs, st.nrStepsDone),
-    avgStepImportTimeMs: null,
-    avgStepBuildTimeMs: avg(st.totalStepBuildTimeMs, st.nrStepsDone),
-    avgStepUploadTimeMs: null,
-    totalStepTimeMs: st.totalStepTimeMs,
-    totalStepImportTimeMs: null,
-    totalStepBuildTimeMs: st.totalStepBuildTimeMs,
-    totalStepUploadTimeMs: null,
+    avgStepTimeMs: avgInt(st.totalStepTimeMs, st.nrStepsDone),
+    avgStepImportTimeMs: 0,
+    avgStepBuildTimeMs: avgInt(st.totalStepBuildTimeMs, st.nrStepsDone),
+    avgStepUploadTimeMs: 0,
+    totalStepTimeMs: Math.round(st.totalStepTimeMs),
+    totalStepImportTimeMs: 0,
+    totalStepBuildTimeMs: Math.round(st.totalStepBuildTimeMs),
+    totalStepUploadTimeMs: 0,
     nrQueueWakeups: st.nrQueueWakeups,
     nrDispatcherWakeups: st.nrDispatcherWakeups,
     dispatchTimeMs: Math.round(st.dispatchTimeMs),
@@ -627,6 +663,11 @@ export function restQueueRunner(s: Scheduler, now = Date.now()): Json {
     ingest: {total: st.ingestTotal, done: st.ingestDone},
     progress: restProgress(s, now),
   };
+}
+
+/** `GET /status/uploads`: `{paths, pathCount}` — hydra-ops has no S3 upload queue (outputs go to the local store). */
+export function restUploads(): {paths: string[]; pathCount: number} {
+  return {paths: [], pathCount: 0};
 }
 
 /** `GET /status` (the Rust runner's document): `{queueRunner, machines, jobsets, store, s3}`. */

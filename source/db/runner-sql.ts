@@ -115,6 +115,12 @@ export async function queuedBuildIds(db: Queryable): Promise<Array<{id: number; 
 }
 
 /** Full rows for the given queued builds, in dispatch-friendly order. */
+/** Is this build's row there and unfinished (the Rust runner's `/status/build/<id>/active`)? */
+export async function buildUnfinished(db: Queryable, id: number): Promise<boolean> {
+  const r = await db.query('SELECT 1 FROM builds WHERE id = $1 AND finished = 0', [id]);
+  return (r.rowCount ?? 0) > 0;
+}
+
 export async function queuedBuildRows(db: Queryable, ids: readonly number[]): Promise<QueuedBuildRow[]> {
   if (ids.length === 0) return [];
   const {rows} = await db.query(

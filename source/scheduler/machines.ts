@@ -17,6 +17,14 @@ export interface MachineRuntime {
   nrStepsDone: number;
   totalStepTimeMs: number;
   totalStepBuildTimeMs: number;
+  /** Steps on this machine that ended in success / in a failure (retried attempts included). */
+  succeededBuilds: number;
+  failedBuilds: number;
+  /** Unix seconds the current 30-second window of step starts began (0 = none yet), and starts in it. */
+  jobsInLast30sStart: number;
+  jobsInLast30sCount: number;
+  /** ms since epoch this runner first saw the machine. */
+  joinedAt: number;
   /** Operator drain (hydra_ops.machine_state): no new steps; running ones finish. */
   drained: boolean;
   /** False once removed from the machines file (kept for statistics; never dispatched to). */
@@ -43,6 +51,11 @@ export function newRuntime(now = Date.now()): MachineRuntime {
     nrStepsDone: 0,
     totalStepTimeMs: 0,
     totalStepBuildTimeMs: 0,
+    succeededBuilds: 0,
+    failedBuilds: 0,
+    jobsInLast30sStart: 0,
+    jobsInLast30sCount: 0,
+    joinedAt: now,
     drained: false,
     listed: true,
     unusable: null,
@@ -153,4 +166,25 @@ export function waitingReason(step: Step, machines: readonly RunnerMachine[], lo
   if (unusable.length) parts.push(`${unusable.length} cannot build`);
   if (busy + backingOff + drained + unusable.length === capable.length) return `all ${capable.length} capable machine${capable.length === 1 ? ' is' : 's are'} unavailable (${parts.join(', ')})`;
   return 'queued behind higher-priority steps';
+}
+
+/**
+ * The Rust runner's `jobsInLast30s*` machine statistics (NixOS/hydra
+ * subprojects/hydra-queue-runner/src/state/machine.rs): a window opens at the first start after
+ * it was empty or older than 30 s; every start counts, a step that ends within the window is taken
+ * off again.
+ */
+export function noteJobStart(m: RunnerMachine, nowMs: number): void {
+  const now = Math.floor(nowMs / 1000);
+  const rt = m.rt;
+  if (rt.jobsInLast30sCount === 0 || now > rt.jobsInLast30sStart + 30) {
+    rt.jobsInLast30sStart = now;
+    rt.jobsInLast30sCount = 0;
+  }
+  rt.jobsInLast30sCount++;
+}
+
+export function noteJobEnd(m: RunnerMachine, nowMs: number): void {
+  const rt = m.rt;
+  if (rt.jobsInLast30sCount > 0 && Math.floor(nowMs / 1000) <= rt.jobsInLast30sStart + 30) rt.jobsInLast30sCount--;
 }

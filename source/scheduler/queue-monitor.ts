@@ -199,6 +199,14 @@ export class QueueMonitor {
         return;
       case 'queued': {
         ctx.stats.queueStepsCreated += result.newSteps.length;
+        // Content-addressed derivations (floating outputs, the ca-derivations experimental feature) are
+        // refused here, before any machine is tried: no builder fault, status 9 with the reason. The Rust
+        // runner resolves them instead (step status 13, BuildSteps.resolvedDrvPath); hydra-ops does not.
+        for (const s of result.newSteps) {
+          if ([...s.outputs.values()].some((p) => p === null)) {
+            this.outcomes.failUnsupported(s, `content-addressed derivations are not supported: ${s.drvPath} has floating output(s) ${[...s.outputs].filter(([, p]) => p === null).map(([n]) => n).join(', ')}`);
+          }
+        }
         // Attribution: a new step that is another queued build's top level is accounted to that build.
         for (const s of result.newSteps) {
           for (const other of byDrv.get(s.drvPath) ?? []) {

@@ -10,7 +10,7 @@ import {blankStepResult, type StepPhase, type StepResult} from '../fleet/step-ap
 import * as sql from '../db/runner-sql.js';
 import {BUSY, STATUS, withTransaction, nowSeconds} from '../db/runner-sql.js';
 import {dependentBuilds, type Build, type Step} from './model.js';
-import {machineName, recordMachineFailure, type RunnerMachine} from './machines.js';
+import {machineName, noteJobEnd, noteJobStart, recordMachineFailure, type RunnerMachine} from './machines.js';
 import type {SlotLease} from './slot-lease.js';
 import type {ActiveStep, SchedulerContext} from './context.js';
 import type {Outcomes} from './outcomes.js';
@@ -155,6 +155,7 @@ export class StepExecution {
     const a: ActiveStep = {step, machine, build: accounting.id, stepnr, phase: BUSY.preparing, startedAt, phaseSince: startedAt, controller: new AbortController(), lease};
     ctx.active.set(step, a);
     machine.rt.lastUsed = startedAt;
+    noteJobStart(machine, startedAt);
     ctx.stats.nrStepsStarted++;
     ctx.stats.lastProgressAt = startedAt;
     ctx.emitEvent('step-started', {build: accounting.id, stepnr, machine: mname, drvPath: step.drvPath});
@@ -281,6 +282,9 @@ export class StepExecution {
     stats.lastProgressAt = stoppedAt;
     const buildMs = Math.max(0, result.stopTime - result.startTime) * 1000;
     machine.rt.nrStepsDone++;
+    if (result.status === STATUS.success) machine.rt.succeededBuilds++;
+    else if (result.status !== STATUS.cancelled) machine.rt.failedBuilds++;
+    noteJobEnd(machine, stoppedAt);
     machine.rt.totalStepTimeMs += stoppedAt - startedAt;
     machine.rt.totalStepBuildTimeMs += buildMs;
     stats.totalStepTimeMs += stoppedAt - startedAt;
