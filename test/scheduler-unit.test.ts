@@ -74,7 +74,8 @@ test('graph: a build becomes steps for its unbuilt derivations; only leaves are 
   assert.equal(g.steps.get(drvPath('a'))!.rdeps.size, 3);
   // A build of an already known top level attaches to its step.
   const again = await g.addBuild(build('c'), store);
-  assert.deepEqual(again, {kind: 'queued', newSteps: [], newRunnable: []});
+  assert.equal(again.kind, 'queued');
+  assert.deepEqual(again.kind === 'queued' && [again.newSteps, again.newRunnable], [[], []]);
   assert.equal(c.builds.size, 2);
 });
 
@@ -86,7 +87,7 @@ test('graph: valid outputs are not steps and stop the walk; failed paths and mis
   assert.ok(!store.reads.includes(drvPath('a')), 'never descends below a valid derivation');
   assert.deepEqual(names(g.runnable), ['c']);
 
-  assert.deepEqual(await new StepGraph(SYSTEM).addBuild(build('a'), fakeStore({a: {}}, {valid: ['a']})), {kind: 'cached-success'});
+  assert.equal((await new StepGraph(SYSTEM).addBuild(build('a'), fakeStore({a: {}}, {valid: ['a']}))).kind, 'cached-success');
   const failed = await new StepGraph(SYSTEM).addBuild(build('b'), fakeStore({a: {}, b: {deps: ['a']}}, {failed: ['a']}));
   assert.equal(failed.kind, 'cached-failure');
   assert.equal(failed.kind === 'cached-failure' && failed.toplevel, false);
