@@ -12,6 +12,7 @@ export type PingProblemKind =
   | 'host-key' // unknown or changed host key
   | 'auth' // the SSH key was refused
   | 'key-file' // the private key is missing or unusable
+  | 'config' // the OpenSSH client configuration (ssh -G) or HYDRA_OPS_SSH_TRANSPORT is unusable
   | 'channel'
   | 'handshake' // nix-store --serve did not answer (not installed, not on PATH, wrong protocol)
   | 'import-refused' // the SSH user may not import unsigned paths (not a trusted user)
@@ -105,7 +106,10 @@ export function judgePing(spec: MachineSpec, facts: MachineFacts, options: {minF
         add('auth', ce.message, `add the public key of ${spec.sshKey ?? 'the SSH key'} to ~${spec.user ?? ''}/.ssh/authorized_keys on the builder`);
         break;
       case 'key-file':
-        add('key-file', ce.message, `fix column 3 of ${spec.file}:${spec.line} (a readable private key file)`);
+        add('key-file', ce.message, `fix column 3 of ${spec.file}:${spec.line} (a readable private key file), or load the key into ssh-agent (SSH_AUTH_SOCK)`);
+        break;
+      case 'config':
+        add('config', ce.message, `check the OpenSSH client configuration for ${spec.host} (ssh -G ${spec.host}; HYDRA_OPS_SSH_CONFIG, HYDRA_OPS_SSH_TRANSPORT)`);
         break;
       default:
         add(ce.kind === 'channel' ? 'channel' : 'unreachable', ce.message, `check the builder's sshd configuration and logs`);

@@ -4,13 +4,18 @@
 //
 // Host keys are pinned to the machines file's column 8 when present, otherwise checked against
 // known_hosts files; an unknown or changed key is refused during the handshake, before any command.
+//
+// A machine is reached as OpenSSH would reach it: its host is resolved with `ssh -G` (ssh-config.ts: HostName,
+// Port, User, IdentityFile, IdentityAgent, ProxyJump, UserKnownHostsFile), keys may come from ssh-agent, and
+// ProxyJump hops are pooled ssh2 connections whose `direct-tcpip` channels carry the next connection. What ssh2
+// cannot do (certificates, PKCS#11, security keys, ProxyCommand) goes through the `ssh` binary with one
+// ControlMaster per machine (openssh-transport.ts), chosen automatically or by HYDRA_OPS_SSH_TRANSPORT.
 import ssh2 from 'ssh2';
-import type {Client as SshClient, ClientChannel, ConnectConfig} from 'ssh2';
+import type {AgentAuthMethod, PublicKeyAuthMethod, Client as SshClient, ClientChannel, ConnectConfig} from 'ssh2';
 import {connect as netConnect, type Socket} from 'node:net';
 import {readFile} from 'node:fs/promises';
 import {existsSync} from 'node:fs';
-import {homedir, userInfo} from 'node:os';
-import {join} from 'node:path';
+import type {Duplex} from 'node:stream';
 import {timingSafeEqual} from 'node:crypto';
 import type {Readable, Writable} from 'node:stream';
 import {
@@ -22,8 +27,19 @@ import {
   publicKeyLineToBlob,
   type HostKeyVerdict,
 } from './known-hosts.js';
+import {
+  SshConfigError,
+  configFileFromEnv,
+  needsOpenSsh,
+  parseJumpHop,
+  resolveSsh,
+  transportModeFor,
+  type ResolvedSsh,
+} from './ssh-config.js';
+import {OpenSshTransport} from './openssh-transport.js';
 
 const {Client, utils} = ssh2;
+type AuthMethod = PublicKeyAuthMethod | AgentAuthMethod;
 
 /** What the transport needs to know about a machine (a MachineSpec or a monitored Machine fits). */
 export interface SshTarget {
@@ -45,6 +61,7 @@ export type SshErrorKind =
   | 'auth' // authentication refused
   | 'key-file' // private key missing or unusable
   | 'channel' // the server refused to open a channel
+  | 'config' // the SSH client configuration (ssh -G, HYDRA_OPS_SSH_TRANSPORT) is unusable
   | 'closed'; // the pool was closed
 
 /** Any failure of the transport itself (as opposed to the remote command's own exit status). */
@@ -134,8 +151,17 @@ export interface RunResult extends ExitStatus {
 }
 
 export interface SshPoolOptions {
-  /** known_hosts files used when a machine has no pinned key (default: ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts). */
+  /**
+   * known_hosts files used when a machine has no pinned key (default: what OpenSSH uses for the host —
+   * UserKnownHostsFile and GlobalKnownHostsFile of `ssh -G`, normally ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts).
+   */
   knownHostsFiles?: string[];
+  /** OpenSSH client configuration file (`ssh -F`); default HYDRA_OPS_SSH_CONFIG, else OpenSSH's own default. */
+  sshConfigFile?: string;
+  /** Transport choice, as HYDRA_OPS_SSH_TRANSPORT (`auto`, `ssh2`, `openssh`, `HOST=MODE`, comma-separated); default that variable. */
+  transport?: string;
+  /** Environment for `ssh` and the agent socket (default process.env). */
+  env?: NodeJS.ProcessEnv;
   /** TCP connect + handshake + authentication budget (default 60 s, as Hydra's ConnectTimeout). */
   connectTimeoutMs?: number;
   /** Interval of SSH keepalive requests (default 15 s); the connection is dropped after 3 unanswered. */
@@ -165,7 +191,10 @@ class PooledConnection {
   active = 0;
   capacity: number;
   dead = false;
+  /** A TCP socket, or the jump host's forwarding channel (counted by `meter`). */
   socket: Socket | undefined;
+  meter: {in: number; out: number} | undefined;
+  jump: JumpConnection | undefined;
   client: SshClient | undefined;
   ready!: Promise<void>;
   idleTimer: NodeJS.Timeout | undefined;
@@ -188,7 +217,34 @@ function hostKeyAlgorithms(keyTypes: string[]): string[] | undefined {
   return [...new Set([...preferred, ...HOST_KEY_ALGOS])];
 }
 
-const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
+/** A pooled connection to a ProxyJump hop, shared by every connection that goes through it. */
+interface JumpConnection {
+  key: string;
+  hop: ResolvedSsh;
+  client: SshClient | undefined;
+  ready: Promise<void>;
+  users: number;
+  dead: boolean;
+  parent: JumpConnection | undefined;
+  sock: Socket | Duplex | undefined;
+}
+
+interface Route {
+  resolved: ResolvedSsh;
+  /** ProxyJump hops in connection order, each resolved. */
+  hops: ResolvedSsh[];
+  transport: 'ssh2' | 'openssh';
+  /** Why OpenSSH is used (for diagnostics). */
+  reason: string | undefined;
+  at: number;
+}
+
+const ROUTE_TTL_MS = 30_000;
+const MAX_JUMP_DEPTH = 8;
+
+const hopLabel = (h: ResolvedSsh): string => `${h.user}@${h.hostname}:${h.port}`;
+const bytesIn = (c: PooledConnection): number => c.meter?.in ?? c.socket?.bytesRead ?? 0;
+const bytesOut = (c: PooledConnection): number => c.meter?.out ?? c.socket?.bytesWritten ?? 0;
 
 export class SshConnectionPool {
   private readonly pools = new Map<string, PooledConnection[]>();
@@ -199,15 +255,81 @@ export class SshConnectionPool {
   private readonly keepaliveCountMax: number;
   private readonly maxSessions: number;
   private readonly idleExtraMs: number;
+  private readonly explicitKnownHosts: string[] | undefined;
+  private readonly sshConfigFile: string | undefined;
+  private readonly transportSetting: string | undefined;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly routes = new Map<string, Promise<Route>>();
+  private readonly jumps = new Map<string, JumpConnection>();
+  private readonly openssh: OpenSshTransport;
   private closed = false;
 
   constructor(options: SshPoolOptions = {}) {
+    this.explicitKnownHosts = options.knownHostsFiles;
     this.knownHostsFiles = options.knownHostsFiles ?? defaultKnownHostsFiles();
+    this.env = options.env ?? process.env;
+    this.sshConfigFile = options.sshConfigFile ?? configFileFromEnv(this.env);
+    this.transportSetting = options.transport ?? this.env.HYDRA_OPS_SSH_TRANSPORT;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 60_000;
     this.keepaliveIntervalMs = options.keepaliveIntervalMs ?? 15_000;
     this.keepaliveCountMax = options.keepaliveCountMax ?? 3;
     this.maxSessions = options.maxSessionsPerConnection ?? 10;
     this.idleExtraMs = options.idleExtraConnectionMs ?? 60_000;
+    this.openssh = new OpenSshTransport({
+      configFile: this.sshConfigFile,
+      knownHostsFiles: this.explicitKnownHosts,
+      connectTimeoutMs: this.connectTimeoutMs,
+      keepaliveIntervalMs: this.keepaliveIntervalMs,
+      keepaliveCountMax: this.keepaliveCountMax,
+      env: this.env,
+    });
+  }
+
+  /** How a machine is reached (resolved with `ssh -G`, cached for 30 s and until closeMachine). */
+  route(target: SshTarget): Promise<Route> {
+    const cached = this.routes.get(target.uri);
+    if (cached) return cached;
+    const p = this.computeRoute(target);
+    this.routes.set(target.uri, p);
+    const expire = () => setTimeout(() => this.routes.get(target.uri) === p && this.routes.delete(target.uri), ROUTE_TTL_MS).unref();
+    p.then(expire, () => this.routes.get(target.uri) === p && this.routes.delete(target.uri));
+    return p;
+  }
+
+  /** Which transport a machine uses, and why ('openssh' also when chosen explicitly). */
+  async transportOf(target: SshTarget): Promise<{transport: 'ssh2' | 'openssh'; reason: string | undefined}> {
+    const r = await this.route(target);
+    return {transport: r.transport, reason: r.reason};
+  }
+
+  private async computeRoute(target: SshTarget): Promise<Route> {
+    const uri = target.uri;
+    try {
+      const mode = transportModeFor(this.transportSetting, uri, target.host);
+      const opts = {configFile: this.sshConfigFile, env: this.env};
+      const resolved = await resolveSsh(target.host, {...opts, port: target.port, user: target.user});
+      if (mode === 'openssh') return {resolved, hops: [], transport: 'openssh', reason: 'selected by HYDRA_OPS_SSH_TRANSPORT', at: Date.now()};
+      const hops = await this.resolveHops(resolved.proxyJump, 0);
+      let reason = needsOpenSsh(resolved, target.sshKey);
+      for (const h of hops) reason ??= needsOpenSsh(h, undefined);
+      if (reason !== undefined && mode === 'ssh2') {
+        throw new SshConfigError(`needs ${reason}, which the ssh2 transport cannot use, but HYDRA_OPS_SSH_TRANSPORT selects ssh2`);
+      }
+      return {resolved, hops, transport: reason === undefined ? 'ssh2' : 'openssh', reason, at: Date.now()};
+    } catch (e) {
+      if (e instanceof SshConfigError) throw new SshTransportError('config', uri, e.message, {cause: e});
+      throw e;
+    }
+  }
+
+  /** Resolves ProxyJump hops: for `a,b` the target is reached through b and b through a; a single hop keeps its own ProxyJump. */
+  private async resolveHops(hops: string[], depth: number): Promise<ResolvedSsh[]> {
+    if (hops.length === 0) return [];
+    if (depth >= MAX_JUMP_DEPTH) throw new SshConfigError(`ProxyJump chain longer than ${MAX_JUMP_DEPTH} hops (a loop?)`);
+    const last = parseJumpHop(hops[hops.length - 1]!);
+    const r = await resolveSsh(last.host, {configFile: this.sshConfigFile, env: this.env, port: last.port, user: last.user});
+    const before = hops.length > 1 ? hops.slice(0, -1) : r.proxyJump;
+    return [...(await this.resolveHops(before, depth + 1)), r];
   }
 
   /** Runs `argv` on the machine. Every argument is shell-quoted: it arrives as exactly one literal word. */
@@ -216,6 +338,9 @@ export class SshConnectionPool {
     if (target.kind === 'local') {
       throw new Error(`${target.uri}: is a local machine; it is not reached over SSH (use the local transport)`);
     }
+    if (this.closed) throw new SshTransportError('closed', target.uri, 'connection pool is closed');
+    const route = await this.route(target);
+    if (route.transport === 'openssh') return this.openssh.exec(target, argv);
     // One transparent retry: a pooled connection may turn out to be gone, or full, when used.
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new SshTransportError('closed', target.uri, 'connection pool is closed');
@@ -258,14 +383,15 @@ export class SshConnectionPool {
 
   stats(target: SshTarget | string): MachineTransportStats {
     const uri = typeof target === 'string' ? target : target.uri;
+    if (this.openssh.has(uri)) return this.openssh.stats(uri);
     const c = this.counters.get(uri) ?? {connectionsOpened: 0, closedBytesIn: 0, closedBytesOut: 0};
     const live = (this.pools.get(uri) ?? []).filter((p) => !p.dead);
     return {
       connectionsOpened: c.connectionsOpened,
       connectionsOpen: live.filter((p) => p.client !== undefined).length,
       channelsOpen: live.reduce((n, p) => n + p.active, 0),
-      bytesIn: c.closedBytesIn + live.reduce((n, p) => n + (p.socket?.bytesRead ?? 0), 0),
-      bytesOut: c.closedBytesOut + live.reduce((n, p) => n + (p.socket?.bytesWritten ?? 0), 0),
+      bytesIn: c.closedBytesIn + live.reduce((n, p) => n + bytesIn(p), 0),
+      bytesOut: c.closedBytesOut + live.reduce((n, p) => n + bytesOut(p), 0),
     };
   }
 
@@ -276,12 +402,21 @@ export class SshConnectionPool {
 
   /** Closes the connections of one machine (e.g. after it was removed from the machines file). */
   closeMachine(uri: string): void {
-    for (const conn of this.pools.get(uri) ?? []) this.dropConnection(uri, conn);
+    for (const conn of [...(this.pools.get(uri) ?? [])]) this.dropConnection(uri, conn);
+    this.openssh.closeMachine(uri);
+    this.routes.delete(uri);
   }
 
   closeAll(): void {
     this.closed = true;
     for (const uri of [...this.pools.keys()]) this.closeMachine(uri);
+    this.openssh.closeAll();
+    for (const j of [...this.jumps.values()]) this.dropJump(j);
+  }
+
+  /** PID of the OpenSSH ControlMaster of a machine on the openssh transport. */
+  openSshMasterPid(uri: string): number | undefined {
+    return this.openssh.masterPid(uri);
   }
 
   private counter(uri: string): Counters {
@@ -336,8 +471,9 @@ export class SshConnectionPool {
     if (!conn.dead) {
       conn.dead = true;
       const c = this.counter(uri);
-      c.closedBytesIn += conn.socket?.bytesRead ?? 0;
-      c.closedBytesOut += conn.socket?.bytesWritten ?? 0;
+      c.closedBytesIn += bytesIn(conn);
+      c.closedBytesOut += bytesOut(conn);
+      if (conn.jump) this.releaseJump(conn.jump);
     }
     const list = this.pools.get(uri);
     if (list) {
@@ -348,47 +484,74 @@ export class SshConnectionPool {
     conn.socket?.destroy();
   }
 
-  private async privateKey(target: SshTarget): Promise<Buffer> {
-    let file = target.sshKey;
-    if (file === undefined) {
-      file = DEFAULT_IDENTITIES.map((n) => join(homedir(), '.ssh', n)).find((f) => existsSync(f));
-      if (file === undefined) {
-        throw new SshTransportError(
-          'key-file',
-          target.uri,
-          'no SSH key given in the machines file (column 3) and no default identity in ~/.ssh',
-        );
-      }
-    }
+  /** Reads a private key; `required` (column 3) makes every problem an error, other IdentityFiles are skipped when unusable. */
+  private async readKey(uri: string, file: string, required: boolean): Promise<Buffer | undefined> {
     let key: Buffer;
     try {
       key = await readFile(file);
     } catch (e) {
+      if (!required) return undefined;
       const err = e as NodeJS.ErrnoException;
-      throw new SshTransportError('key-file', target.uri, `cannot read SSH key '${file}': ${err.code ?? err.message}`, {cause: e});
+      throw new SshTransportError('key-file', uri, `cannot read SSH key '${file}': ${err.code ?? err.message}`, {cause: e});
     }
     const parsed = utils.parseKey(key);
     const first = Array.isArray(parsed) ? parsed[0] : parsed;
     if (first instanceof Error || first === undefined) {
+      if (!required) return undefined;
       const why = first instanceof Error ? first.message : 'no key found';
-      throw new SshTransportError('key-file', target.uri, `cannot use SSH key '${file}': ${why}`);
+      throw new SshTransportError('key-file', uri, `cannot use SSH key '${file}': ${why}`);
     }
     if (first.isPrivateKey && !first.isPrivateKey()) {
-      throw new SshTransportError('key-file', target.uri, `SSH key '${file}' is a public key, not a private key`);
+      if (!required) return undefined;
+      throw new SshTransportError('key-file', uri, `SSH key '${file}' is a public key, not a private key`);
     }
     return key;
   }
 
-  private async hostKeyPolicy(target: SshTarget): Promise<{
+  /**
+   * Authentication methods in the order OpenSSH tries them: the machines file's key (column 3, as `ssh -i`), the
+   * agent's keys (IdentityAgent, else SSH_AUTH_SOCK), then the IdentityFile keys of the configuration.
+   */
+  private async authMethods(uri: string, r: ResolvedSsh, explicitKey: string | undefined, who: string): Promise<AuthMethod[]> {
+    const username = r.user;
+    const files: AuthMethod[] = [];
+    if (explicitKey !== undefined) {
+      files.push({type: 'publickey', username, key: (await this.readKey(uri, explicitKey, true))!});
+    }
+    for (const f of r.identityFiles) {
+      if (f === explicitKey) continue;
+      const key = await this.readKey(uri, f, false);
+      if (key) files.push({type: 'publickey', username, key});
+    }
+    const agent = r.agent !== undefined && existsSync(r.agent) && !(r.identitiesOnly && files.length > 0) ? r.agent : undefined;
+    const methods: AuthMethod[] = explicitKey !== undefined ? [files[0]!] : [];
+    if (agent !== undefined) methods.push({type: 'agent', username, agent});
+    methods.push(...(explicitKey !== undefined ? files.slice(1) : files));
+    if (methods.length === 0) {
+      throw new SshTransportError(
+        'key-file',
+        uri,
+        `${who}no SSH key: none given in the machines file (column 3), no IdentityFile of the SSH configuration exists, and no ssh-agent (SSH_AUTH_SOCK${r.agent !== undefined ? ` ${r.agent} does not exist` : ' is not set'})`,
+      );
+    }
+    return methods;
+  }
+
+  private async hostKeyPolicy(
+    uri: string,
+    pinnedLine: string | undefined,
+    r: ResolvedSsh,
+  ): Promise<{
     verify: (key: Buffer) => HostKeyVerdict | {status: 'pinned-ok'} | {status: 'pinned-mismatch'; expected: string};
     algorithms: string[] | undefined;
+    files: string[];
   }> {
-    if (target.publicHostKey !== undefined) {
+    if (pinnedLine !== undefined) {
       let pinned: {keyType: string; keyBlob: Buffer};
       try {
-        pinned = publicKeyLineToBlob(target.publicHostKey);
+        pinned = publicKeyLineToBlob(pinnedLine);
       } catch (e) {
-        throw new SshTransportError('host-key', target.uri, `pinned host key is unusable: ${(e as Error).message}`);
+        throw new SshTransportError('host-key', uri, `pinned host key is unusable: ${(e as Error).message}`);
       }
       const expected = fingerprintSha256(pinned.keyBlob);
       return {
@@ -397,38 +560,24 @@ export class SshConnectionPool {
             ? {status: 'pinned-ok'}
             : {status: 'pinned-mismatch', expected},
         algorithms: hostKeyAlgorithms([pinned.keyType]),
+        files: [],
       };
     }
-    const known = await loadKnownHosts(this.knownHostsFiles);
+    const files = this.explicitKnownHosts ?? (r.fromSsh ? r.knownHostsFiles : this.knownHostsFiles);
+    const known = await loadKnownHosts(files);
     return {
-      verify: (key) => checkHostKey(known.entries, target.host, target.port, key),
-      algorithms: hostKeyAlgorithms(knownKeyTypes(known.entries, target.host, target.port)),
+      verify: (key) => checkHostKey(known.entries, r.hostKeyName, r.port, key),
+      algorithms: hostKeyAlgorithms(knownKeyTypes(known.entries, r.hostKeyName, r.port)),
+      files,
     };
   }
 
-  private async connect(target: SshTarget, conn: PooledConnection): Promise<void> {
-    const uri = target.uri;
-    const deadline = Date.now() + this.connectTimeoutMs;
-    const fail = (e: unknown): never => {
-      this.dropConnection(uri, conn);
-      throw e;
-    };
-    let privateKey: Buffer;
-    let policy: Awaited<ReturnType<SshConnectionPool['hostKeyPolicy']>>;
-    try {
-      privateKey = await this.privateKey(target);
-      policy = await this.hostKeyPolicy(target);
-    } catch (e) {
-      return fail(e);
-    }
-    if (conn.dead) return fail(new SshTransportError('closed', uri, 'connection pool is closed'));
-    const host = target.host.startsWith('[') ? target.host.slice(1, -1) : target.host;
-    const port = target.port ?? 22;
-
-    // TCP first, with its own timeout, so the socket's byte counters cover the whole session.
-    const socket = await new Promise<Socket>((resolve, reject) => {
+  /** A TCP connection with its own timeout; `onSocket` sees the socket at once (so it can be destroyed meanwhile). */
+  private tcp(uri: string, hostIn: string, port: number, deadline: number, onSocket: (s: Socket) => void): Promise<Socket> {
+    const host = hostIn.startsWith('[') ? hostIn.slice(1, -1) : hostIn;
+    return new Promise<Socket>((resolve, reject) => {
       const s = netConnect({host, port});
-      conn.socket = s;
+      onSocket(s);
       const timer = setTimeout(() => {
         s.destroy();
         reject(new SshTransportError('timeout', uri, `TCP connect to ${host}:${port} timed out after ${this.connectTimeoutMs} ms`));
@@ -437,6 +586,7 @@ export class SshConnectionPool {
         clearTimeout(timer);
         s.removeAllListeners('error');
         s.removeAllListeners('close');
+        s.setNoDelay(true);
         resolve(s);
       });
       s.once('close', () => {
@@ -447,18 +597,94 @@ export class SshConnectionPool {
         clearTimeout(timer);
         reject(new SshTransportError('connect', uri, `cannot connect to ${host}:${port}: ${e.code ?? e.message}`, {cause: e}));
       });
-    }).catch(fail);
-    socket.setNoDelay(true);
-    if (conn.dead) return fail(new SshTransportError('closed', uri, 'connection pool is closed'));
+    });
+  }
 
-    const client = new Client();
-    client.setMaxListeners(0);
-    conn.client = client;
+  /** A `direct-tcpip` channel through a jump host's connection to host:port. */
+  private forward(uri: string, jump: JumpConnection, host: string, port: number): Promise<ClientChannel> {
+    const client = jump.client;
+    const label = hopLabel(jump.hop);
+    if (!client || jump.dead) return Promise.reject(new SshTransportError('lost', uri, `connection to ProxyJump host ${label} lost`));
+    return new Promise((resolve, reject) => {
+      try {
+        client.forwardOut('127.0.0.1', 0, host.replace(/^\[(.*)\]$/, '$1'), port, (err, channel) => {
+          if (err) reject(new SshTransportError('connect', uri, `ProxyJump host ${label} cannot open a connection to ${host}:${port}: ${err.message}`, {cause: err}));
+          else resolve(channel);
+        });
+      } catch (e) {
+        reject(new SshTransportError('lost', uri, `connection to ProxyJump host ${label} lost: ${(e as Error).message}`, {cause: e}));
+      }
+    });
+  }
+
+  /** The pooled connection to the last of `hops` (through the ones before it), with one more user. */
+  private acquireJump(uri: string, hops: ResolvedSsh[]): JumpConnection {
+    const key = hops.map(hopLabel).join(' > ');
+    const existing = this.jumps.get(key);
+    if (existing && !existing.dead) {
+      existing.users++;
+      return existing;
+    }
+    const hop = hops[hops.length - 1]!;
+    const j: JumpConnection = {key, hop, client: undefined, ready: Promise.resolve(), users: 1, dead: false, parent: undefined, sock: undefined};
+    this.jumps.set(key, j);
+    j.ready = (async () => {
+      const deadline = Date.now() + this.connectTimeoutMs;
+      const who = `ProxyJump host ${hopLabel(hop)}: `;
+      if (hops.length > 1) {
+        j.parent = this.acquireJump(uri, hops.slice(0, -1));
+        await j.parent.ready;
+        j.sock = await this.forward(uri, j.parent, hop.hostname, hop.port);
+      } else {
+        j.sock = await this.tcp(uri, hop.hostname, hop.port, deadline, (s) => (j.sock = s));
+      }
+      if (j.dead) throw new SshTransportError('closed', uri, 'connection pool is closed');
+      const auth = await this.authMethods(uri, hop, undefined, who);
+      const policy = await this.hostKeyPolicy(uri, undefined, hop);
+      const client = new Client();
+      client.setMaxListeners(0);
+      j.client = client;
+      await this.handshake(uri, who, client, j.sock, hop, auth, policy, deadline, undefined);
+      client.on('close', () => this.dropJump(j));
+      client.on('error', () => this.dropJump(j));
+      if (j.dead) throw new SshTransportError('closed', uri, 'connection pool is closed');
+    })();
+    j.ready.catch(() => this.dropJump(j));
+    return j;
+  }
+
+  private releaseJump(j: JumpConnection): void {
+    j.users--;
+    if (j.users <= 0) this.dropJump(j);
+  }
+
+  private dropJump(j: JumpConnection): void {
+    if (j.dead) return;
+    j.dead = true;
+    if (this.jumps.get(j.key) === j) this.jumps.delete(j.key);
+    j.client?.end();
+    j.sock?.destroy();
+    if (j.parent) this.releaseJump(j.parent);
+  }
+
+  /** The SSH handshake on an established byte stream: host key check, then authentication. */
+  private async handshake(
+    uri: string,
+    who: string,
+    client: SshClient,
+    sock: Socket | Duplex,
+    r: ResolvedSsh,
+    authHandler: AuthMethod[],
+    policy: Awaited<ReturnType<SshConnectionPool['hostKeyPolicy']>>,
+    deadline: number,
+    meter: {in: number; out: number} | undefined,
+  ): Promise<void> {
     let hostKeyProblem: SshTransportError | undefined;
+    const pinnedWhere = who === '' ? 'not pinned in the machines file (column 8) and ' : '';
     const config: ConnectConfig = {
-      sock: socket,
-      username: target.user ?? userInfo().username,
-      privateKey,
+      sock: sock as Socket,
+      username: r.user,
+      authHandler,
       readyTimeout: Math.max(1, deadline - Date.now()),
       keepaliveInterval: this.keepaliveIntervalMs,
       keepaliveCountMax: this.keepaliveCountMax,
@@ -483,7 +709,7 @@ export class SshConnectionPool {
             hostKeyProblem = new SshTransportError(
               'host-key',
               uri,
-              `host key changed: the server offered ${seen} but known_hosts (${where}) has ${expected.join(', ')}; refusing to connect`,
+              `${who}host key changed: the server offered ${seen} but known_hosts (${where}) has ${expected.join(', ')}; refusing to connect`,
               {fingerprint: seen, expected},
             );
             return false;
@@ -492,7 +718,7 @@ export class SshConnectionPool {
             hostKeyProblem = new SshTransportError(
               'host-key',
               uri,
-              `host key ${seen} is marked @revoked in ${verdict.entry.file}:${verdict.entry.line}; refusing to connect`,
+              `${who}host key ${seen} is marked @revoked in ${verdict.entry.file}:${verdict.entry.line}; refusing to connect`,
               {fingerprint: seen},
             );
             return false;
@@ -500,7 +726,7 @@ export class SshConnectionPool {
             hostKeyProblem = new SshTransportError(
               'host-key',
               uri,
-              `unknown host key ${seen}: not pinned in the machines file (column 8) and not in known_hosts (${this.knownHostsFiles.join(', ')}); refusing to connect`,
+              `${who}unknown host key ${seen}: ${pinnedWhere}not in known_hosts (${policy.files.join(', ')}); refusing to connect`,
               {fingerprint: seen},
             );
             return false;
@@ -508,11 +734,19 @@ export class SshConnectionPool {
       },
     };
     if (policy.algorithms) config.algorithms = {serverHostKey: policy.algorithms as never};
-
+    if (meter) {
+      const write = sock.write.bind(sock) as (...a: unknown[]) => boolean;
+      (sock as {write: unknown}).write = (chunk: Buffer | string, ...rest: unknown[]) => {
+        meter.out += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+        return write(chunk, ...rest);
+      };
+    }
     await new Promise<void>((resolve, reject) => {
       let settled = false;
       client.once('ready', () => {
         settled = true;
+        // Counted from here: a 'data' listener added before ssh2's own would let early bytes pass it by.
+        if (meter) sock.on('data', (c: Buffer) => (meter.in += c.length));
         resolve();
       });
       client.on('error', (e: Error & {level?: string}) => {
@@ -520,21 +754,71 @@ export class SshConnectionPool {
         settled = true;
         if (hostKeyProblem) reject(hostKeyProblem);
         else if (e.level === 'client-authentication') {
-          reject(new SshTransportError('auth', uri, `authentication as '${config.username}' refused: ${e.message}`, {cause: e}));
+          reject(new SshTransportError('auth', uri, `${who}authentication as '${config.username}' refused: ${e.message}`, {cause: e}));
         } else if (e.level === 'client-timeout') {
-          reject(new SshTransportError('timeout', uri, `SSH handshake timed out after ${this.connectTimeoutMs} ms`, {cause: e}));
+          reject(new SshTransportError('timeout', uri, `${who}SSH handshake timed out after ${this.connectTimeoutMs} ms`, {cause: e}));
         } else {
-          reject(new SshTransportError('connect', uri, `SSH handshake failed: ${e.message}`, {cause: e}));
+          reject(new SshTransportError('connect', uri, `${who}SSH handshake failed: ${e.message}`, {cause: e}));
         }
       });
       client.on('close', () => {
         if (!settled) {
           settled = true;
-          reject(hostKeyProblem ?? new SshTransportError('connect', uri, 'connection closed during the SSH handshake'));
+          reject(hostKeyProblem ?? new SshTransportError('connect', uri, `${who}connection closed during the SSH handshake`));
         }
       });
       client.connect(config);
-    }).catch(fail);
+    });
+  }
+
+  private async connect(target: SshTarget, conn: PooledConnection): Promise<void> {
+    const uri = target.uri;
+    const deadline = Date.now() + this.connectTimeoutMs;
+    const fail = (e: unknown): never => {
+      this.dropConnection(uri, conn);
+      throw e;
+    };
+    let route: Route;
+    let auth: AuthMethod[];
+    let policy: Awaited<ReturnType<SshConnectionPool['hostKeyPolicy']>>;
+    try {
+      route = await this.route(target);
+      auth = await this.authMethods(uri, route.resolved, target.sshKey, '');
+      policy = await this.hostKeyPolicy(uri, target.publicHostKey, route.resolved);
+    } catch (e) {
+      return fail(e);
+    }
+    if (conn.dead) return fail(new SshTransportError('closed', uri, 'connection pool is closed'));
+    const r = route.resolved;
+
+    let sock: Socket | Duplex;
+    if (route.hops.length > 0) {
+      const jump = this.acquireJump(uri, route.hops);
+      conn.jump = jump;
+      conn.meter = {in: 0, out: 0};
+      try {
+        await jump.ready;
+        sock = await this.forward(uri, jump, r.hostname, r.port);
+      } catch (e) {
+        return fail(e);
+      }
+    } else {
+      // TCP first, with its own timeout, so the socket's byte counters cover the whole session.
+      sock = await this.tcp(uri, r.hostname, r.port, deadline, (s) => (conn.socket = s)).catch(fail);
+    }
+    if (conn.dead) {
+      sock.destroy();
+      return fail(new SshTransportError('closed', uri, 'connection pool is closed'));
+    }
+    const client = new Client();
+    client.setMaxListeners(0);
+    conn.client = client;
+    if (!(sock instanceof Object && 'bytesRead' in sock)) {
+      // A forwarding channel: destroyed with the connection, like the TCP socket.
+      const channel = sock;
+      client.once('close', () => channel.destroy());
+    }
+    await this.handshake(uri, '', client, sock, r, auth, policy, deadline, conn.meter).catch(fail);
 
     // Established: from here on, any close marks the connection dead; the next exec reconnects.
     client.on('close', () => this.dropConnection(uri, conn));

@@ -8,7 +8,7 @@
 // Requires root (namespaces, bind mounts, root login).
 import {spawn, execFile, type ChildProcess} from 'node:child_process';
 import {mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, chownSync, existsSync} from 'node:fs';
-import {createServer, connect} from 'node:net';
+import {createServer, connect, type Socket} from 'node:net';
 import {tmpdir, userInfo} from 'node:os';
 import {dirname, join} from 'node:path';
 import {promisify} from 'node:util';
@@ -43,6 +43,30 @@ export interface FleetOptions {
    * 'single-user' builds as the SSH user with the sandbox off (the fixtures' builder is then the host's /bin/sh).
    */
   nixMode?: 'multi-user' | 'single-user';
+  /**
+   * Builders (by index) in a private network namespace of their own (only a loopback interface): nothing on this
+   * machine reaches their sshd, only a bastion started with `fleet.startBastion(i)` (which forwards into it).
+   */
+  privateNetwork?: number[];
+  /** Extra sshd_config lines for every builder (e.g. `TrustedUserCAKeys <file>`). */
+  sshdExtraConfig?: string[];
+}
+
+/**
+ * A bastion for a builder in a private network: a real sshd (one `sshd -i` per connection) that runs in the builder's
+ * network namespace but is reached from this one on `port`. It only forwards: every command is refused
+ * (ForceCommand), and `direct-tcpip` is permitted to the builder's sshd only (PermitOpen 127.0.0.1:<builder port>).
+ */
+export interface FleetBastion {
+  port: number;
+  /** `ssh-ed25519 AAAA…` */
+  hostKeyLine: string;
+  /** Private key the bastion accepts (the builders do not). */
+  clientKey: string;
+  logFile: string;
+  /** Connections accepted so far. */
+  connections(): number;
+  stop(): Promise<void>;
 }
 
 /** Account name and uid of the unprivileged SSH user of `untrusted` builders (exists only inside them). */
@@ -87,6 +111,8 @@ export interface Fleet {
   freezeBuilder(i: number): void;
   /** SIGCONTs them again. */
   thawBuilder(i: number): void;
+  /** A bastion into the private network of builder i (see FleetOptions.privateNetwork). */
+  startBastion(i: number): Promise<FleetBastion>;
 }
 
 async function freePort(): Promise<number> {
@@ -353,6 +379,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         'PrintMotd no',
         'LogLevel VERBOSE',
         `SetEnv NIX_CONF_DIR=${nixConfDir} NIX_USER_CONF_FILES=`,
+        ...(opts.sshdExtraConfig ?? []),
         '',
       ].join('\n'),
     );
@@ -408,6 +435,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         '--propagation',
         'private',
         '--pid',
+        ...(opts.privateNetwork?.includes(i) ? ['--net'] : []),
         '--fork',
         // Its own /proc: Nix's sandbox writes /proc/<pid>/uid_map with pids as seen in this namespace.
         '--mount-proc',
@@ -415,6 +443,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
         'sh',
         '-c',
         'export NIX_CONF_DIR="$7" NIX_USER_CONF_FILES= && ' +
+          (opts.privateNetwork?.includes(i) ? 'ip link set lo up && ' : '') +
           `${opts.storeSizeBytes ? `mount -t tmpfs -o size=${Math.floor(opts.storeSizeBytes)} hydra-ops-store /nix` : 'mount --bind "$1" /nix'} && ` +
           'mount --bind "$5" "$6" && mount --bind "$8/passwd" /etc/passwd && mount --bind "$8/group" /etc/group && ' +
           (opts.untrusted?.includes(i)
@@ -453,11 +482,16 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
           `startFleet: ${b.name}: sshd exited during start-up\nstderr: ${stderr.trim() || '(empty)'}\nsshd log:\n${readLog(b.logFile)}`,
         );
       }
-      try {
-        await sshBanner(b.port);
-        return;
-      } catch {
-        // not listening yet
+      if (opts.privateNetwork?.includes(i)) {
+        // Not reachable from here: sshd says in its log when it listens.
+        if (readLog(b.logFile).includes(`Server listening on 127.0.0.1 port ${b.port}`)) return;
+      } else {
+        try {
+          await sshBanner(b.port);
+          return;
+        } catch {
+          // not listening yet
+        }
       }
       if (Date.now() > deadline) {
         await stopBuilder(i);
@@ -484,6 +518,7 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
     children.delete(i);
     b.running = false;
     // The namespace dies with its first process; wait until the port refuses connections.
+    if (opts.privateNetwork?.includes(i)) return; // its network went with it
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline) {
       try {
@@ -494,6 +529,84 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
       await new Promise((r) => setTimeout(r, 20));
     }
     throw new Error(`startFleet: ${b.name}: port ${b.port} still answers after the builder was killed`);
+  }
+
+  const bastions: FleetBastion[] = [];
+
+  async function startBastion(i: number): Promise<FleetBastion> {
+    const b = builders[i];
+    if (!b?.running) throw new Error(`startFleet: builder ${i} is not running`);
+    if (!opts.privateNetwork?.includes(i)) throw new Error(`startFleet: builder ${i} has no private network (FleetOptions.privateNetwork)`);
+    const k = bastions.length;
+    const bdir = join(dir, `bastion-${k}`);
+    mkdirSync(bdir);
+    const hostKey = join(bdir, 'ssh_host_ed25519_key');
+    const hostKeyLine = await keygen(hostKey, `bastion-${k}`);
+    const key = join(bdir, 'client_ed25519');
+    const pub = await keygen(key, `bastion-${k}-client`);
+    writeFileSync(join(bdir, 'authorized_keys'), pub + '\n', {mode: 0o600});
+    const config = join(bdir, 'sshd_config');
+    writeFileSync(
+      config,
+      [
+        `HostKey ${hostKey}`,
+        'PidFile none',
+        'UsePAM no',
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        `AuthorizedKeysFile ${join(bdir, 'authorized_keys')}`,
+        'StrictModes no',
+        'AllowTcpForwarding local',
+        `PermitOpen 127.0.0.1:${b.port}`,
+        'PermitTTY no',
+        'X11Forwarding no',
+        'ForceCommand echo this bastion only forwards >&2; exit 1',
+        'LogLevel VERBOSE',
+        '',
+      ].join('\n'),
+    );
+    await execFileAsync(SSHD, ['-t', '-f', config]);
+    const logFile = join(bdir, 'sshd.log');
+    const sessions = new Set<ChildProcess>();
+    const sockets = new Set<Socket>();
+    let accepted = 0;
+    const netns = `/proc/${b.pid}/ns/net`;
+    const server = createServer({pauseOnConnect: true}, (sock) => {
+      accepted++;
+      sockets.add(sock);
+      sock.once('close', () => sockets.delete(sock));
+      // sshd in inetd mode, in the builder's network namespace, with the connection as its stdin and stdout.
+      const child = spawn('nsenter', [`--net=${netns}`, SSHD, '-i', '-f', config, '-E', logFile], {stdio: [sock, sock, 'ignore']});
+      sessions.add(child);
+      child.once('exit', () => {
+        sessions.delete(child);
+        sock.destroy();
+      });
+      child.once('error', () => sock.destroy());
+      sock.on('error', () => {});
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const addr = server.address();
+        resolve(typeof addr === 'object' && addr ? addr.port : 0);
+      });
+    });
+    const bastion: FleetBastion = {
+      port,
+      hostKeyLine,
+      clientKey: key,
+      logFile,
+      connections: () => accepted,
+      async stop() {
+        for (const c of sessions) c.kill('SIGKILL');
+        for (const sock of sockets) sock.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+    bastions.push(bastion);
+    return bastion;
   }
 
   const fleet: Fleet = {
@@ -515,7 +628,9 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
       if (!b?.running) throw new Error(`startFleet: builder ${i} is not running`);
       signalAll(builderPids(b.pid), 'SIGCONT');
     },
+    startBastion,
     async stop() {
+      for (const bastion of bastions) await bastion.stop().catch(() => {});
       for (let i = 0; i < builders.length; i++) await stopBuilder(i).catch(() => {});
       live.delete(fleet);
       rmSync(dir, {recursive: true, force: true});
