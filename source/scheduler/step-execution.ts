@@ -260,7 +260,11 @@ export class StepExecution {
       await withTransaction(ctx.pool, (c) => sql.finishBuildStep(c, finish));
       step.running = false;
       if (result.status === STATUS.aborted) ctx.requeue(step);
-      else ctx.graph.collectGarbage();
+      else if (step.cancelled && ctx.graph.hasDependents(step)) {
+        // Cancelled because no build needed it, then needed again (a restart) before it died: it runs again.
+        step.cancelled = false;
+        ctx.requeue(step);
+      } else ctx.graph.collectGarbage();
     } else if (result.retry && step.tries + 1 < this.maxTries) {
       await withTransaction(ctx.pool, (c) => sql.finishBuildStep(c, finish));
       step.tries++;
