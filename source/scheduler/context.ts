@@ -37,6 +37,8 @@ export interface SchedulerOptions {
   pollMs?: number;
   /** Only load this build (the `--build-one` test hook of Hydra's runner). */
   buildOne?: number;
+  /** Wait before a build whose load failed (e.g. a .drv could not be read right now) is loaded again (default 30 s). */
+  loadRetryMs?: number;
   /** Builds loaded concurrently during a scan (default 128: loading waits on files and queries, not CPU). */
   loadConcurrency?: number;
   /** Coordinator store access for loading (default: the local Nix store, batched). Benchmarks inject one. */

@@ -3,7 +3,7 @@
 // dependencies are done. Loading walks the derivation graph breadth-first so that validity and
 // FailedPaths are checked with one store call and one query per graph level, not per derivation,
 // and never descends below a derivation whose outputs already exist.
-import {preferLocalBuild, isDeterministic, outputPathMap, requiredSystemFeatures, systemType, type Derivation} from '../nix/drv.js';
+import {DrvAttributeError, DrvParseError, preferLocalBuild, isDeterministic, outputPathMap, requiredSystemFeatures, systemType, type Derivation} from '../nix/drv.js';
 import {Build, Jobset, Step, propagatePriorities} from './model.js';
 
 export interface GraphStore {
@@ -17,6 +17,13 @@ export type LoadResult =
   | {kind: 'cached-success'}
   | {kind: 'cached-failure'; drvPath: string; outputs: Map<string, string | null>; toplevel: boolean; system: string}
   | {kind: 'queued'; newSteps: Step[]; newRunnable: Step[]};
+
+/** A .drv file that is missing or is not a derivation: reading it again will not help. */
+export function isPermanentDrvError(e: unknown): boolean {
+  if (e instanceof DrvParseError || e instanceof DrvAttributeError) return true;
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}
 
 export class StepGraph {
   readonly builds = new Map<number, Build>();
@@ -37,19 +44,23 @@ export class StepGraph {
     const seen = new Set<string>([build.drvPath]);
     let frontier = [build.drvPath];
     while (frontier.length > 0) {
-      const drvs = await Promise.all(
+      const drvs: Array<{path: string; drv: Derivation} | {path: string; error: unknown}> = await Promise.all(
         frontier.map(async (p) => {
           try {
             return {path: p, drv: await store.readDrv(p)};
           } catch (e) {
-            return {path: p, error: e instanceof Error ? e.message : String(e)};
+            return {path: p, error: e};
           }
         }),
       );
       for (const d of drvs) {
-        if ('error' in d) {
-          return {kind: 'missing-drv', drvPath: d.path, message: d.error!};
-        }
+        if (!('error' in d)) continue;
+        const message = d.error instanceof Error ? d.error.message : String(d.error);
+        // Only a top-level derivation that is not there (or is no derivation) aborts the build, as Hydra aborts a
+        // build whose drv path is not valid (queue-monitor.cc); anything else (EMFILE, EIO, an input derivation that
+        // cannot be read right now) fails this load, and the queue monitor tries again later.
+        if (d.path === build.drvPath && isPermanentDrvError(d.error)) return {kind: 'missing-drv', drvPath: d.path, message};
+        throw new Error(`cannot read ${d.path}: ${message}`);
       }
       const loaded = drvs as Array<{path: string; drv: Derivation}>;
       const staticOutputs = loaded.flatMap(({drv}) => [...outputPathMap(drv).values()].filter((p): p is string => p !== null));
