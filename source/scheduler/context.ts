@@ -6,6 +6,7 @@ import type {RunnerSettings} from '../config/hydra-conf.js';
 import type {RunnerDbLock} from '../db/runner-advisory-lock.js';
 import type {StepExecutor} from '../fleet/step-api.js';
 import type {StepOrder} from './dispatcher.js';
+import type {LocalNixSettings} from '../fleet/machines-file.js';
 import type {GraphStore, StepGraph} from './graph.js';
 import type {RunnerMachine} from './machines.js';
 import type {Step} from './model.js';
@@ -25,6 +26,8 @@ export interface SchedulerOptions {
   executor: StepExecutor;
   /** The coordinator's system (`builtin` steps run as it). */
   localSystem: string;
+  /** The coordinator's Nix settings (extra-platforms, max-jobs, system-features) for preferLocalBuild. */
+  localNix?: LocalNixSettings;
   stepOrder?: StepOrder;
   maxTries?: number;
   /** First retry delay; later ones multiply by 3 (docs/hydra-compat.md, retries). */

@@ -4,6 +4,7 @@
 // FailedPaths are checked with one store call and one query per graph level, not per derivation,
 // and never descends below a derivation whose outputs already exist.
 import {DrvAttributeError, DrvParseError, preferLocalBuild, isDeterministic, outputPathMap, requiredSystemFeatures, systemType, type Derivation} from '../nix/drv.js';
+import type {LocalNixSettings} from '../fleet/machines-file.js';
 import {Build, Jobset, Step, propagatePriorities} from './model.js';
 
 export interface GraphStore {
@@ -31,7 +32,24 @@ export class StepGraph {
   readonly jobsets = new Map<number, Jobset>();
   readonly runnable = new Set<Step>();
 
-  constructor(readonly localSystem: string) {}
+  /** `local`: the coordinator's Nix settings, for preferLocalBuild (without them only the system is compared). */
+  constructor(
+    readonly localSystem: string,
+    readonly local: Pick<LocalNixSettings, 'extraPlatforms' | 'maxJobs' | 'systemFeatures'> | null = null,
+  ) {}
+
+  /**
+   * Nix's ParsedDerivation::canBuildLocally (libstore/parsed-derivations.cc), which willBuildLocally and so Hydra's
+   * preferLocalBuild use: the local system or one of `extra-platforms`, `max-jobs` not 0, and every required system
+   * feature among the local ones; a builtin derivation always.
+   */
+  canBuildLocally(platform: string, features: readonly string[]): boolean {
+    if (platform === 'builtin') return true;
+    if (platform !== this.localSystem && !(this.local?.extraPlatforms ?? []).includes(platform)) return false;
+    if (!this.local) return true;
+    if (this.local.maxJobs === 0) return false;
+    return features.every((f) => this.local!.systemFeatures.includes(f));
+  }
 
   /** Loads one build's derivation graph and attaches the build to it. */
   async addBuild(build: Build, store: GraphStore, now = Date.now()): Promise<LoadResult> {
@@ -140,7 +158,7 @@ export class StepGraph {
 
   private makeStep(path: string, drv: Derivation): Step {
     const features = requiredSystemFeatures(drv);
-    const preferLocal = preferLocalBuild(drv) && (drv.platform === this.localSystem || drv.platform === 'builtin');
+    const preferLocal = preferLocalBuild(drv) && this.canBuildLocally(drv.platform, features);
     return new Step(path, drv, drv.platform, features, preferLocal, isDeterministic(drv), systemType(drv, features, preferLocal), outputPathMap(drv));
   }
 

@@ -73,7 +73,7 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
 
   constructor(readonly options: SchedulerOptions) {
     super();
-    this.graph = new StepGraph(options.localSystem);
+    this.graph = new StepGraph(options.localSystem, options.localNix ?? null);
     this.log = options.log ?? (() => {});
     this.store = options.graphStore ?? {
       readDrv: (p: string) => readDrv(p),
