@@ -27,8 +27,13 @@ export interface StepRequest {
   onPhase(phase: StepPhase): void | Promise<void>;
   /** The serve-protocol handshake succeeded: the machine's failure counter resets. */
   onConnected?(): void;
-  /** The build is over on the builder and its slot may be reused while outputs copy back (§6.10.8). */
+  /** The build is over on the builder and its slot may be reused while outputs copy back. */
   onSlotReleased?(): void;
+  /**
+   * Takes a local worker slot for the output copy and the work on the coordinator's store after a successful build
+   * (the scheduler waits in busy phase 35 when none is free); resolves with the slot's release.
+   */
+  localWorkSlot?(): Promise<() => void>;
 }
 
 export interface StepOutput {

@@ -209,7 +209,21 @@ export class FleetExecutor implements StepExecutor {
     }
     if (result.status !== 0) return;
     if (outcome.isCached) result.logPath = null;
-    request.onSlotReleased?.();
+    // Local work (output copy, imports, sizes) holds a local worker slot; the machine's slot is given back first.
+    const releaseLocal = request.localWorkSlot ? await request.localWorkSlot() : () => undefined;
+    try {
+      check();
+      request.onSlotReleased?.();
+      await this.afterBuild(request, client, result, built, check);
+    } finally {
+      releaseLocal();
+    }
+  }
+
+  /** Outputs back into the coordinator's store, nix-support files and sizes (under a local worker slot). */
+  private async afterBuild(request: StepRequest, client: ServeClient, result: StepResult, built: BuildResult, check: () => void): Promise<void> {
+    const {machine, drv, drvPath} = request;
+    const isLocal = machine.kind === 'local';
 
     // Output paths: statically known ones, else what the builder reported.
     const outputs = new Map<string, string>();
