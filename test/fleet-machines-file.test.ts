@@ -198,14 +198,16 @@ test('machinesFilesFromEnv: NIX_REMOTE_SYSTEMS, else the default file when it ex
   assert.deepEqual(machinesFilesFromEnv({}, def), [def]);
 });
 
-test('implicit localhost matches the local Nix (system, max-jobs, system-features)', async () => {
+test('implicit localhost matches the local Nix (system, extra-platforms, max-jobs, system-features)', async () => {
   const system = JSON.parse(execFileSync('nix-instantiate', ['--eval', '--json', '-E', 'builtins.currentSystem'], {encoding: 'utf8'})) as string;
   const config = execFileSync('nix', ['show-config', '--extra-experimental-features', 'nix-command'], {encoding: 'utf8'});
   const setting = (name: string) => new RegExp(`^${name} = (.*)$`, 'm').exec(config)?.[1] ?? '';
   const m = await implicitLocalhost();
   assert.equal(m.uri, 'localhost');
   assert.equal(m.kind, 'local');
-  assert.deepEqual(m.systems, system === 'x86_64-linux' ? ['i686-linux', 'x86_64-linux'] : [system]);
+  // The local system (with i686-linux on x86_64-linux, as Hydra), then Nix's extra-platforms.
+  const extra = setting('extra-platforms').split(' ').filter(Boolean);
+  assert.deepEqual(m.systems, [...new Set([...(system === 'x86_64-linux' ? ['i686-linux', 'x86_64-linux'] : [system]), ...extra])]);
   assert.equal(m.maxJobs, Number(setting('max-jobs')));
   assert.deepEqual(m.supportedFeatures, setting('system-features').split(' ').filter(Boolean).sort());
   assert.equal(m.speedFactor, 1);

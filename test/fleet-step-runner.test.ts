@@ -4,7 +4,7 @@
 import {test, before, after} from 'node:test';
 import assert from 'node:assert/strict';
 import {createHash} from 'node:crypto';
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync, readFileSync, writeFileSync} from 'node:fs';
 import {readFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {execa} from 'execa';
@@ -181,6 +181,22 @@ test('a 3-level DAG: the input closure goes to the builder, the output comes bac
   assert.equal(again.r.logPath, null);
   assert.equal(existsSync(again.p.request.logPath), false);
   assert.equal(again.r.outputs.get('out')?.narHash, localHash);
+});
+
+test('the closure size of a step\'s outputs is measured once', async () => {
+  const calls = join(fx.dir, 'nix-store-calls');
+  const wrapper = join(fx.dir, 'nix-store-logging');
+  const real = (await execa('sh', ['-c', 'command -v nix-store'])).stdout.trim();
+  writeFileSync(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${real}' "$@"\n`, {mode: 0o755});
+  const counting = new FleetExecutor({sshPool: pool, localStoreIsDestination: true, nixStoreBin: wrapper, localServe: {extraArgs: NO_BUILD_USERS}});
+  const drvPath = await instantiate(shDrv('closure-once', 'mkdir $out; echo once > $out/x'));
+  const p = await probe(drvPath, machines[1]!);
+  const r = await counting.run(p.request);
+  for (const o of r.outputs.values()) fx.track(o.path);
+  assert.equal(r.status, 0, r.errorMsg ?? '');
+  assert.ok(r.closureSize! >= r.size! && r.size! > 0);
+  const sizeCalls = fileText(calls).split('\n').filter((l) => l.startsWith('--query --size'));
+  assert.equal(sizeCalls.length, 1, fileText(calls));
 });
 
 test('several outputs referring to each other come back dependencies first', async () => {

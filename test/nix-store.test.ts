@@ -6,6 +6,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {
   addGcRoot,
+  closureNarSize,
   drvLogBucketPath,
   findDrvLog,
   isValidPath,
@@ -106,6 +107,24 @@ test('queryClosure returns the requisites; invalid paths are a NixStoreError', a
   assert.deepEqual(await queryClosure([]), []);
   const missing = `${storeDir()}/0000000000000000000000000000000a-not-there-${fx.nonce}`;
   await assert.rejects(queryClosure([missing]), (e: unknown) => e instanceof NixStoreError && /not valid/.test(e.message));
+});
+
+test('closureNarSize: the closure\'s NAR sizes summed, with at most chunkSize paths per nix-store command line', async () => {
+  const calls = join(scratch, 'closure-size-calls');
+  const wrapper = join(scratch, 'nix-store-logging');
+  const real = (await execa('sh', ['-c', 'command -v nix-store'])).stdout.trim();
+  await writeFile(wrapper, `#!/bin/sh\necho "$#:$1:$2" >> '${calls}'\nexec '${real}' "$@"\n`, {mode: 0o755});
+  const infos = await queryPathInfos([top, mid, leaf]);
+  const expected = [...infos.values()].reduce((n, i) => n + i.narSize, 0);
+  assert.equal(await closureNarSize([top], {nixStore: wrapper, chunkSize: 1}), expected);
+  const lines = (await readFile(calls, 'utf8')).trim().split('\n');
+  // Each call: 2 options + at most 1 path. One --requisites call for the one root, then one --size call per path.
+  assert.deepEqual(lines.filter((l) => l.endsWith(':--requisites')), ['3:--query:--requisites']);
+  assert.deepEqual(lines.filter((l) => l.endsWith(':--size')), ['3:--query:--size', '3:--query:--size', '3:--query:--size']);
+  await rm(calls);
+  assert.equal(await closureNarSize([top, mid, leaf], {nixStore: wrapper}), expected, 'the default chunk fits all three');
+  assert.equal((await readFile(calls, 'utf8')).trim().split('\n').length, 2);
+  assert.equal(await closureNarSize([]), 0);
 });
 
 test('topoSortPaths puts dependencies first on real references', async () => {

@@ -10,6 +10,7 @@ import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
 import {restartBuildsSql} from '../source/actions/restart.js';
 import {cancelBuildsSql} from '../source/actions/cancel.js';
 import {bumpBuildsSql} from '../source/actions/bump.js';
+import {drainedMachines} from '../source/db/runner-sql.js';
 import type {Scheduler} from '../source/scheduler/scheduler.js';
 import {waitFor, pgrep} from './support/wait.js';
 
@@ -238,6 +239,35 @@ test('a drained machine gets no new steps until it is enabled again', {timeout: 
     await rig.pool.query("UPDATE hydra_ops.machine_state SET drained = false WHERE machine = 'localhost'");
     assert.equal((await rig.waitFinished([id!])).get(id!)!.buildstatus, 0);
     assert.deepEqual(started, [id]);
+  } finally {
+    await rig.close();
+  }
+});
+
+test('a drained machine stays drained while the drain state cannot be read', {timeout: 60_000}, async () => {
+  const rig = await runnerRig({label: 'sched_drain_err'});
+  try {
+    const [drv] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "drain-unreadable" [] "echo > $out") ]`);
+    await rig.pool.query("INSERT INTO hydra_ops.machine_state (machine, drained, drained_by) VALUES ('localhost', true, 'test')");
+    const logs: string[] = [];
+    const s = rig.scheduler({pollMs: 200, log: (level, message) => logs.push(`${level}: ${message}`)});
+    const startedBuilds: number[] = [];
+    s.on('step-started', (e: {build: number}) => startedBuilds.push(e.build));
+    await started_(rig, s);
+    const [id] = await rig.queue([drv!]);
+    await waitFor('the build to be loaded', async () => s.graph.builds.has(id!));
+    // The table becomes unreadable (a database error on every read of the drain state).
+    await rig.pool.query('ALTER TABLE hydra_ops.machine_state RENAME TO machine_state_moved');
+    await assert.rejects(drainedMachines(rig.pool), /machine_state/);
+    await waitFor('a failed drain-state read', async () => logs.some((l) => /cannot read which machines are drained/.test(l)));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(startedBuilds, [], 'the drained machine took no step while its state was unreadable');
+    assert.ok(!logs.some((l) => /machine localhost enabled/.test(l)), logs.join('\n'));
+    assert.match(s.explain(drv!) ?? '', /drained/);
+    await rig.pool.query('ALTER TABLE hydra_ops.machine_state_moved RENAME TO machine_state');
+    await rig.pool.query("UPDATE hydra_ops.machine_state SET drained = false WHERE machine = 'localhost'");
+    assert.equal((await rig.waitFinished([id!])).get(id!)!.buildstatus, 0);
+    assert.deepEqual(startedBuilds, [id]);
   } finally {
     await rig.close();
   }

@@ -34,11 +34,8 @@ export async function machineStates(db: Queryable): Promise<Map<string, MachineS
   return new Map(rows.map((r) => [r.machine, r]));
 }
 
-/** URIs of drained machines (what the dispatcher must skip). */
-export async function drainedMachines(db: Queryable): Promise<Set<string>> {
-  const {rows} = await db.query<{machine: string}>('SELECT machine FROM hydra_ops.machine_state WHERE drained');
-  return new Set(rows.map((r) => r.machine));
-}
+/** URIs of drained machines (what the dispatcher must skip); the reader lives with the runner's queries. */
+export {drainedMachines} from '../db/runner-sql.js';
 
 /** The machine an operator means by NAME: its full URI, its host name, or `user@host`. */
 export function matchMachine(machines: readonly MachineSpec[], name: string): MachineSpec[] {

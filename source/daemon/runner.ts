@@ -9,7 +9,7 @@ import type {ResolvedConfig} from '../config/resolve.js';
 import type {Database} from '../db/connection.js';
 import {inspectSchema, initSchema} from '../db/schema.js';
 import {MachinesMonitor} from '../fleet/machines-monitor.js';
-import {localNixSettings} from '../fleet/machines-file.js';
+import {localNixSettings, type LocalNixSettings} from '../fleet/machines-file.js';
 import {FleetExecutor} from '../fleet/step-runner.js';
 import type {StepExecutor} from '../fleet/step-api.js';
 import {acquireRunnerLock, type RunnerLock} from '../scheduler/runner-lock.js';
@@ -116,8 +116,10 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     if (schema.kind !== 'hydra' || !schema.supported) throw new RunnerStartError(`refusing to run: ${schema.message}`);
 
     let localSystem: string;
+    let localSettings: LocalNixSettings;
     try {
-      localSystem = (await localNixSettings(o.env)).system;
+      localSettings = await localNixSettings(o.env);
+      localSystem = localSettings.system;
     } catch (e) {
       throw new RunnerStartError(`Nix is needed to run the queue runner: ${(e as Error).message} (Debian: apt-get install nix-bin)`);
     }
@@ -150,6 +152,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
       runner: config.runner,
       executor,
       localSystem,
+      localNix: localSettings,
       buildOne: o.buildOne,
       lock: dbLock,
       log: (level, message, fields) => log(level, message, fields),

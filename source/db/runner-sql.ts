@@ -419,14 +419,13 @@ export async function jobsetStepHistory(db: Queryable, jobsetId: number, since: 
   return rows;
 }
 
-/** Machines drained by operators (hydra_ops.machine_state). */
+/**
+ * URIs of the machines drained by operators (hydra_ops.machine_state), the one reader of that state. A database error
+ * is thrown, never read as "none drained": callers keep the state they knew (the scheduler) or report the error.
+ */
 export async function drainedMachines(db: Queryable): Promise<Set<string>> {
-  try {
-    const {rows} = await db.query('SELECT machine FROM hydra_ops.machine_state WHERE drained');
-    return new Set(rows.map((r) => r.machine as string));
-  } catch {
-    return new Set();
-  }
+  const {rows} = await db.query<{machine: string}>('SELECT machine FROM hydra_ops.machine_state WHERE drained');
+  return new Set(rows.map((r) => r.machine));
 }
 
 /** State::dumpStatus (docs/hydra-compat.md, "Status documents and metrics"): rewrite the C++-shaped status row and tell `--status` clients. */

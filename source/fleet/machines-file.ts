@@ -417,8 +417,18 @@ const execFileAsync = promisify(execFile);
 
 export interface LocalNixSettings {
   system: string;
+  /** Nix's `extra-platforms`: further systems this machine builds (e.g. i686-linux on x86_64-linux). */
+  extraPlatforms?: string[];
   maxJobs: number;
   systemFeatures: string[];
+}
+
+function stringList(raw: unknown): string[] {
+  return Array.isArray(raw)
+    ? raw.filter((f): f is string => typeof f === 'string' && f !== '')
+    : typeof raw === 'string'
+      ? raw.split(/\s+/).filter((f) => f !== '')
+      : [];
 }
 
 /** Reads the local Nix settings (`nix show-config --json`, Nix 2.8 needs the nix-command feature flag). */
@@ -441,18 +451,16 @@ export async function localNixSettings(env: NodeJS.ProcessEnv = process.env): Pr
   else if (typeof rawJobs === 'number' && Number.isInteger(rawJobs) && rawJobs >= 0) maxJobs = rawJobs;
   else if (typeof rawJobs === 'string' && /^[0-9]+$/.test(rawJobs)) maxJobs = Number(rawJobs);
   else maxJobs = 1;
-  const rawFeatures = json['system-features']?.value;
-  const systemFeatures = Array.isArray(rawFeatures)
-    ? rawFeatures.filter((f): f is string => typeof f === 'string')
-    : typeof rawFeatures === 'string'
-      ? rawFeatures.split(/\s+/).filter((f) => f !== '')
-      : [];
-  return {system, maxJobs, systemFeatures};
+  const systemFeatures = stringList(json['system-features']?.value);
+  const extraPlatforms = stringList(json['extra-platforms']?.value);
+  return {system, extraPlatforms, maxJobs, systemFeatures};
 }
 
 /**
  * The machine Hydra uses when no machines file is configured: `localhost` with the local system
- * (plus i686-linux on x86_64-linux), Nix's max-jobs, speed factor 1 and the local system features.
+ * (plus i686-linux on x86_64-linux), Nix's max-jobs, speed factor 1 and the local system features. hydra-ops also
+ * lists Nix's `extra-platforms`, which local Nix builds (Hydra's src/hydra-queue-runner/state.cc lists only the
+ * system): a preferLocalBuild step of such a platform then has a machine.
  */
 export async function implicitLocalhost(env: NodeJS.ProcessEnv = process.env): Promise<MachineSpec> {
   const nix = await localNixSettings(env);
@@ -460,7 +468,7 @@ export async function implicitLocalhost(env: NodeJS.ProcessEnv = process.env): P
 }
 
 export function implicitLocalhostFrom(nix: LocalNixSettings): MachineSpec {
-  const systems = nix.system === 'x86_64-linux' ? ['i686-linux', 'x86_64-linux'] : [nix.system];
+  const systems = [...new Set([...(nix.system === 'x86_64-linux' ? ['i686-linux', 'x86_64-linux'] : [nix.system]), ...(nix.extraPlatforms ?? [])])];
   return {
     uri: 'localhost',
     kind: 'local',

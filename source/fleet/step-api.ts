@@ -29,6 +29,11 @@ export interface StepRequest {
   onConnected?(): void;
   /** The build is over on the builder and its slot may be reused while outputs copy back (docs/hydra-compat.md, "Machine choice and back-off"). */
   onSlotReleased?(): void;
+  /**
+   * Takes a local worker slot for the output copy and the work on the coordinator's store after a successful build
+   * (the scheduler waits in busy phase 35 when none is free); resolves with the slot's release.
+   */
+  localWorkSlot?(): Promise<() => void>;
 }
 
 export interface StepOutput {

@@ -5,11 +5,10 @@
 // scan their nix-support files (docs/hydra-compat.md, "nix-support") and measure sizes. Transport failures become status 3 with a
 // machine fault; an aborted step kills the remote build and becomes status 4.
 
-import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
 import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
-import {queryClosure, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
+import {closureNarSize, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
 import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
 import type {LocalTransportOptions} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
@@ -211,7 +210,21 @@ export class FleetExecutor implements StepExecutor {
     }
     if (result.status !== 0) return;
     if (outcome.isCached) result.logPath = null;
-    request.onSlotReleased?.();
+    // Local work (output copy, imports, sizes) holds a local worker slot; the machine's slot is given back first.
+    const releaseLocal = request.localWorkSlot ? await request.localWorkSlot() : () => undefined;
+    try {
+      check();
+      request.onSlotReleased?.();
+      await this.afterBuild(request, client, result, built, check);
+    } finally {
+      releaseLocal();
+    }
+  }
+
+  /** Outputs back into the coordinator's store, nix-support files and sizes (under a local worker slot). */
+  private async afterBuild(request: StepRequest, client: ServeClient, result: StepResult, built: BuildResult, check: () => void): Promise<void> {
+    const {machine, drv, drvPath} = request;
+    const isLocal = machine.kind === 'local';
 
     // Output paths: statically known ones, else what the builder reported.
     const outputs = new Map<string, string>();
@@ -256,7 +269,8 @@ export class FleetExecutor implements StepExecutor {
     await request.onPhase('postprocessing');
     check();
     const named = [...outputs.entries()].map(([name, path]) => ({name, path}));
-    const closureSize = closureNarSize(outputList, this.nixStore);
+    // Once, started here to overlap with the nix-support scan.
+    const closureSize = closureNarSize(outputList, {nixStore: this.nixStore});
     closureSize.catch(() => undefined);
     const support = await collectNixSupport(named, fs);
     for (const w of support.warnings) this.log(`${drvPath}: ${w}`);
@@ -271,7 +285,11 @@ export class FleetExecutor implements StepExecutor {
     result.metrics = [...support.metrics.values()];
     result.failedMarker = support.failed;
     result.size = outputList.reduce((n, p) => n + infos.get(p)!.narSize, 0);
-    result.closureSize = await closureNarSize(outputList, this.nixStore);
+    // A size the coordinator cannot measure is not the builder's fault: the build stands, without a closure size.
+    result.closureSize = await closureSize.catch((e: unknown) => {
+      this.log(`${drvPath}: cannot measure the closure size: ${e instanceof Error ? e.message : String(e)}`);
+      return null;
+    });
   }
 
   /** docs/hydra-compat.md, "Limits": the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
@@ -321,17 +339,3 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal, late: (value: T) => vo
     );
   });
 }
-
-/** Σ NAR size over the closure of `paths` in the coordinator's store (two nix-store calls). */
-async function closureNarSize(paths: readonly string[], nixStore: string): Promise<number> {
-  const closure = await queryClosure(paths);
-  if (closure.length === 0) return 0;
-  const r = await execa(nixStore, ['--query', '--size', ...closure], {reject: false, stdin: 'ignore'});
-  if (r.exitCode !== 0) throw new Error(`nix-store --query --size failed (exit ${r.exitCode ?? r.signal}): ${String(r.stderr).trim() || 'no message'}`);
-  const sizes = String(r.stdout).split('\n').filter((l) => l.length > 0);
-  if (sizes.length !== closure.length || !sizes.every((x) => /^\d+$/.test(x))) {
-    throw new Error(`nix-store --query --size printed ${sizes.length} sizes for ${closure.length} paths`);
-  }
-  return sizes.reduce((n, x) => n + Number(x), 0);
-}
-

@@ -34,14 +34,14 @@ export class NixStoreError extends Error {
 /** Paths per invocation: keeps argv far below the kernel's limit. */
 const CHUNK = 2000;
 
-function chunks<T>(xs: readonly T[]): T[][] {
+function chunks<T>(xs: readonly T[], size = CHUNK): T[][] {
   const res: T[][] = [];
-  for (let i = 0; i < xs.length; i += CHUNK) res.push(xs.slice(i, i + CHUNK));
+  for (let i = 0; i < xs.length; i += size) res.push(xs.slice(i, i + size));
   return res;
 }
 
-async function nixStore(args: string[]): Promise<string> {
-  const r = await execa('nix-store', args, {reject: false, stdin: 'ignore', stripFinalNewline: false});
+async function nixStore(args: string[], bin = 'nix-store'): Promise<string> {
+  const r = await execa(bin, args, {reject: false, stdin: 'ignore', stripFinalNewline: false});
   if (r.failed) throw new NixStoreError(args, r.exitCode, String(r.stderr ?? r.message));
   return String(r.stdout);
 }
@@ -135,6 +135,28 @@ export async function queryClosure(paths: Iterable<string>): Promise<string[]> {
   const res = new Set<string>();
   for (const chunk of chunks(all)) for (const p of lines(await nixStore(['--query', '--requisites', ...chunk]))) res.add(p);
   return [...res];
+}
+
+/**
+ * Σ NAR size over the closure of `paths` in the local store: `--query --requisites`, then `--query --size`, both
+ * with at most `chunkSize` paths per command line (a large aggregate's closure does not fit in one argv).
+ */
+export async function closureNarSize(paths: Iterable<string>, opts: {nixStore?: string; chunkSize?: number} = {}): Promise<number> {
+  const bin = opts.nixStore ?? 'nix-store';
+  const size = opts.chunkSize ?? CHUNK;
+  const all = [...new Set(paths)];
+  if (all.length === 0) return 0;
+  const closure = new Set<string>();
+  for (const chunk of chunks(all, size)) for (const p of lines(await nixStore(['--query', '--requisites', ...chunk], bin))) closure.add(p);
+  let total = 0;
+  for (const chunk of chunks([...closure], size)) {
+    const sizes = lines(await nixStore(['--query', '--size', ...chunk], bin));
+    if (sizes.length !== chunk.length || !sizes.every((x) => /^\d+$/.test(x))) {
+      throw new Error(`nix-store --query --size printed ${sizes.length} sizes for ${chunk.length} paths`);
+    }
+    for (const x of sizes) total += Number(x);
+  }
+  return total;
 }
 
 /** A reference cycle among paths being sorted. */

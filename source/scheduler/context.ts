@@ -7,6 +7,7 @@ import type {NixCallOptions} from '../nix/dest-store.js';
 import type {RunnerDbLock} from '../db/runner-advisory-lock.js';
 import type {StepExecutor} from '../fleet/step-api.js';
 import type {StepOrder} from './dispatcher.js';
+import type {LocalNixSettings} from '../fleet/machines-file.js';
 import type {GraphStore, StepGraph} from './graph.js';
 import type {RunnerMachine} from './machines.js';
 import type {Step} from './model.js';
@@ -26,6 +27,8 @@ export interface SchedulerOptions {
   executor: StepExecutor;
   /** The coordinator's system (`builtin` steps run as it). */
   localSystem: string;
+  /** The coordinator's Nix settings (extra-platforms, max-jobs, system-features) for preferLocalBuild. */
+  localNix?: LocalNixSettings;
   stepOrder?: StepOrder;
   maxTries?: number;
   /** First retry delay; later ones multiply by 3 (docs/hydra-compat.md, "Retries"). */
@@ -38,6 +41,8 @@ export interface SchedulerOptions {
   pollMs?: number;
   /** Only load this build (the `--build-one` test hook of Hydra's runner). */
   buildOne?: number;
+  /** Wait before a build whose load failed (e.g. a .drv could not be read right now) is loaded again (default 30 s). */
+  loadRetryMs?: number;
   /** Builds loaded concurrently during a scan (default 128: loading waits on files and queries, not CPU). */
   loadConcurrency?: number;
   /** Coordinator store access for loading (default: the local Nix store, batched). Benchmarks inject one. */

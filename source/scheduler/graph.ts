@@ -3,7 +3,8 @@
 // dependencies are done. Loading walks the derivation graph breadth-first so that validity and
 // FailedPaths are checked with one store call and one query per graph level, not per derivation,
 // and never descends below a derivation whose outputs already exist.
-import {preferLocalBuild, isDeterministic, outputPathMap, requiredSystemFeatures, systemType, type Derivation} from '../nix/drv.js';
+import {DrvAttributeError, DrvParseError, preferLocalBuild, isDeterministic, outputPathMap, requiredSystemFeatures, systemType, type Derivation} from '../nix/drv.js';
+import type {LocalNixSettings} from '../fleet/machines-file.js';
 import {Build, Jobset, Step, propagatePriorities} from './model.js';
 
 export interface GraphStore {
@@ -36,13 +37,37 @@ export type LoadResult =
 /** A load's result and the substitutions made while loading (recorded for the build being loaded, as in Hydra). */
 export type LoadOutcome = LoadResult & {substituted: Substitution[]};
 
+/** A .drv file that is missing or is not a derivation: reading it again will not help. */
+export function isPermanentDrvError(e: unknown): boolean {
+  if (e instanceof DrvParseError || e instanceof DrvAttributeError) return true;
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}
+
 export class StepGraph {
   readonly builds = new Map<number, Build>();
   readonly steps = new Map<string, Step>();
   readonly jobsets = new Map<number, Jobset>();
   readonly runnable = new Set<Step>();
 
-  constructor(readonly localSystem: string) {}
+  /** `local`: the coordinator's Nix settings, for preferLocalBuild (without them only the system is compared). */
+  constructor(
+    readonly localSystem: string,
+    readonly local: Pick<LocalNixSettings, 'extraPlatforms' | 'maxJobs' | 'systemFeatures'> | null = null,
+  ) {}
+
+  /**
+   * Nix's ParsedDerivation::canBuildLocally (libstore/parsed-derivations.cc), which willBuildLocally and so Hydra's
+   * preferLocalBuild use: the local system or one of `extra-platforms`, `max-jobs` not 0, and every required system
+   * feature among the local ones; a builtin derivation always.
+   */
+  canBuildLocally(platform: string, features: readonly string[]): boolean {
+    if (platform === 'builtin') return true;
+    if (platform !== this.localSystem && !(this.local?.extraPlatforms ?? []).includes(platform)) return false;
+    if (!this.local) return true;
+    if (this.local.maxJobs === 0) return false;
+    return features.every((f) => this.local!.systemFeatures.includes(f));
+  }
 
   /** Loads one build's derivation graph and attaches the build to it. */
   async addBuild(build: Build, store: GraphStore, now = Date.now()): Promise<LoadOutcome> {
@@ -61,19 +86,23 @@ export class StepGraph {
     const seen = new Set<string>([build.drvPath]);
     let frontier = [build.drvPath];
     while (frontier.length > 0) {
-      const drvs = await Promise.all(
+      const drvs: Array<{path: string; drv: Derivation} | {path: string; error: unknown}> = await Promise.all(
         frontier.map(async (p) => {
           try {
             return {path: p, drv: await store.readDrv(p)};
           } catch (e) {
-            return {path: p, error: e instanceof Error ? e.message : String(e)};
+            return {path: p, error: e};
           }
         }),
       );
       for (const d of drvs) {
-        if ('error' in d) {
-          return {kind: 'missing-drv', drvPath: d.path, message: d.error!};
-        }
+        if (!('error' in d)) continue;
+        const message = d.error instanceof Error ? d.error.message : String(d.error);
+        // Only a top-level derivation that is not there (or is no derivation) aborts the build, as Hydra aborts a
+        // build whose drv path is not valid (queue-monitor.cc); anything else (EMFILE, EIO, an input derivation that
+        // cannot be read right now) fails this load, and the queue monitor tries again later.
+        if (d.path === build.drvPath && isPermanentDrvError(d.error)) return {kind: 'missing-drv', drvPath: d.path, message};
+        throw new Error(`cannot read ${d.path}: ${message}`);
       }
       const loaded = drvs as Array<{path: string; drv: Derivation}>;
       const staticOutputs = loaded.flatMap(({drv}) => [...outputPathMap(drv).values()].filter((p): p is string => p !== null));
@@ -183,7 +212,7 @@ export class StepGraph {
 
   private makeStep(path: string, drv: Derivation): Step {
     const features = requiredSystemFeatures(drv);
-    const preferLocal = preferLocalBuild(drv) && (drv.platform === this.localSystem || drv.platform === 'builtin');
+    const preferLocal = preferLocalBuild(drv) && this.canBuildLocally(drv.platform, features);
     return new Step(path, drv, drv.platform, features, preferLocal, isDeterministic(drv), systemType(drv, features, preferLocal), outputPathMap(drv));
   }
 

@@ -122,13 +122,23 @@ export async function recordCachedFailure(pool: pg.Pool, build: Build, r: Extrac
   return done ? [{id: build.id, status, kind: 'failed'}] : [];
 }
 
-/** A successful step: its row finished and every build whose top level it is marked succeeded. */
-export async function recordStepSuccess(pool: pg.Pool, step: Step, accounting: Build, finish: sql.FinishStepInput, result: StepResult): Promise<FinishedBuild[]> {
+/**
+ * A successful step: its row finished (when `finish` is given) and `builds`, whose top level it is, marked succeeded.
+ * Outcomes.succeed calls it again for builds that attached to the step while an earlier call was writing.
+ */
+export async function recordStepSuccess(
+  pool: pg.Pool,
+  accounting: Build,
+  builds: readonly Build[],
+  finish: sql.FinishStepInput,
+  result: StepResult,
+  opts: {finishStepRow: boolean} = {finishStepRow: true},
+): Promise<FinishedBuild[]> {
   const outputs = new Map([...result.outputs].map(([n, o]) => [n, o.path] as const));
   const finished: FinishedBuild[] = [];
   await withTransaction(pool, async (c) => {
-    await sql.finishBuildStep(c, {...finish, outputs});
-    for (const b of [...step.builds].sort((x, y) => x.id - y.id)) {
+    if (opts.finishStepRow) await sql.finishBuildStep(c, {...finish, outputs});
+    for (const b of [...builds].sort((x, y) => x.id - y.id)) {
       const ok = await sql.markSucceededBuild(c, b.id, {
         failed: result.failedMarker,
         startTime: finish.startTime,
@@ -224,23 +234,47 @@ export class Outcomes {
   }
 
   /** Success bookkeeping: GC roots, rows, then the graph releases what waited on the step. */
+  /**
+   * Success bookkeeping: GC roots, rows, then the graph releases what waited on the step. A build the queue monitor
+   * attached to the step while the rows were being written is written too, in a further round, until a round finds
+   * none new (Hydra's markSucceededBuild loop in builder.cc); the graph is updated with no wait after that check.
+   */
   async succeed(step: Step, accounting: Build, finish: sql.FinishStepInput, result: StepResult): Promise<void> {
     await addGcRoots(this.ctx.options.runner.gcRootsDir, [...result.outputs.values()].map((o) => o.path), this.ctx.log);
-    const finished = await recordStepSuccess(this.ctx.pool, step, accounting, finish, result);
+    const written = new Set<Build>();
+    const finished: FinishedBuild[] = [];
+    for (let round = 0; ; round++) {
+      const pending = [...step.builds].filter((b) => !written.has(b));
+      if (round > 0 && pending.length === 0) break;
+      for (const b of pending) written.add(b);
+      finished.push(...(await recordStepSuccess(this.ctx.pool, accounting, pending, finish, result, {finishStepRow: round === 0})));
+    }
     this.ctx.stats.nrStepsDone++;
     const woken = this.ctx.graph.completeStep(step);
-    this.ctx.graph.dropBuilds([...step.builds].map((b) => b.id));
+    this.ctx.graph.dropBuilds([...written].map((b) => b.id));
     this.ctx.buildsFinished(finished);
     if (woken.length > 0) this.ctx.requestDispatch();
   }
 
-  /** Failure propagation. `finish` is the real step row to finalise (null for 8/9 without one). */
+  /**
+   * Failure propagation. `finish` is the real step row to finalise (null for 8/9 without one). Builds that came to
+   * depend on the step while the rows were being written fail in further rounds, until a round finds none new
+   * (Hydra's failStep loop in builder.cc): none stays attached to a step that will never run again.
+   */
   async fail(step: Step, accounting: Build, finish: sql.FinishStepInput | null, f: FailureFacts): Promise<void> {
-    const dependents = [...dependentBuilds(step)].sort((a, b) => a.id - b.id);
-    const failed = await recordStepFailure(this.ctx.pool, step, accounting, dependents, finish, f);
+    const handled = new Set<Build>();
+    const failed: FinishedBuild[] = [];
+    for (let round = 0; ; round++) {
+      const dependents = [...dependentBuilds(step)].filter((b) => !handled.has(b)).sort((a, b) => a.id - b.id);
+      if (round > 0 && dependents.length === 0) break;
+      for (const b of dependents) handled.add(b);
+      // FailedPaths and the real step row are written once, in the first round.
+      const facts = round === 0 ? f : {...f, cacheFailure: false};
+      failed.push(...(await recordStepFailure(this.ctx.pool, step, accounting, dependents, round === 0 ? finish : null, facts)));
+    }
     step.running = false;
     this.ctx.graph.runnable.delete(step);
-    this.ctx.graph.dropBuilds(dependents.map((b) => b.id));
+    this.ctx.graph.dropBuilds([...handled].map((b) => b.id));
     this.ctx.buildsFinished(failed);
   }
 

@@ -82,7 +82,7 @@ export class QueueMonitor {
     const ids = await sql.queuedBuildIds(ctx.pool);
     let fresh = ids.filter((r) => !ctx.graph.builds.has(r.id));
     if (ctx.options.buildOne !== undefined) fresh = fresh.filter((r) => r.id === ctx.options.buildOne);
-    const retryAfter = Date.now() - 30_000;
+    const retryAfter = Date.now() - (ctx.options.loadRetryMs ?? 30_000);
     fresh = fresh.filter((r) => (this.loadFailures.get(r.id) ?? 0) < retryAfter);
     fresh.sort((a, b) => b.globalpriority - a.globalpriority || a.id - b.id);
     stats.ingestTotal = ids.length;
@@ -161,7 +161,9 @@ export class QueueMonitor {
       result = await ctx.graph.addBuild(build, ctx.store);
     } catch (e) {
       this.loadFailures.set(row.id, Date.now());
-      ctx.log('error', `cannot load build ${row.id}: ${(e as Error).message}`);
+      ctx.log('error', `cannot load build ${row.id} (trying again later): ${(e as Error).message}`);
+      // No notification may come: scan again once the build may be retried.
+      setTimeout(() => this.requestScan(), (ctx.options.loadRetryMs ?? 30_000) + 10).unref();
       return;
     }
     if (result.substituted.length > 0) {

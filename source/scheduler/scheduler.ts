@@ -76,7 +76,7 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
 
   constructor(readonly options: SchedulerOptions) {
     super();
-    this.graph = new StepGraph(options.localSystem);
+    this.graph = new StepGraph(options.localSystem, options.localNix ?? null);
     this.log = options.log ?? (() => {});
     this.store = options.graphStore ?? {
       readDrv: (p: string) => readDrv(p),
@@ -234,8 +234,14 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
   }
 
   async refreshDrained(): Promise<void> {
-    const drained = await sql.drainedMachines(this.pool).catch(() => null);
-    if (!drained) return;
+    let drained: Set<string>;
+    try {
+      drained = await sql.drainedMachines(this.pool);
+    } catch (e) {
+      // Keep the last known state: an unreadable table must not enable every drained machine.
+      this.log('warn', `cannot read which machines are drained (keeping the last known state): ${(e as Error).message}`);
+      return;
+    }
     this.drained = drained;
     let changed = false;
     for (const m of this.machines.values()) {

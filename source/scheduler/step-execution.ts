@@ -12,6 +12,7 @@ import {BUSY, STATUS, withTransaction, nowSeconds} from '../db/runner-sql.js';
 import {dependentBuilds, type Build, type Step} from './model.js';
 import {machineName, noteJobEnd, noteJobStart, recordMachineFailure, type RunnerMachine} from './machines.js';
 import type {SlotLease} from './slot-lease.js';
+import {LocalWorkSlots} from './local-work.js';
 import type {ActiveStep, SchedulerContext} from './context.js';
 import type {Outcomes} from './outcomes.js';
 
@@ -51,6 +52,8 @@ export class StepExecution {
   private readonly maxTries: number;
   private readonly retryIntervalMs: number;
   private readonly machineBackoffMs: number;
+  /** Slots for local work after a build (max_local_worker_threads). */
+  readonly localWork: LocalWorkSlots;
 
   constructor(
     private readonly ctx: SchedulerContext,
@@ -59,6 +62,7 @@ export class StepExecution {
     this.maxTries = ctx.options.maxTries ?? 5;
     this.retryIntervalMs = ctx.options.retryIntervalMs ?? 60_000;
     this.machineBackoffMs = ctx.options.machineBackoffMs ?? 60_000;
+    this.localWork = new LocalWorkSlots(ctx.options.runner.maxLocalWorkerThreads);
   }
 
   /** Gives the slot back (once) and lets the dispatcher use it. */
@@ -185,6 +189,12 @@ export class StepExecution {
           machine.rt.disabledUntil = 0;
         },
         onSlotReleased: () => this.release(lease),
+        localWorkSlot: () =>
+          this.localWork.acquire(a.controller.signal, async () => {
+            a.phase = BUSY.waitingForSlot;
+            a.phaseSince = Date.now();
+            await sql.updateStepPhase(ctx.pool, a.build, a.stepnr, BUSY.waitingForSlot).catch((e) => ctx.log('error', `phase update failed: ${(e as Error).message}`));
+          }),
       });
     } catch (e) {
       // The executor reports builder trouble in its result; what is thrown here is ours (e.g. the
@@ -300,7 +310,11 @@ export class StepExecution {
       await withTransaction(ctx.pool, (c) => sql.finishBuildStep(c, finish));
       step.running = false;
       if (result.status === STATUS.aborted) ctx.requeue(step);
-      else ctx.graph.collectGarbage();
+      else if (step.cancelled && ctx.graph.hasDependents(step)) {
+        // Cancelled because no build needed it, then needed again (a restart) before it died: it runs again.
+        step.cancelled = false;
+        ctx.requeue(step);
+      } else ctx.graph.collectGarbage();
     } else if (result.retry && step.tries + 1 < this.maxTries) {
       await withTransaction(ctx.pool, (c) => sql.finishBuildStep(c, finish));
       step.tries++;

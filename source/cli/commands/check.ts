@@ -82,7 +82,7 @@ Exit codes: 0 reproducible · 1 not reproducible, check failed or refused · 2 u
             dataDir: ctx.config().dataDir.dir,
             diffHook: opts.diffHook ?? samplerSettings(ctx.env).diffHook,
             diffEnv: samplerSettings(ctx.env).commandEnv,
-            drained: await drainedMachines(pool).catch(() => new Set<string>()),
+            drained: await drainedMachines(pool),
             maxLogSize: ctx.config().runner.maxLogSize,
           }),
         );

@@ -107,6 +107,8 @@ export class SqlConsoleData implements ConsoleData {
   private timers: NodeJS.Timeout[] = [];
   private stepsSignature = '';
   private closed = false;
+  /** Machines drained by operators, as last read (kept when a later read fails). */
+  private lastDrained: Set<string> | null = null;
 
   constructor(private readonly o: SqlDataOptions) {}
 
@@ -496,12 +498,18 @@ export class SqlConsoleData implements ConsoleData {
   private async check(ids: number[]): Promise<ActionOutcome> {
     if (ids.length !== 1) return {ok: false, message: 'check one build at a time (unmark the others)', refusal: 'usage'};
     const build = ids[0]!;
+    // Drained machines as last read: a database error keeps the last known state, never "none drained".
+    try {
+      this.lastDrained = await drainedMachines(this.pool);
+    } catch (e) {
+      if (!this.lastDrained) return {ok: false, message: `cannot read which machines are drained: ${(e as Error).message}`};
+    }
     const runner = new CheckRunner();
     const deps = {
       runner,
       machines: await this.o.machineSpecs(),
       dataDir: this.o.dataDir,
-      drained: await drainedMachines(this.pool).catch(() => new Set<string>()),
+      drained: this.lastDrained,
     };
     return new Promise<ActionOutcome>((resolve) => {
       let started = false;

@@ -1,0 +1,65 @@
+// Local work throttling on real parts: steps on a real sshd builder whose outputs are imported into the coordinator's
+// store through a nix-store that records each import, with max_local_worker_threads = 1.
+import {test} from 'node:test';
+import assert from 'node:assert/strict';
+import {execFileSync} from 'node:child_process';
+import {existsSync, readFileSync, writeFileSync} from 'node:fs';
+import {join} from 'node:path';
+import {runnerRig, mkPrelude} from './support/runner-rig.js';
+import {defaultRunnerSettings} from '../source/config/hydra-conf.js';
+import {FleetExecutor} from '../source/fleet/step-runner.js';
+import {waitFor} from './support/wait.js';
+
+test('with max_local_worker_threads = 1, one output import runs at a time and waiting steps show busy 35', {timeout: 180_000}, async () => {
+  const rig = await runnerRig({builders: 1, maxJobs: 4, label: 'local_work'});
+  const executor = new FleetExecutor({nixStoreBin: join(rig.dataDir, 'nix-store-imports')});
+  try {
+    const real = execFileSync('sh', ['-c', 'command -v nix-store'], {encoding: 'utf8'}).trim();
+    const record = join(rig.dataDir, 'imports');
+    const lock = join(rig.dataDir, 'import-running');
+    // Each import: note overlapping ones (mkdir is atomic), then take a while so that other steps must wait.
+    writeFileSync(
+      join(rig.dataDir, 'nix-store-imports'),
+      `#!/bin/sh
+if [ "$1" = --import ]; then
+  mkdir '${lock}' 2>/dev/null || echo overlap >> '${record}'
+  echo start >> '${record}'
+  sleep 1
+  '${real}' "$@"; rc=$?
+  rmdir '${lock}' 2>/dev/null
+  exit $rc
+fi
+exec '${real}' "$@"
+`,
+      {mode: 0o755},
+    );
+    const drvs = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ ${[1, 2, 3, 4].map((i) => `(mk "local-work-${i}" [] "echo ${i} > $out")`).join(' ')} ]`);
+    const runner = {...defaultRunnerSettings(), maxLocalWorkerThreads: 1, gcRootsDir: join(rig.dataDir, 'gcroots')};
+    const s = rig.scheduler({executor, runner});
+    await s.start();
+    s.setMachines(rig.machines);
+    const ids = await rig.queue(drvs);
+    s.requestScan();
+    const busySeen = new Set<number>();
+    let done = false;
+    const watcher = (async () => {
+      while (!done) {
+        const {rows} = await rig.pool.query('SELECT DISTINCT busy FROM BuildSteps WHERE busy <> 0');
+        for (const r of rows) busySeen.add(r.busy as number);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const finished = await rig.waitFinished(ids, 120_000);
+    done = true;
+    await watcher;
+    for (const id of ids) assert.equal(finished.get(id)!.buildstatus, 0);
+    const lines = existsSync(record) ? readFileSync(record, 'utf8').trim().split('\n') : [];
+    assert.equal(lines.filter((l) => l === 'start').length, 4, 'every output was imported');
+    assert.deepEqual(lines.filter((l) => l === 'overlap'), [], 'no two imports ran at once');
+    assert.ok(busySeen.has(35), `a step waited for the local worker slot in busy 35 (seen: ${[...busySeen].sort().join(', ')})`);
+    await waitFor('no step waiting', () => s.activeSteps().length === 0);
+  } finally {
+    await executor.close();
+    await rig.close();
+  }
+});
