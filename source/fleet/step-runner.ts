@@ -32,9 +32,9 @@ export interface FleetExecutorOptions {
   sendLockWaitMs?: number;
   /** How long a finished serve process may take to exit after EOF before its channel is closed (default 5 s). */
   closeWaitMs?: number;
+  /** Wraps the reader of the outputs' nix-support files and products (instrumentation, fault injection in tests). */
+  wrapNixSupportFs?: (fs: NixSupportFs) => NixSupportFs;
 }
-
-/** One serve-protocol session with a machine. */
 
 class StepAborted extends Error {
   constructor() {
@@ -54,6 +54,7 @@ export class FleetExecutor implements StepExecutor {
   private readonly sendLocks = new KeyedLock();
   private readonly sendLockWaitMs: number;
   private readonly closeWaitMs: number;
+  private readonly wrapFs: (fs: NixSupportFs) => NixSupportFs;
   private readonly resolver: DrvFileResolver = resolveFromDrvFiles();
 
   constructor(options: FleetExecutorOptions = {}) {
@@ -64,6 +65,7 @@ export class FleetExecutor implements StepExecutor {
     this.localServe = options.localServe;
     this.sendLockWaitMs = options.sendLockWaitMs ?? 600_000;
     this.closeWaitMs = options.closeWaitMs ?? 5000;
+    this.wrapFs = options.wrapNixSupportFs ?? ((fs) => fs);
   }
 
   /** The SSH pool in use (for connection statistics). */
@@ -227,7 +229,7 @@ export class FleetExecutor implements StepExecutor {
       infos = await queryPathInfos(outputList);
       for (const p of outputList) if (!infos.has(p)) throw new Error(`output ${p} is not valid after the build`);
       if (this.overOutputLimit(request, result, infos)) return;
-      fs = localNixSupportFs(outputList);
+      fs = localNixSupportFs(outputList, request.signal);
     } else {
       await request.onPhase('receiving');
       check();
@@ -245,19 +247,22 @@ export class FleetExecutor implements StepExecutor {
       const received = await receiveOutputs(client, topoSortPaths(outputList, (p) => remote.get(p)?.references), remote, {
         nixStore: this.nixStore,
         skip: already,
+        signal: request.signal,
       });
       fs = received.fs;
       result.overheadMs += Math.round(performance.now() - receiveStart);
     }
     check();
 
-    // Postprocessing: nix-support files and sizes.
+    // Postprocessing: nix-support files and sizes. A cancel stops it here too (hashing product files, the
+    // closure size query), not only the wait for it in run().
     await request.onPhase('postprocessing');
     check();
     const named = [...outputs.entries()].map(([name, path]) => ({name, path}));
-    const closureSize = closureNarSize(outputList, this.nixStore);
+    const closureSize = closureNarSize(outputList, this.nixStore, request.signal);
     closureSize.catch(() => undefined);
-    const support = await collectNixSupport(named, fs);
+    const support = await collectNixSupport(named, this.wrapFs(fs), {signal: request.signal});
+    check();
     for (const w of support.warnings) this.log(`${drvPath}: ${w}`);
     const stepOutputs = new Map<string, StepOutput>();
     for (const [name, path] of outputs) {
@@ -270,7 +275,7 @@ export class FleetExecutor implements StepExecutor {
     result.metrics = [...support.metrics.values()];
     result.failedMarker = support.failed;
     result.size = outputList.reduce((n, p) => n + infos.get(p)!.narSize, 0);
-    result.closureSize = await closureNarSize(outputList, this.nixStore);
+    result.closureSize = await closureSize;
   }
 
   /** §6.17: the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
@@ -322,10 +327,12 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal, late: (value: T) => vo
 }
 
 /** Σ NAR size over the closure of `paths` in the coordinator's store (two nix-store calls). */
-async function closureNarSize(paths: readonly string[], nixStore: string): Promise<number> {
+async function closureNarSize(paths: readonly string[], nixStore: string, signal?: AbortSignal): Promise<number> {
   const closure = await queryClosure(paths);
+  signal?.throwIfAborted();
   if (closure.length === 0) return 0;
-  const r = await execa(nixStore, ['--query', '--size', ...closure], {reject: false, stdin: 'ignore'});
+  const r = await execa(nixStore, ['--query', '--size', ...closure], {reject: false, stdin: 'ignore', ...(signal ? {cancelSignal: signal} : {})});
+  signal?.throwIfAborted();
   if (r.exitCode !== 0) throw new Error(`nix-store --query --size failed (exit ${r.exitCode ?? r.signal}): ${String(r.stderr).trim() || 'no message'}`);
   const sizes = String(r.stdout).split('\n').filter((l) => l.length > 0);
   if (sizes.length !== closure.length || !sizes.every((x) => /^\d+$/.test(x))) {
