@@ -4,11 +4,12 @@
 // scan their nix-support files (§6.20) and measure sizes. Transport failures become status 3 with a
 // machine fault; an aborted step kills the remote build and becomes status 4.
 
+import {rm} from 'node:fs/promises';
 import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
 import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
-import {queryClosure, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
+import {createGcRoot, queryClosure, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
 import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
 import type {LocalTransportOptions} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
@@ -223,6 +224,37 @@ export class FleetExecutor implements StepExecutor {
     }
     const outputList = [...new Set(outputs.values())];
 
+    // Rooted before anything is imported (and, for a localhost build, while its serve session still holds the
+    // outputs as temporary roots): a garbage collection between the import and the recorded success cannot take
+    // them. Hydra's queue runner keeps them alive through its store connection's temporary roots instead.
+    const madeRoots: string[] = [];
+    const unroot = () => Promise.all(madeRoots.map((r) => rm(r, {force: true}).catch(() => undefined)));
+    try {
+      if (request.gcRootsDir) {
+        for (const p of outputList) {
+          const r = await createGcRoot(request.gcRootsDir, p);
+          if (r.created) madeRoots.push(r.root);
+        }
+      }
+      await this.outputsAndPostprocessing(request, client, result, check, outputs, outputList);
+    } catch (error) {
+      await unroot();
+      throw error;
+    }
+    if (result.status !== 0) await unroot();
+  }
+
+  /** Receiving (remote machines), nix-support files and sizes; fills `result`. */
+  private async outputsAndPostprocessing(
+    request: StepRequest,
+    client: ServeClient,
+    result: StepResult,
+    check: () => void,
+    outputs: ReadonlyMap<string, string>,
+    outputList: readonly string[],
+  ): Promise<void> {
+    const {machine, drvPath} = request;
+    const isLocal = machine.kind === 'local';
     let infos: Map<string, {narHash: string; narSize: number; references: readonly string[]}>;
     let fs: NixSupportFs;
     if (isLocal) {

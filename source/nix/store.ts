@@ -195,16 +195,26 @@ export function topoSortPaths(
  * (directory created on demand; an existing file is left alone). Returns the root file's path.
  */
 export async function addGcRoot(gcRootsDir: string, storePath: string): Promise<string> {
+  return (await createGcRoot(gcRootsDir, storePath)).root;
+}
+
+/**
+ * addGcRoot, also saying whether the root file is new. Nix's collector treats such a file as a root once the path
+ * it names is valid, so it may be made before the path exists (before an import): the path is then rooted from
+ * the moment it becomes valid.
+ */
+export async function createGcRoot(gcRootsDir: string, storePath: string): Promise<{root: string; created: boolean}> {
   if (!isStorePath(storePath)) throw new Error(`cannot add a GC root for '${storePath}': not a store path`);
   await mkdir(gcRootsDir, {recursive: true});
   const root = join(gcRootsDir, storePathBasename(storePath));
   try {
     const fh = await open(root, 'wx', 0o644);
     await fh.close();
+    return {root, created: true};
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    return {root, created: false};
   }
-  return root;
 }
 
 /** `<dataDir>/build-logs/<first 2 chars of the drv basename>/<rest of it>`. */

@@ -173,6 +173,7 @@ export class StepExecution {
         maxLogSize: ctx.options.runner.maxLogSize,
         maxOutputSize: ctx.options.runner.maxOutputSize,
         logPath,
+        ...(ctx.options.runner.gcRootsDir ? {gcRootsDir: ctx.options.runner.gcRootsDir} : {}),
         signal: a.controller.signal,
         onPhase: (phase: StepPhase) => this.setPhase(a, phase),
         onConnected: () => {
