@@ -9,7 +9,9 @@ import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
 import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
-import {createGcRoot, queryClosure, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
+import {escapeControl} from '../config/escape.js';
+import {isStorePath} from '../nix/store-path.js';
+import {createGcRoot, storeDir, queryClosure, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
 import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
 import type {LocalTransportOptions} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
@@ -35,6 +37,14 @@ export interface FleetExecutorOptions {
   closeWaitMs?: number;
   /** Wraps the reader of the outputs' nix-support files and products (instrumentation, fault injection in tests). */
   wrapNixSupportFs?: (fs: NixSupportFs) => NixSupportFs;
+}
+
+/** The step cannot be run as asked (not the machine's fault): it fails without retry and without blame. */
+class StepRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StepRefused';
+  }
 }
 
 class StepAborted extends Error {
@@ -123,6 +133,9 @@ export class FleetExecutor implements StepExecutor {
     } catch (error) {
       if (signal.aborted || error instanceof StepAborted) {
         Object.assign(result, {status: 4, retry: false, cacheFailure: false, errorMsg: null, machineFault: false, isCached: false});
+      } else if (error instanceof StepRefused) {
+        this.log(`${request.machine.uri}: ${request.drvPath}: ${error.message}`);
+        Object.assign(result, {status: 1, retry: false, cacheFailure: false, errorMsg: error.message, machineFault: false, isCached: false});
       } else {
         broken = true;
         const message = error instanceof Error ? error.message : String(error);
@@ -220,6 +233,9 @@ export class FleetExecutor implements StepExecutor {
     for (const [name, path] of outputPathMap(drv)) {
       const p = path ?? built.builtOutputs.get(name);
       if (!p) throw new Error(`output '${name}' of ${drvPath} has no known path after the build`);
+      // The derivation's own paths are the coordinator's (not the machine's fault); reported ones are checked by
+      // the serve client (decodeBuiltOutputs).
+      if (!isStorePath(p, storeDir())) throw new StepRefused(`output '${escapeControl(name)}' of ${drvPath} is not a store path: ${JSON.stringify(escapeControl(p))}`);
       outputs.set(name, p);
     }
     const outputList = [...new Set(outputs.values())];
