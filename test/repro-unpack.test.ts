@@ -122,14 +122,15 @@ test('the built-in diff summary lists one-sided entries, type, mode and content 
   }
 });
 
-test('unified diff hunks: separate hunks for distant changes, context limited', () => {
+test('unified diff hunks: separate hunks for distant changes, context limited', async () => {
   const a = Array.from({length: 30}, (_, i) => `line ${i + 1}`);
   const b = [...a];
   b[1] = 'changed 2';
   b[25] = 'changed 26';
-  const d = unifiedDiff(a, b, 3);
+  const {lines: d, truncated} = await unifiedDiff(a, b, 3);
+  assert.equal(truncated, null);
   assert.deepEqual(d.filter((l) => l.startsWith('@@')), ['@@ -1,5 +1,5 @@', '@@ -23,7 +23,7 @@']);
   assert.ok(d.includes('-line 2') && d.includes('+changed 2') && d.includes('-line 26') && d.includes('+changed 26'));
-  assert.deepEqual(unifiedDiff(['a'], ['a']), []);
-  assert.deepEqual(unifiedDiff([], ['new']), ['@@ -0,0 +1,1 @@', '+new']);
+  assert.deepEqual((await unifiedDiff(['a'], ['a'])).lines, []);
+  assert.deepEqual((await unifiedDiff([], ['new'])).lines, ['@@ -0,0 +1,1 @@', '+new']);
 });

@@ -38,7 +38,7 @@ function fakeStore(defs: Record<string, {deps?: string[]; env?: Record<string, s
     async readDrv(p) {
       reads.push(p);
       const d = drvs.get(p);
-      if (!d) throw new Error(`${p}: No such file or directory`);
+      if (!d) throw Object.assign(new Error(`${p}: No such file or directory`), {code: 'ENOENT'});
       return d;
     },
     async validPaths(paths) {
@@ -91,8 +91,9 @@ test('graph: valid outputs are not steps and stop the walk; failed paths and mis
   const failed = await new StepGraph(SYSTEM).addBuild(build('b'), fakeStore({a: {}, b: {deps: ['a']}}, {failed: ['a']}));
   assert.equal(failed.kind, 'cached-failure');
   assert.equal(failed.kind === 'cached-failure' && failed.toplevel, false);
-  const missing = await new StepGraph(SYSTEM).addBuild(build('b'), fakeStore({b: {deps: ['a']}}));
-  assert.equal(missing.kind, 'missing-drv');
+  // A missing top-level derivation aborts the build; a missing input derivation fails only this load (retried).
+  assert.equal((await new StepGraph(SYSTEM).addBuild(build('a'), fakeStore({}))).kind, 'missing-drv');
+  await assert.rejects(new StepGraph(SYSTEM).addBuild(build('b'), fakeStore({b: {deps: ['a']}})), /cannot read .*-a\.drv/);
 });
 
 test('graph: completing a step wakes its parents; dropping builds releases exactly the steps no build needs', async () => {

@@ -11,6 +11,7 @@ import {evalBuildIds} from '../db/queries/evals.js';
 import {
   exportToBinaryCache,
   recordSet,
+  withCacheLock,
   type CacheCompression,
   type CacheExportResult,
 } from '../nix/binary-cache.js';
@@ -118,8 +119,12 @@ export async function exportClosure(
   const paths = await closureOf(target, options.closure);
   const {sorted, infos} = await sortedWithInfos(paths);
   const set = options.setName ?? `${target.name}-${options.closure}`;
-  const r = await exportToBinaryCache(options.dir, sorted, infos, {compression: options.compression, onPath: options.onPath});
-  // The set is recorded only once everything it lists is in the cache.
-  const setChanged = await recordSet(options.dir, set, sorted);
+  // Under the cache's lock, which `export --gc` also takes: a GC cannot run between writing the paths and
+  // recording the set that keeps them.
+  const {r, setChanged} = await withCacheLock(options.dir, async () => {
+    const r = await exportToBinaryCache(options.dir, sorted, infos, {compression: options.compression, onPath: options.onPath});
+    // The set is recorded only once everything it lists is in the cache.
+    return {r, setChanged: await recordSet(options.dir, set, sorted)};
+  });
   return {...r, dir: options.dir, set, closure: options.closure, paths: sorted.length, setChanged};
 }

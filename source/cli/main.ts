@@ -56,6 +56,13 @@ export async function buildProgram(ctx: AppContext, argv?: readonly string[]): P
     .exitOverride();
   program.hook('preAction', (_this, action) => {
     ctx.setGlobals(program.opts<GlobalOptions>());
+    const url = program.opts<GlobalOptions>().databaseUrl;
+    if (url !== undefined && urlHasPassword(url)) {
+      process.stderr.write(
+        'hydra-ops: warning: the password in --database-url is visible to every user of this machine in the process list; ' +
+          'put the URL in HYDRA_DATABASE_URL or the settings file (hydra-ops config set databaseUrl …), or the password in ~/.pgpass\n',
+      );
+    }
     ctx.commandName = action.name();
   });
   await registerCommands(program, ctx, argv ? subcommandOf(argv) : undefined);
@@ -69,6 +76,17 @@ export async function buildProgram(ctx: AppContext, argv?: readonly string[]): P
     ctx.exitCode = await runConsole(ctx, {ascii: o.ascii, color: o.color});
   });
   return program;
+}
+
+/** A password in a postgres:// URL (`user:pw@`) or a keyword/value connection string (`password=`). */
+export function urlHasPassword(url: string): boolean {
+  try {
+    const u = new URL(url);
+    if (u.password !== '' || u.searchParams.has('password')) return true;
+  } catch {
+    // not a URL: a keyword/value string
+  }
+  return /(^|\s)password\s*=/i.test(url);
 }
 
 /** Runs the CLI and returns the exit code. */

@@ -1,5 +1,6 @@
 // Script-mode output: data on stdout (human table or one JSON document), diagnostics on stderr,
 // no ANSI when stdout is not a terminal or NO_COLOR is set, quiet exit on EPIPE (`| head`).
+import {escapeControl} from '../config/escape.js';
 import {CliError, EXIT} from './exit-codes.js';
 
 let epipeHandled = false;
@@ -59,9 +60,11 @@ export function renderTable<T>(rows: T[], columns: Column<T>[]): string {
   return [line(columns.map((c) => c.header)), ...cells.map(line)].join('\n') + '\n';
 }
 
+/** A cell's text: names, messages and machine names come from the database, a jobset or a builder, so control
+ * characters (terminal escape sequences, newlines) are shown escaped rather than sent to the terminal. */
 function formatCell(v: string | number | null | undefined): string {
   if (v === null || v === undefined) return '-';
-  return String(v);
+  return escapeControl(String(v));
 }
 
 export function printTable<T>(rows: T[], columns: Column<T>[]): void {

@@ -192,6 +192,8 @@ export interface ReceiveOutputsOptions {
   nixStore?: string;
   /** Paths already valid in the coordinator's store are not copied again. */
   skip?: ReadonlySet<string>;
+  /** Hashing product files through the returned reader stops when this aborts. */
+  signal?: AbortSignal;
 }
 
 export interface ReceiveOutputsResult {
@@ -260,7 +262,7 @@ export async function receiveOutputs(
       throw error;
     }
   }
-  return {copied, narBytes, fs: streamedOutputsFs(members, copied, outputs)};
+  return {copied, narBytes, fs: streamedOutputsFs(members, copied, outputs, options.signal)};
 }
 
 /**
@@ -271,9 +273,10 @@ export function streamedOutputsFs(
   members: ReadonlyMap<string, RecordedMember>,
   streamed: readonly string[],
   allOutputs: readonly string[],
+  signal?: AbortSignal,
 ): NixSupportFs {
   const memory = memberMapFs(members);
-  const local = localNixSupportFs(allOutputs);
+  const local = localNixSupportFs(allOutputs, signal);
   const inMemory = (p: string) => streamed.some((o) => p === o || p.startsWith(`${o}/`));
   return {
     typeOf: (p) => (inMemory(p) ? memory.typeOf(p) : local.typeOf(p)),

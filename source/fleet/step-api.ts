@@ -22,6 +22,12 @@ export interface StepRequest {
   maxOutputSize: number;
   /** Log file (docs/hydra-compat.md, "Logs"); created on demand, truncated after the input copy. */
   logPath: string;
+  /**
+   * hydra.conf's gc_roots_dir: the outputs are rooted there before they are imported into the coordinator's store
+   * (and right after a localhost build), so no garbage collection can delete them before the step is recorded.
+   * The roots stay when the step succeeds; they are removed again when it does not.
+   */
+  gcRootsDir?: string;
   /** Aborting stops the remote build within 2 s; the result then has status 4. */
   signal: AbortSignal;
   onPhase(phase: StepPhase): void | Promise<void>;

@@ -5,10 +5,14 @@
 // scan their nix-support files (docs/hydra-compat.md, "nix-support") and measure sizes. Transport failures become status 3 with a
 // machine fault; an aborted step kills the remote build and becomes status 4.
 
+import {rm} from 'node:fs/promises';
+import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
 import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
-import {closureNarSize, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
+import {escapeControl} from '../config/escape.js';
+import {isStorePath} from '../nix/store-path.js';
+import {closureNarSize, createGcRoot, storeDir, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
 import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
 import type {LocalTransportOptions} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
@@ -32,9 +36,17 @@ export interface FleetExecutorOptions {
   sendLockWaitMs?: number;
   /** How long a finished serve process may take to exit after EOF before its channel is closed (default 5 s). */
   closeWaitMs?: number;
+  /** Wraps the reader of the outputs' nix-support files and products (instrumentation, fault injection in tests). */
+  wrapNixSupportFs?: (fs: NixSupportFs) => NixSupportFs;
 }
 
-/** One serve-protocol session with a machine. */
+/** The step cannot be run as asked (not the machine's fault): it fails without retry and without blame. */
+class StepRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StepRefused';
+  }
+}
 
 class StepAborted extends Error {
   constructor() {
@@ -54,6 +66,7 @@ export class FleetExecutor implements StepExecutor {
   private readonly sendLocks = new KeyedLock();
   private readonly sendLockWaitMs: number;
   private readonly closeWaitMs: number;
+  private readonly wrapFs: (fs: NixSupportFs) => NixSupportFs;
   private readonly resolver: DrvFileResolver = resolveFromDrvFiles();
 
   constructor(options: FleetExecutorOptions = {}) {
@@ -64,6 +77,7 @@ export class FleetExecutor implements StepExecutor {
     this.localServe = options.localServe;
     this.sendLockWaitMs = options.sendLockWaitMs ?? 600_000;
     this.closeWaitMs = options.closeWaitMs ?? 5000;
+    this.wrapFs = options.wrapNixSupportFs ?? ((fs) => fs);
   }
 
   /** The SSH pool in use (for connection statistics). */
@@ -120,6 +134,9 @@ export class FleetExecutor implements StepExecutor {
     } catch (error) {
       if (signal.aborted || error instanceof StepAborted) {
         Object.assign(result, {status: 4, retry: false, cacheFailure: false, errorMsg: null, machineFault: false, isCached: false});
+      } else if (error instanceof StepRefused) {
+        this.log(`${request.machine.uri}: ${request.drvPath}: ${error.message}`);
+        Object.assign(result, {status: 1, retry: false, cacheFailure: false, errorMsg: error.message, machineFault: false, isCached: false});
       } else {
         broken = true;
         const message = error instanceof Error ? error.message : String(error);
@@ -231,17 +248,51 @@ export class FleetExecutor implements StepExecutor {
     for (const [name, path] of outputPathMap(drv)) {
       const p = path ?? built.builtOutputs.get(name);
       if (!p) throw new Error(`output '${name}' of ${drvPath} has no known path after the build`);
+      // The derivation's own paths are the coordinator's (not the machine's fault); reported ones are checked by
+      // the serve client (decodeBuiltOutputs).
+      if (!isStorePath(p, storeDir())) throw new StepRefused(`output '${escapeControl(name)}' of ${drvPath} is not a store path: ${JSON.stringify(escapeControl(p))}`);
       outputs.set(name, p);
     }
     const outputList = [...new Set(outputs.values())];
 
+    // Rooted before anything is imported (and, for a localhost build, while its serve session still holds the
+    // outputs as temporary roots): a garbage collection between the import and the recorded success cannot take
+    // them. Hydra's queue runner keeps them alive through its store connection's temporary roots instead.
+    const madeRoots: string[] = [];
+    const unroot = () => Promise.all(madeRoots.map((r) => rm(r, {force: true}).catch(() => undefined)));
+    try {
+      if (request.gcRootsDir) {
+        for (const p of outputList) {
+          const r = await createGcRoot(request.gcRootsDir, p);
+          if (r.created) madeRoots.push(r.root);
+        }
+      }
+      await this.outputsAndPostprocessing(request, client, result, check, outputs, outputList);
+    } catch (error) {
+      await unroot();
+      throw error;
+    }
+    if (result.status !== 0) await unroot();
+  }
+
+  /** Receiving (remote machines), nix-support files and sizes; fills `result`. */
+  private async outputsAndPostprocessing(
+    request: StepRequest,
+    client: ServeClient,
+    result: StepResult,
+    check: () => void,
+    outputs: ReadonlyMap<string, string>,
+    outputList: readonly string[],
+  ): Promise<void> {
+    const {machine, drvPath} = request;
+    const isLocal = machine.kind === 'local';
     let infos: Map<string, {narHash: string; narSize: number; references: readonly string[]}>;
     let fs: NixSupportFs;
     if (isLocal) {
       infos = await queryPathInfos(outputList);
       for (const p of outputList) if (!infos.has(p)) throw new Error(`output ${p} is not valid after the build`);
       if (this.overOutputLimit(request, result, infos)) return;
-      fs = localNixSupportFs(outputList);
+      fs = localNixSupportFs(outputList, request.signal);
     } else {
       await request.onPhase('receiving');
       check();
@@ -259,20 +310,23 @@ export class FleetExecutor implements StepExecutor {
       const received = await receiveOutputs(client, topoSortPaths(outputList, (p) => remote.get(p)?.references), remote, {
         nixStore: this.nixStore,
         skip: already,
+        signal: request.signal,
       });
       fs = received.fs;
       result.overheadMs += Math.round(performance.now() - receiveStart);
     }
     check();
 
-    // Postprocessing: nix-support files and sizes.
+    // Postprocessing: nix-support files and sizes. A cancel stops it here too (hashing product files, the
+    // closure size query), not only the wait for it in run().
     await request.onPhase('postprocessing');
     check();
     const named = [...outputs.entries()].map(([name, path]) => ({name, path}));
-    // Once, started here to overlap with the nix-support scan.
-    const closureSize = closureNarSize(outputList, {nixStore: this.nixStore});
+    // Once, started here to overlap with the nix-support scan; a cancel stops it.
+    const closureSize = closureNarSize(outputList, {nixStore: this.nixStore, signal: request.signal});
     closureSize.catch(() => undefined);
-    const support = await collectNixSupport(named, fs);
+    const support = await collectNixSupport(named, this.wrapFs(fs), {signal: request.signal});
+    check();
     for (const w of support.warnings) this.log(`${drvPath}: ${w}`);
     const stepOutputs = new Map<string, StepOutput>();
     for (const [name, path] of outputs) {

@@ -17,6 +17,10 @@ export interface TreeDiffOptions {
   maxEntries?: number;
   /** Context lines around changes (default 3). */
   context?: number;
+  /** Bounds of each file's line diff (edit distance, time); beyond them the file's diff says "diff truncated". */
+  lineDiff?: Pick<LineDiffLimits, 'maxEdits' | 'maxMs' | 'sliceMs'>;
+  /** Time for all line diffs together (default 30 s); later text files are compared by size and hash only. */
+  maxTotalDiffMs?: number;
 }
 
 export interface TreeDiffResult {
@@ -52,8 +56,38 @@ function isText(b: Buffer): boolean {
 
 const show = (rel: string) => (rel === '' ? '(root)' : rel);
 
-/** A unified diff of two line lists (LCS based; inputs are bounded by the caller). */
-export function unifiedDiff(a: string[], b: string[], context = 3): string[] {
+export interface LineDiffLimits {
+  /** Give up (and say "diff truncated") when the files differ in more than this many lines (default 2000). */
+  maxEdits?: number;
+  /** Give up after this much time in the diff (default 2 s). */
+  maxMs?: number;
+  /** Yield to the event loop after computing this long (default 10 ms). */
+  sliceMs?: number;
+  /** Stop producing output after this many diff lines (the excerpt; default unlimited). */
+  maxLines?: number;
+}
+
+export interface LineDiff {
+  /** Unified diff hunks (`@@ … @@`, then ' ', '-', '+' lines). */
+  lines: string[];
+  /** Why the diff is incomplete ('diff truncated: …'), or null. */
+  truncated: string | null;
+}
+
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * A unified diff of two line lists: Myers' O(ND) greedy algorithm (as GNU diff), with the edit distance D
+ * capped (`maxEdits`), so time is O((N+M)·D) and the trace O(D²) however long and different the inputs are.
+ * Asynchronous: it yields to the event loop every `sliceMs`, and gives up after `maxMs`.
+ */
+export async function unifiedDiff(a: readonly string[], b: readonly string[], context = 3, limits: LineDiffLimits = {}): Promise<LineDiff> {
+  const maxEdits = Math.max(1, limits.maxEdits ?? 2000);
+  const maxMs = limits.maxMs ?? 2000;
+  const sliceMs = limits.sliceMs ?? 10;
+  const maxLines = limits.maxLines ?? Infinity;
+  const t0 = performance.now();
+  let sliceStart = t0;
   const n = a.length;
   const m = b.length;
   // Trim the common prefix and suffix first: the usual case (a few changed lines) stays cheap.
@@ -61,44 +95,104 @@ export function unifiedDiff(a: string[], b: string[], context = 3): string[] {
   while (pre < n && pre < m && a[pre] === b[pre]) pre++;
   let suf = 0;
   while (suf < n - pre && suf < m - pre && a[n - 1 - suf] === b[m - 1 - suf]) suf++;
-  const A = a.slice(pre, n - suf);
-  const B = b.slice(pre, m - suf);
-  const rows = A.length + 1;
-  const cols = B.length + 1;
-  const lcs = new Uint32Array(rows * cols);
-  for (let i = A.length - 1; i >= 0; i--) {
-    for (let j = B.length - 1; j >= 0; j--) {
-      lcs[i * cols + j] = A[i] === B[j] ? lcs[(i + 1) * cols + j + 1]! + 1 : Math.max(lcs[(i + 1) * cols + j]!, lcs[i * cols + j + 1]!);
+  // Lines as small integers: comparisons in the inner loop are integer comparisons.
+  const ids = new Map<string, number>();
+  const intern = (lines: readonly string[], from: number, to: number): Int32Array => {
+    const out = new Int32Array(to - from);
+    for (let i = from; i < to; i++) {
+      const line = lines[i]!;
+      let id = ids.get(line);
+      if (id === undefined) ids.set(line, (id = ids.size));
+      out[i - from] = id;
+    }
+    return out;
+  };
+  const A = intern(a, pre, n - suf);
+  const B = intern(b, pre, m - suf);
+  const N = A.length;
+  const M = B.length;
+  const truncatedAt = (why: string): LineDiff => ({
+    lines: [],
+    truncated: `diff truncated: ${why} (first difference at line ${pre + 1} of old, ${pre + 1} of new; ${n} → ${m} lines)`,
+  });
+  // Forward greedy search; trace[d] holds V after step d for k in [-d, d] (index k + d).
+  const max = Math.min(N + M, maxEdits);
+  const off = max + 1;
+  const V = new Int32Array(2 * max + 3);
+  const trace: Int32Array[] = [];
+  let found = -1;
+  for (let d = 0; d <= max && found < 0; d++) {
+    for (let k = -d; k <= d; k += 2) {
+      let x = k === -d || (k !== d && V[off + k - 1]! < V[off + k + 1]!) ? V[off + k + 1]! : V[off + k - 1]! + 1;
+      let y = x - k;
+      while (x < N && y < M && A[x] === B[y]) {
+        x++;
+        y++;
+      }
+      V[off + k] = x;
+      if (x >= N && y >= M) {
+        found = d;
+        break;
+      }
+    }
+    trace.push(V.slice(off - d, off + d + 1));
+    const now = performance.now();
+    if (now - t0 > maxMs) return truncatedAt(`gave up after ${Math.round(now - t0)} ms`);
+    if (now - sliceStart > sliceMs) {
+      await yieldToLoop();
+      sliceStart = performance.now();
     }
   }
-  // Edit script over the whole files: ' ', '-', '+' with positions.
-  const ops: Array<{op: ' ' | '-' | '+'; text: string}> = [];
+  if (found < 0) return truncatedAt(`the files differ in more than ${maxEdits} lines`);
+  // Backtrack into an edit script (in reverse), then reverse it.
+  type Op = {op: ' ' | '-' | '+'; text: string};
+  const rev: Op[] = [];
+  let x = N;
+  let y = M;
+  for (let d = found; d > 0; d--) {
+    const v = trace[d - 1]!;
+    const at = (k: number) => v[k + d - 1]!;
+    const k = x - y;
+    const prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1;
+    const prevX = at(prevK);
+    const prevY = prevX - prevK;
+    while (x > prevX && y > prevY) {
+      rev.push({op: ' ', text: a[pre + x - 1]!});
+      x--;
+      y--;
+    }
+    if (prevK === k + 1) rev.push({op: '+', text: b[pre + prevY]!});
+    else rev.push({op: '-', text: a[pre + prevX]!});
+    x = prevX;
+    y = prevY;
+  }
+  while (x > 0 && y > 0) {
+    rev.push({op: ' ', text: a[pre + x - 1]!});
+    x--;
+    y--;
+  }
+  const ops: Op[] = [];
   for (let i = 0; i < pre; i++) ops.push({op: ' ', text: a[i]!});
-  let i = 0;
-  let j = 0;
-  while (i < A.length || j < B.length) {
-    if (i < A.length && j < B.length && A[i] === B[j]) {
-      ops.push({op: ' ', text: A[i]!});
-      i++;
-      j++;
-    } else if (i < A.length && (j === B.length || lcs[(i + 1) * cols + j]! >= lcs[i * cols + j + 1]!)) {
-      ops.push({op: '-', text: A[i]!});
-      i++;
-    } else {
-      ops.push({op: '+', text: B[j]!});
-      j++;
-    }
-  }
-  for (let k = n - suf; k < n; k++) ops.push({op: ' ', text: a[k]!});
-  // Group into hunks.
+  for (let i = rev.length - 1; i >= 0; i--) ops.push(rev[i]!);
+  for (let i = n - suf; i < n; i++) ops.push({op: ' ', text: a[i]!});
+  // Group into hunks, counting line numbers as we go (one pass over the script).
   const out: string[] = [];
   let k = 0;
-  while (k < ops.length) {
+  let oldLine = 1; // line numbers of ops[pos]
+  let newLine = 1;
+  let pos = 0;
+  const advance = (to: number) => {
+    for (; pos < to; pos++) {
+      if (ops[pos]!.op !== '+') oldLine++;
+      if (ops[pos]!.op !== '-') newLine++;
+    }
+  };
+  while (k < ops.length && out.length < maxLines) {
     if (ops[k]!.op === ' ') {
       k++;
       continue;
     }
-    let start = Math.max(0, k - context);
+    const start = Math.max(0, k - context);
     let end = k;
     while (end < ops.length) {
       if (ops[end]!.op !== ' ') {
@@ -113,21 +207,18 @@ export function unifiedDiff(a: string[], b: string[], context = 3): string[] {
       }
       end += run;
     }
-    let oldLine = 1;
-    let newLine = 1;
-    for (let x = 0; x < start; x++) {
-      if (ops[x]!.op !== '+') oldLine++;
-      if (ops[x]!.op !== '-') newLine++;
+    advance(start);
+    let oldCount = 0;
+    let newCount = 0;
+    for (let i = start; i < end; i++) {
+      if (ops[i]!.op !== '+') oldCount++;
+      if (ops[i]!.op !== '-') newCount++;
     }
-    const slice = ops.slice(start, end);
-    const oldCount = slice.filter((o) => o.op !== '+').length;
-    const newCount = slice.filter((o) => o.op !== '-').length;
     out.push(`@@ -${oldCount === 0 ? oldLine - 1 : oldLine},${oldCount} +${newCount === 0 ? newLine - 1 : newLine},${newCount} @@`);
-    for (const o of slice) out.push(`${o.op}${o.text}`);
+    for (let i = start; i < end; i++) out.push(`${ops[i]!.op}${ops[i]!.text}`);
     k = end;
-    start = end;
   }
-  return out;
+  return {lines: out, truncated: null};
 }
 
 /** Compares the trees at `oldRoot` and `newRoot` (either may be a file or symlink). */
@@ -136,6 +227,8 @@ export async function diffTrees(oldRoot: string, newRoot: string, options: TreeD
   const maxExcerpt = options.maxExcerptLines ?? 200;
   const maxEntries = options.maxEntries ?? 1000;
   const context = options.context ?? 3;
+  const totalDiffMs = options.maxTotalDiffMs ?? 30_000;
+  let diffMsUsed = 0;
   const lines: string[] = [];
   const differing: string[] = [];
   const onlyOld: string[] = [];
@@ -165,18 +258,28 @@ export async function diffTrees(oldRoot: string, newRoot: string, options: TreeD
     note(rel, [`differs (large): ${show(rel)}: ${oldSize} bytes sha256:${hx} → ${newSize} bytes sha256:${hy}`]);
   };
 
-  const textOrBinary = (rel: string, x: Buffer, y: Buffer): void => {
+  const textOrBinary = async (rel: string, x: Buffer, y: Buffer): Promise<void> => {
+    if (differing.length >= maxEntries) return note(rel, []); // not listed anyway
     if (isText(x) && isText(y)) {
       const lines = (t: string) => (t.endsWith('\n') ? t.slice(0, -1) : t).split('\n');
-      const a = lines(x.toString('utf8'));
-      const b = lines(y.toString('utf8'));
-      if (a.length <= 20_000 && b.length <= 20_000) {
-        const hunks = unifiedDiff(a, b, context);
-        const shown = hunks.slice(0, maxExcerpt);
-        const more = hunks.length > shown.length ? [`… ${hunks.length - shown.length} more diff lines`] : [];
-        note(rel, [`differs (text): ${show(rel)}`, `--- old/${rel}`, `+++ new/${rel}`, ...shown, ...more]);
+      const head = [`differs (text): ${show(rel)}`, `--- old/${rel}`, `+++ new/${rel}`];
+      const left = totalDiffMs - diffMsUsed;
+      if (left <= 0) {
+        const h = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+        note(rel, [...head, `diff truncated: the time for line diffs (${totalDiffMs} ms) is used up; ${x.length} bytes sha256:${h(x)} → ${y.length} bytes sha256:${h(y)}`]);
         return;
       }
+      const t0 = performance.now();
+      const d = await unifiedDiff(lines(x.toString('utf8')), lines(y.toString('utf8')), context, {
+        ...options.lineDiff,
+        maxMs: Math.min(options.lineDiff?.maxMs ?? 2000, left),
+        maxLines: maxExcerpt + 1,
+      });
+      diffMsUsed += performance.now() - t0;
+      const shown = d.lines.slice(0, maxExcerpt);
+      const more = d.lines.length > shown.length ? ['… more diff lines not shown'] : [];
+      note(rel, [...head, ...shown, ...more, ...(d.truncated ? [d.truncated] : [])]);
+      return;
     }
     const h = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     let first = 0;

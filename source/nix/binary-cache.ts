@@ -8,7 +8,8 @@
 import {spawn} from 'node:child_process';
 import {createHash, randomBytes} from 'node:crypto';
 import {createWriteStream} from 'node:fs';
-import {mkdir, readdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises';
+import {mkdir, open, readdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises';
+import {acquireLock, LockBusyError} from '../config/flock.js';
 import {join} from 'node:path';
 import {pipeline} from 'node:stream/promises';
 import {Readable, Transform} from 'node:stream';
@@ -17,6 +18,59 @@ import type {PathInfo} from './store.js';
 import {isStorePath, storeDir as defaultStoreDir, storePathBasename, storePathHashPart, toNixBase32} from './store-path.js';
 
 export type CacheCompression = 'xz' | 'bzip2' | 'none';
+
+/** How long an export or a cache GC waits for the other to finish (seconds). */
+const CACHE_LOCK_WAIT_SECONDS = 600;
+
+/**
+ * Runs `fn` holding the cache's lock (`<dir>/.hydra-ops.lock`, flock): exports and `--gc` exclude each other, so a
+ * GC never deletes the NARs and narinfos of an export whose set is not recorded yet.
+ */
+export async function withCacheLock<T>(dir: string, fn: () => Promise<T>, waitSeconds = CACHE_LOCK_WAIT_SECONDS): Promise<T> {
+  let lock;
+  try {
+    lock = await acquireLock(join(dir, '.hydra-ops.lock'), waitSeconds);
+  } catch (e) {
+    if (e instanceof LockBusyError) throw new BinaryCacheError(`${dir} is in use by another export or gc${e.holderPid ? ` (process ${e.holderPid})` : ''}; waited ${waitSeconds} s`);
+    throw e;
+  }
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Writes `text` to `file` durably: a temporary file, fsync, rename, fsync of the directory. */
+async function writeDurably(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } finally {
+    await rm(tmp, {force: true});
+  }
+  await syncDir(file.slice(0, file.lastIndexOf('/')) || '/');
+}
+
+async function syncFile(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  await syncFile(dir);
+}
 
 const EXT: Record<CacheCompression, string> = {xz: '.nar.xz', bzip2: '.nar.bz2', none: '.nar'};
 const COMPRESSOR: Record<CacheCompression, string[] | null> = {xz: ['xz', '-c', '-6'], bzip2: ['bzip2', '-c'], none: null};
@@ -128,7 +182,10 @@ async function writeOne(
     }
     const fileHash = toNixBase32(fileDigest.hash.digest());
     const url = `nar/${fileHash}${EXT[compression]}`;
+    // On disk before the narinfo that points to it is published (a crash must not leave a narinfo to a torn NAR).
+    await syncFile(tmp);
     await rename(tmp, join(dir, url));
+    await syncDir(join(dir, 'nar'));
     const refs = info.references.map(storePathBasename).sort();
     const lines = [
       `StorePath: ${path}`,
@@ -142,10 +199,7 @@ async function writeOne(
       ...(info.deriver ? [`Deriver: ${storePathBasename(info.deriver)}`] : []),
     ];
     await beforePublish();
-    const nfile = narinfoFile(dir, path);
-    const ntmp = `${nfile}.tmp-${randomBytes(4).toString('hex')}`;
-    await writeFile(ntmp, lines.join('\n') + '\n');
-    await rename(ntmp, nfile);
+    await writeDurably(narinfoFile(dir, path), lines.join('\n') + '\n');
     return {narBytes: narDigest.bytes, fileBytes: fileDigest.bytes};
   } finally {
     await rm(tmp, {force: true});
@@ -228,9 +282,7 @@ export async function recordSet(dir: string, name: string, paths: readonly strin
     // new set
   }
   await mkdir(join(dir, 'sets'), {recursive: true});
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, text);
-  await rename(tmp, file);
+  await writeDurably(file, text);
   return true;
 }
 

@@ -33,7 +33,21 @@ export interface ProductContext {
   /** The build's output paths; a product must be one of them or lie below one. */
   outputs: readonly string[];
   fileInfo: ProductFileInfo;
+  /** Products already taken (by earlier outputs' files); at most MAX_BUILD_PRODUCTS in all. Default 0. */
+  taken?: number;
+  /** Member path → its entry, shared across products files: each file is looked at (hashed) once. */
+  infoCache?: Map<string, Promise<ProductFileEntry>>;
+  /** Lines beyond the product cap and similar notes. */
+  onWarning?(message: string): void;
+  /** Stops the work (rejects with the signal's reason) when aborted. */
+  signal?: AbortSignal;
 }
+
+/**
+ * Most products a build records (hydra-ops rule; Hydra has none): a products file is hostile input, and each
+ * product is a row in BuildProducts plus a hash of its file. Products beyond it are dropped with a warning.
+ */
+export const MAX_BUILD_PRODUCTS = 1000;
 
 // POSIX [[:space:]]: space, \t, \n, \v, \f, \r.
 const SPACE = '[ \\t\\n\\v\\f\\r]';
@@ -67,8 +81,11 @@ export function parseProductLine(line: string): {type: string; subtype: string; 
 export async function parseBuildProducts(text: string, ctx: ProductContext, firstNr = 1): Promise<BuildProduct[]> {
   const dir = ctx.storeDir ?? defaultStoreDir();
   const outputs = ctx.outputs.map(canonPath);
+  const cache = ctx.infoCache ?? new Map<string, Promise<ProductFileEntry>>();
   const res: BuildProduct[] = [];
+  let dropped = 0;
   for (const line of nonEmptyLines(text)) {
+    ctx.signal?.throwIfAborted();
     const parsed = parseProductLine(line);
     if (parsed === null) continue;
     if (parsed.path.length === 0 || !parsed.path.startsWith('/') || parsed.path.includes('\0')) continue;
@@ -76,7 +93,13 @@ export async function parseBuildProducts(text: string, ctx: ProductContext, firs
     if (!isWithin(path, dir) || path === dir) continue;
     const output = outputs.find((o) => isWithin(path, o));
     if (output === undefined) continue;
-    const info = await ctx.fileInfo(path);
+    if ((ctx.taken ?? 0) + res.length >= MAX_BUILD_PRODUCTS) {
+      dropped++;
+      continue;
+    }
+    let pending = cache.get(path);
+    if (pending === undefined) cache.set(path, (pending = ctx.fileInfo(path)));
+    const info = await pending;
     if (info.type === 'missing') continue;
     let name = path === output ? '' : path.slice(path.lastIndexOf('/') + 1);
     if (!PRODUCT_NAME.test(name)) name = '';
@@ -92,6 +115,7 @@ export async function parseBuildProducts(text: string, ctx: ProductContext, firs
       defaultPath: parsed.defaultPath,
     });
   }
+  if (dropped > 0) ctx.onWarning?.(`${dropped} build product${dropped === 1 ? '' : 's'} dropped: a build records at most ${MAX_BUILD_PRODUCTS}`);
   return res;
 }
 
@@ -237,7 +261,7 @@ export const NIX_SUPPORT_MAX_BYTES = 16 * 1024 * 1024;
 export async function collectNixSupport(
   outputs: readonly {name: string; path: string}[],
   fs: NixSupportFs,
-  options: {storeDir?: string; maxBytes?: number} = {},
+  options: {storeDir?: string; maxBytes?: number; signal?: AbortSignal} = {},
 ): Promise<NixSupportResult> {
   const maxBytes = options.maxBytes ?? NIX_SUPPORT_MAX_BYTES;
   const outputPaths = outputs.map((o) => canonPath(o.path));
@@ -245,7 +269,9 @@ export async function collectNixSupport(
   const result: NixSupportResult = {products: [], releaseName: null, metrics: new Map(), failed: false, warnings: []};
   let explicitProducts = false;
 
+  const signal = options.signal;
   const read = async (file: string): Promise<string | null> => {
+    signal?.throwIfAborted();
     const r = await fs.readRegular(file, maxBytes);
     if (r.kind === 'absent') return null;
     if (r.kind === 'too-large') {
@@ -255,14 +281,21 @@ export async function collectNixSupport(
     return r.data.toString('utf8');
   };
 
-  const ctx: ProductContext = {outputs: outputPaths, fileInfo: fs.fileInfo};
+  const ctx: ProductContext = {
+    outputs: outputPaths,
+    fileInfo: fs.fileInfo,
+    infoCache: new Map(),
+    onWarning: (w) => result.warnings.push(w),
+  };
   if (options.storeDir !== undefined) ctx.storeDir = options.storeDir;
+  if (signal !== undefined) ctx.signal = signal;
   for (const out of byPath) {
     const support = `${out}/nix-support`;
     if ((await fs.typeOf(`${support}/failed`)) !== 'missing') result.failed = true;
     const products = await read(`${support}/hydra-build-products`);
     if (products === null) continue;
     explicitProducts = true;
+    ctx.taken = result.products.length;
     result.products.push(...(await parseBuildProducts(products, ctx, result.products.length + 1)));
   }
 
@@ -283,6 +316,7 @@ export async function collectNixSupport(
     const text = await read(`${out}/nix-support/hydra-metrics`);
     if (text !== null) parseMetrics(text, result.metrics);
   }
+  signal?.throwIfAborted();
   return result;
 }
 
@@ -322,7 +356,7 @@ export function memberMapFs(members: ReadonlyMap<string, RecordedMember>): NixSu
  * or lies below one and no component below the output root is a symlink (as in the NAR, where a symlinked
  * directory has no members).
  */
-export function localNixSupportFs(outputs: readonly string[]): NixSupportFs {
+export function localNixSupportFs(outputs: readonly string[], signal?: AbortSignal): NixSupportFs {
   const roots = outputs.map(canonPath);
 
   /** lstat of the member, or null when it is not a member. */
@@ -365,7 +399,7 @@ export function localNixSupportFs(outputs: readonly string[]): NixSupportFs {
       if (!st.isFile()) return {type: 'missing'};
       const hash = createHash('sha256');
       let size = 0;
-      for await (const chunk of createReadStream(path)) {
+      for await (const chunk of createReadStream(path, signal ? {signal} : {})) {
         hash.update(chunk as Buffer);
         size += (chunk as Buffer).length;
       }

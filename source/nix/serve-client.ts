@@ -4,6 +4,8 @@
 import type {Readable, Writable} from 'node:stream';
 import {parseNar, writeExportEntry, type NarParseOptions, type NarVisitor} from './nar.js';
 import {ProtocolError, WireReader, WireWriter, sortedSet} from './wire.js';
+import {isStorePath} from './store-path.js';
+import {escapeControl} from '../config/escape.js';
 
 export const SERVE_MAGIC_1 = 0x390c9deb;
 export const SERVE_MAGIC_2 = 0x5452eecb;
@@ -523,7 +525,13 @@ export function decodeBuiltOutputs(raw: ReadonlyMap<string, string>, storeDir: s
     if (typeof outPath !== 'string' || outPath === '') {
       throw new ProtocolError(`builtOutputs value for '${key}' has no outPath`);
     }
-    out.set(name, outPath.startsWith('/') ? outPath : `${storeDir}/${outPath}`);
+    // The builder's word: it must name a path directly in the store (no `..`, no other directory), or the step would
+    // root, hash and record whatever file it names.
+    const full = outPath.startsWith('/') ? outPath : `${storeDir}/${outPath}`;
+    if (!isStorePath(full, storeDir)) {
+      throw new ProtocolError(`the builder reports output '${escapeControl(name)}' at ${JSON.stringify(escapeControl(outPath))}, which is not a store path in ${storeDir}`);
+    }
+    out.set(name, full);
   }
   return out;
 }

@@ -141,15 +141,19 @@ export async function queryClosure(paths: Iterable<string>): Promise<string[]> {
  * Σ NAR size over the closure of `paths` in the local store: `--query --requisites`, then `--query --size`, both
  * with at most `chunkSize` paths per command line (a large aggregate's closure does not fit in one argv).
  */
-export async function closureNarSize(paths: Iterable<string>, opts: {nixStore?: string; chunkSize?: number} = {}): Promise<number> {
+export async function closureNarSize(paths: Iterable<string>, opts: {nixStore?: string; chunkSize?: number; signal?: AbortSignal} = {}): Promise<number> {
   const bin = opts.nixStore ?? 'nix-store';
   const size = opts.chunkSize ?? CHUNK;
   const all = [...new Set(paths)];
   if (all.length === 0) return 0;
   const closure = new Set<string>();
-  for (const chunk of chunks(all, size)) for (const p of lines(await nixStore(['--query', '--requisites', ...chunk], bin))) closure.add(p);
+  for (const chunk of chunks(all, size)) {
+    opts.signal?.throwIfAborted();
+    for (const p of lines(await nixStore(['--query', '--requisites', ...chunk], bin))) closure.add(p);
+  }
   let total = 0;
   for (const chunk of chunks([...closure], size)) {
+    opts.signal?.throwIfAborted();
     const sizes = lines(await nixStore(['--query', '--size', ...chunk], bin));
     if (sizes.length !== chunk.length || !sizes.every((x) => /^\d+$/.test(x))) {
       throw new Error(`nix-store --query --size printed ${sizes.length} sizes for ${chunk.length} paths`);
@@ -217,16 +221,26 @@ export function topoSortPaths(
  * (directory created on demand; an existing file is left alone). Returns the root file's path.
  */
 export async function addGcRoot(gcRootsDir: string, storePath: string): Promise<string> {
+  return (await createGcRoot(gcRootsDir, storePath)).root;
+}
+
+/**
+ * addGcRoot, also saying whether the root file is new. Nix's collector treats such a file as a root once the path
+ * it names is valid, so it may be made before the path exists (before an import): the path is then rooted from
+ * the moment it becomes valid.
+ */
+export async function createGcRoot(gcRootsDir: string, storePath: string): Promise<{root: string; created: boolean}> {
   if (!isStorePath(storePath)) throw new Error(`cannot add a GC root for '${storePath}': not a store path`);
   await mkdir(gcRootsDir, {recursive: true});
   const root = join(gcRootsDir, storePathBasename(storePath));
   try {
     const fh = await open(root, 'wx', 0o644);
     await fh.close();
+    return {root, created: true};
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    return {root, created: false};
   }
-  return root;
 }
 
 /** `<dataDir>/build-logs/<first 2 chars of the drv basename>/<rest of it>`. */

@@ -180,6 +180,7 @@ export class StepExecution {
         maxLogSize: ctx.options.runner.maxLogSize,
         maxOutputSize: ctx.options.runner.maxOutputSize,
         logPath,
+        ...(ctx.options.runner.gcRootsDir ? {gcRootsDir: ctx.options.runner.gcRootsDir} : {}),
         signal: a.controller.signal,
         // With a destination store the outputs go there in busy 40 (as Hydra copies them to its destStore while
         // receiving); post-processing is shown once they are published.

@@ -1,4 +1,5 @@
 // Small text helpers for the console: compact durations, ages, truncation, padding.
+import {escapeControl} from '../config/escape.js';
 
 /** `42s`, `3m05s`, `3h12m`, `2d04h`. */
 export function formatDuration(seconds: number | null | undefined): string {
@@ -25,8 +26,9 @@ export function truncate(text: string, width: number, ellipsis = '…'): string 
   return text.slice(0, width - ellipsis.length) + ellipsis;
 }
 
+/** `text` fitted to `width` columns; control characters (terminal escapes from names, messages) shown escaped. */
 export function pad(text: string, width: number, align: 'left' | 'right' = 'left', ellipsis = '…'): string {
-  const t = truncate(text, width, ellipsis);
+  const t = truncate(escapeControl(text), width, ellipsis);
   return align === 'right' ? t.padStart(width) : t.padEnd(width);
 }
 

@@ -6,7 +6,7 @@ import {usageError} from '../exit-codes.js';
 import {printJson} from '../output.js';
 import {parseId, runAction} from '../acting.js';
 import {CLOSURE_KINDS, exportClosure, type ClosureKind} from '../../actions/export.js';
-import {BinaryCacheError, forgetSet, gcBinaryCache, type CacheCompression} from '../../nix/binary-cache.js';
+import {BinaryCacheError, forgetSet, gcBinaryCache, withCacheLock, type CacheCompression} from '../../nix/binary-cache.js';
 import {formatBytes} from '../../actions/ping.js';
 
 interface ExportOptions {
@@ -79,13 +79,13 @@ Examples:
         if (!ctx.json) process.stdout.write(`${r.set}: ${r.paths} paths, ${r.written.length} written (${formatBytes(r.fileBytes)} compressed), ${r.skipped.length} already in ${dir}\n`);
       }
       if (opts.forget) {
-        const dropped = await cacheErrors(() => forgetSet(dir, opts.forget!));
+        const dropped = await cacheErrors(() => withCacheLock(dir, () => forgetSet(dir, opts.forget!)));
         if (!dropped) throw usageError(`export --forget: no set "${opts.forget}" in ${dir}/sets`);
         out.forgotten = opts.forget;
         if (!ctx.json) process.stdout.write(`forgot set ${opts.forget}\n`);
       }
       if (opts.gc) {
-        const g = await cacheErrors(() => gcBinaryCache(dir, {dryRun: opts.dryRun === true}));
+        const g = await cacheErrors(() => withCacheLock(dir, () => gcBinaryCache(dir, {dryRun: opts.dryRun === true})));
         out.gc = {...g, dryRun: opts.dryRun === true};
         if (!ctx.json) {
           for (const f of g.removed) process.stdout.write(`${opts.dryRun ? 'would remove' : 'removed'} ${f}\n`);

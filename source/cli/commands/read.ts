@@ -1,5 +1,6 @@
 // Read-only listings: queue, builds, build ID, steps, jobsets, evals. JSON rows use Hydra's lower-case
 // column names; listings page with keyset cursors (--after takes the previous page's nextCursor).
+import {escapeControl} from '../../config/escape.js';
 import type {Command} from 'commander';
 import type {AppContext} from '../context.js';
 import {notFound, usageError} from '../exit-codes.js';
@@ -130,12 +131,14 @@ export function registerReadCommands(program: Command, ctx: AppContext): void {
         ...outputs.map((o) => `output ${o.name}: ${o.path ?? '-'}`),
         `evals: ${evals.join(', ') || '-'}`,
       ];
-      process.stdout.write(lines.join('\n') + '\n');
+      process.stdout.write(lines.map(escapeControl).join('\n') + '\n');
       if (steps.length) stepTable(steps);
       for (const r of postBuild) {
         const result = r.status === 'done' || r.status === 'failed' ? `${r.status}${r.exit_code !== null ? ` (exit ${r.exit_code})` : r.signal ? ` (${r.signal})` : ''}` : r.status;
-        process.stdout.write(`post-build ${r.matcher} (${r.command_source ?? `command ${r.command_id}`})\n  ${result}, attempt ${r.attempts}${r.error ? `: ${r.error}` : ''}\n`);
-        if (r.output) process.stdout.write(r.output.replace(/\n$/, '').split('\n').map((l) => `  | ${l}`).join('\n') + '\n');
+        process.stdout.write(
+          `${escapeControl(`post-build ${r.matcher} (${r.command_source ?? `command ${r.command_id}`})`)}\n  ${escapeControl(`${result}, attempt ${r.attempts}${r.error ? `: ${r.error}` : ''}`)}\n`,
+        );
+        if (r.output) process.stdout.write(r.output.replace(/\n$/, '').split('\n').map((l) => `  | ${escapeControl(l)}`).join('\n') + '\n');
       }
     });
 
