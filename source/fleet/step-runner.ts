@@ -6,7 +6,6 @@
 // machine fault; an aborted step kills the remote build and becomes status 4.
 
 import {rm} from 'node:fs/promises';
-import {execa} from 'execa';
 import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
 import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
