@@ -1,7 +1,6 @@
 // hydra-ops' own persisted settings (`hydra-ops config get|set|unset|list`), stored as JSON in `$HYDRA_OPS_CONFIG_DIR/config.json`, else `$XDG_CONFIG_HOME/hydra-ops/config.json`,
 // else `~/.config/hydra-ops/config.json`. The file holds the embedded server's password, so it is
-// written with mode 0600 (from creation: a temporary file opened O_EXCL with that mode, then renamed over the
-// old one) and a directory we create is 0700. Reading and writing use node:fs directly: every command reads the
+// written with mode 0600 (from creation: private-file.ts) and a directory we create is 0700. Reading and writing use node:fs directly: every command reads the
 // settings, and a command line that answers fast cannot afford a settings library's start-up (a schema
 // compiler took about as long as the rest of a script-mode command).
 //
@@ -19,7 +18,8 @@
 //   logFormat text, readonly false, localAdmin false.
 
 import {randomBytes} from 'node:crypto';
-import {closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync} from 'node:fs';
+import {mkdirSync, readFileSync} from 'node:fs';
+import {writePrivateFile} from './private-file.js';
 import {homedir} from 'node:os';
 import {join, resolve} from 'node:path';
 import {ConfigError, quote} from './errors.js';
@@ -168,22 +168,11 @@ function readStored(file: string): Stored {
   return data as Stored;
 }
 
-/** Replaces the file atomically; the new file is 0600 from the moment it exists. */
+/** Replaces the file atomically; the new file is 0600 from the moment it exists (private-file.ts). */
 function writeStored(dir: string, file: string, data: Stored): void {
   try {
     mkdirSync(dir, {recursive: true, mode: 0o700});
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(data, null, '\t')}\n`);
-      fsyncSync(fd);
-    } catch (error) {
-      closeSync(fd);
-      rmSync(tmp, {force: true});
-      throw error;
-    }
-    closeSync(fd);
-    renameSync(tmp, file);
+    writePrivateFile(file, `${JSON.stringify(data, null, '\t')}\n`);
   } catch (error) {
     const err = error as NodeJS.ErrnoException;
     throw new ConfigError(`${file}: cannot write the settings: ${err.code ?? ''}${err.code ? ' ' : ''}${err.message}`, {file});

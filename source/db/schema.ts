@@ -217,41 +217,22 @@ export async function inspectSchema(db: Queryable, options: SchemaOptions = {}):
   const hydraOpsVersion = opsRead.version;
   const ops = hydraOpsNote(opsRead, hydraOpsLatest);
   const base = {hydraOpsVersion, hydraOpsLatest};
+  /** A database hydra-ops will not use as Hydra's: empty or foreign, with the reason. */
+  const unusable = (kind: 'empty' | 'foreign', message: string): SchemaState => ({...base, kind, hydraVersion: null, supported: false, missing: [], message});
 
   const relations = await relationNames(db, 'public');
   if (relations.size === 0) {
-    return {
-      ...base,
-      kind: 'empty',
-      hydraVersion: null,
-      supported: false,
-      missing: [],
-      message: `The database has no tables; \`hydra-ops db init\` creates Hydra schema ${HYDRA_SCHEMA_VERSION} (${ops}).`,
-    };
+    return unusable('empty', `The database has no tables; \`hydra-ops db init\` creates Hydra schema ${HYDRA_SCHEMA_VERSION} (${ops}).`);
   }
   if (!relations.has('schemaversion')) {
-    return {
-      ...base,
-      kind: 'foreign',
-      hydraVersion: null,
-      supported: false,
-      missing: [],
-      message:
-        `The database has ${relations.size} relation(s) in schema public but no SchemaVersion table: ` +
+    return unusable(
+      'foreign',
+      `The database has ${relations.size} relation(s) in schema public but no SchemaVersion table: ` +
         'it is not a Hydra database; hydra-ops will not use or initialise it.',
-    };
+    );
   }
   const read = await readSchemaVersion(db);
-  if (!read.ok) {
-    return {
-      ...base,
-      kind: 'foreign',
-      hydraVersion: null,
-      supported: false,
-      missing: [],
-      message: `Malformed Hydra schema: ${read.problem}; hydra-ops will not use or initialise this database.`,
-    };
-  }
+  if (!read.ok) return unusable('foreign', `Malformed Hydra schema: ${read.problem}; hydra-ops will not use or initialise this database.`);
   const hydraVersion = read.version;
   const missing = await findMissing(db, hydraVersion);
   const versionOk = SUPPORTED_HYDRA_VERSIONS.includes(hydraVersion);

@@ -97,10 +97,7 @@ export class StepExecution {
     try {
       nowFailed = await sql.failedPathsAmong(ctx.pool, staticOutputs);
     } catch (e) {
-      ctx.log('error', `cannot start step ${step.drvPath}: ${(e as Error).message}`);
-      this.release(lease);
-      step.after = Date.now() + 2000;
-      ctx.requeue(step);
+      this.startLater(step, lease, e);
       return;
     }
     if (nowFailed.length > 0) {
@@ -116,14 +113,18 @@ export class StepExecution {
     try {
       stepnr = await this.insertStepRow(step, accounting, mname, startedAt);
     } catch (e) {
-      // No database: give the slot back and try again a little later.
-      ctx.log('error', `cannot start step ${step.drvPath}: ${(e as Error).message}`);
-      this.release(lease);
-      step.after = Date.now() + 2000;
-      ctx.requeue(step);
+      this.startLater(step, lease, e);
       return;
     }
     await this.execute(step, lease, accounting, stepnr, mname, startedAt, maxSilent, timeout);
+  }
+
+  /** The step could not start (no database): give the slot back and try again a little later. */
+  private startLater(step: Step, lease: SlotLease, e: unknown): void {
+    this.ctx.log('error', `cannot start step ${step.drvPath}: ${(e as Error).message}`);
+    this.release(lease);
+    step.after = Date.now() + 2000;
+    this.ctx.requeue(step);
   }
 
   private insertStepRow(step: Step, accounting: Build, mname: string, startedAt: number): Promise<number> {

@@ -204,15 +204,15 @@ export function mergeMachines(
   steps: readonly RunningStepRow[],
   daemon: Record<string, unknown> | null,
 ): MachineView[] {
-  const views: MachineView[] = specs.map((m) => ({
-    name: m.uri,
-    host: m.host,
-    systems: m.systems,
-    maxJobs: m.maxJobs,
-    speedFactor: m.speedFactor,
-    supportedFeatures: m.supportedFeatures,
-    mandatoryFeatures: m.mandatoryFeatures,
-    inMachinesFile: true,
+  const blank = (name: string, host: string | null, inMachinesFile: boolean): MachineView => ({
+    name,
+    host,
+    systems: [],
+    maxJobs: null,
+    speedFactor: null,
+    supportedFeatures: [],
+    mandatoryFeatures: [],
+    inMachinesFile,
     drained: false,
     drainedBy: null,
     drainedAt: null,
@@ -220,6 +220,14 @@ export function mergeMachines(
     currentJobs: 0,
     steps: [],
     daemon: null,
+  });
+  const views: MachineView[] = specs.map((m) => ({
+    ...blank(m.uri, m.host, true),
+    systems: m.systems,
+    maxJobs: m.maxJobs,
+    speedFactor: m.speedFactor,
+    supportedFeatures: m.supportedFeatures,
+    mandatoryFeatures: m.mandatoryFeatures,
   }));
   const find = (name: string): MachineView => {
     const exact = views.find((v) => v.name === name);
@@ -227,23 +235,7 @@ export function mergeMachines(
     const host = hostOf(name);
     const byHost = views.find((v) => v.host === host || v.host === name);
     if (byHost) return byHost;
-    const view: MachineView = {
-      name,
-      host: host || null,
-      systems: [],
-      maxJobs: null,
-      speedFactor: null,
-      supportedFeatures: [],
-      mandatoryFeatures: [],
-      inMachinesFile: false,
-      drained: false,
-      drainedBy: null,
-      drainedAt: null,
-      note: null,
-      currentJobs: 0,
-      steps: [],
-      daemon: null,
-    };
+    const view = blank(name, host || null, false);
     views.push(view);
     return view;
   };
