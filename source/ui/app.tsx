@@ -22,6 +22,8 @@ import {DetailView} from './views/DetailView.js';
 import {LogView} from './views/LogView.js';
 import {ChecksView} from './views/ChecksView.js';
 import {AuditView} from './views/AuditView.js';
+import {EvalsView} from './views/EvalsView.js';
+import {RunnerView} from './views/RunnerView.js';
 import type {ViewProps} from './views/common.js';
 
 export interface AppProps {
@@ -125,6 +127,8 @@ const VIEW_COMPONENTS: Record<ViewName, (p: ViewProps) => React.ReactElement> = 
   log: LogView,
   checks: ChecksView,
   audit: AuditView,
+  evals: EvalsView,
+  runner: RunnerView,
 };
 
 function renderView(p: ViewProps): React.ReactElement {

@@ -210,9 +210,10 @@ export class ConsoleController {
         case 'load': {
           try {
             if (e.what === 'overview') this.dispatch({type: 'overview', data: await d.overview()});
+            else if (e.what === 'runner') this.dispatch({type: 'runnerStats', data: await d.runnerStats()});
             else this.dispatch({type: 'list', list: e.what, rows: await listSource(e.what).fetch(d, state)});
           } catch (err) {
-            this.dispatch({type: 'listError', list: e.what, error: errorText(err, e.what === 'overview' ? null : filterOf(state, e.what))});
+            this.dispatch({type: 'listError', list: e.what, error: errorText(err, e.what === 'overview' || e.what === 'runner' ? null : filterOf(state, e.what))});
           }
           return;
         }

@@ -4,7 +4,7 @@
 // effects as data. The reducer, the help overlay and the footer are all derived from KEYS.
 // Adding a key: docs/architecture.md ("Adding a key").
 import {say, stay, type Result, type State} from './model.js';
-import {buildAction, machineAction, pingAction} from './acting.js';
+import {buildAction, evalAction, machineAction, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
 import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
@@ -193,6 +193,19 @@ export const KEYS: readonly KeySpec[] = [
     run: (s) => buildAction(s, 'check'),
   },
   {
+    keys: ['r', 'ctrl-d'],
+    label: 'r ctrl-d',
+    section: 'Actions',
+    help: 'evals: restart failed / cancel queued builds (confirmed, exact scope)',
+    views: ['evals'],
+    disabled: readonly('eval action'),
+    hints: [
+      {key: 'r', what: 'restart failed'},
+      {key: '^d', what: 'cancel eval'},
+    ],
+    run: (s, key) => evalAction(s, key === 'r' ? 'restart-failed' : 'cancel-eval'),
+  },
+  {
     keys: ['e', 'E'],
     label: 'e E',
     section: 'Actions',
@@ -293,7 +306,7 @@ export const KEYS: readonly KeySpec[] = [
     keys: [':'],
     label: ':',
     section: 'Global',
-    help: 'command: :builds :queue :steps :machines :log 12/3 :build 12 :q',
+    help: 'command: :builds :queue :steps :machines :evals :runner :log 12/3 :build 12 :q',
     hints: [{what: 'command', in: BROWSE_VIEWS}],
     run: (s) => ({state: {...s, mode: 'command', input: '', inputError: null}, effects: []}),
   },

@@ -14,6 +14,7 @@ import type {
   ListName,
   ListRows,
   OverviewData,
+  RunnerStats,
   ViewName,
   WindowName,
   WindowRows,
@@ -98,6 +99,8 @@ interface BaseState {
   order: BuildOrder;
   overview: OverviewData | null;
   overviewSelected: number;
+  /** The Runner view's numbers (null until loaded, or when no runner publishes them). */
+  runnerStats: {data: RunnerStats | null; loaded: boolean; error: string | null};
   detail: DetailState | null;
   log: LogState | null;
   /** Marked build ids (Builds view). */
@@ -119,7 +122,7 @@ export type Merge = 'replace' | 'append' | 'prepend';
 export type Effect =
   | {type: 'fetch'; list: WindowName; anchor: Anchor; merge: Merge; limit: number; gen: number; jump?: boolean}
   | {type: 'count'; list: WindowName; gen: number}
-  | {type: 'load'; what: ListName | 'overview'}
+  | {type: 'load'; what: ListName | 'overview' | 'runner'}
   | {type: 'detail'; id: number}
   | {type: 'openLog'; build: number; stepnr?: number; file?: string}
   | {type: 'readLog'; top: number; count: number}
@@ -139,8 +142,9 @@ export type Action =
   | {type: 'count'; list: WindowName; gen: number; total: number}
   | {type: 'pageError'; list: WindowName; gen: number; error: string}
   | {type: 'list'; list: ListName; rows: unknown[]}
-  | {type: 'listError'; list: ListName | 'overview'; error: string}
+  | {type: 'listError'; list: ListName | 'overview' | 'runner'; error: string}
   | {type: 'overview'; data: OverviewData}
+  | {type: 'runnerStats'; data: RunnerStats | null}
   | {type: 'detail'; id: number; data: BuildDetail | null; error?: string}
   | {type: 'logOpened'; build: number; stepnr: number | null; path: string; total: number}
   | {type: 'logError'; build: number; error: string}

@@ -31,10 +31,11 @@ export function initialState(o: InitOptions): State {
     mode: 'normal',
     input: '',
     inputError: null,
-    filters: {builds: null, steps: null, machines: null, ...o.filters},
+    filters: {builds: null, steps: null, machines: null, evals: null, ...o.filters},
     order: 'id-desc',
     overview: null,
     overviewSelected: 0,
+    runnerStats: {data: null, loaded: false, error: null},
     detail: null,
     log: null,
     marks: [],
@@ -91,9 +92,12 @@ export function reduce(state: State, action: Action): Result {
     }
     case 'listError':
       if (action.list === 'overview') return {state: {...state, message: {text: `overview: ${action.error}`, error: true}}, effects: []};
+      if (action.list === 'runner') return {state: {...state, runnerStats: {...state.runnerStats, loaded: true, error: action.error}}, effects: []};
       return {state: {...state, [action.list]: {...listOf(state, action.list), loaded: true, error: action.error}}, effects: []};
     case 'overview':
       return {state: {...state, overview: action.data}, effects: []};
+    case 'runnerStats':
+      return {state: {...state, runnerStats: {data: action.data, loaded: true, error: null}}, effects: []};
     case 'detail': {
       if (!state.detail || state.detail.id !== action.id) return {state, effects: []};
       const steps = action.data?.steps.length ?? 0;
