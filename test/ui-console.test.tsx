@@ -636,3 +636,47 @@ test('runner: :runner shows dispatch, ingestion, wake-ups, DB pool, retries and 
   for (const l of n.split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
   await none.unmount();
 });
+
+test('x opens the action menu of the view; enter runs the chosen line; y copies via OSC 52 and shows the text; o opens or shows the URL', async () => {
+  const written: string[] = [];
+  const opened: string[] = [];
+  const data = new FakeData();
+  const r = await renderConsole(data, {controller: {terminal: (s) => written.push(s), hydraUrl: 'https://hydra.example.org/', openUrl: async (u) => (opened.push(u), false)}});
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press('x');
+  const menu = await r.waitFor((f) => f.includes('Actions — enter runs'), 'menu');
+  for (const line of [/restart/, /cancel/, /bump \(Hydra\)/, /bump above every existing bump/, /y\s+copy the drv path/, /o\s+open in Hydra's web UI/]) assert.match(menu, line);
+  assert.match(menu, /j\/k choose/);
+  // Choose "cancel" by moving to it: the same dialog as ctrl-d.
+  const lines = menu.split('\n').filter((l) => /^[> ] \S/.test(l));
+  const idx = lines.findIndex((l) => /^[> ] ctrl-d /.test(l));
+  assert.ok(idx >= 0, menu);
+  for (let i = 0; i < idx; i++) await r.press('j');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('Cancel 1 build in alpha:main'), 'cancel dialog from the menu');
+  await r.press('n');
+  await r.press('y');
+  const copied = await r.waitFor((f) => f.includes('aaaa500-pkg500.drv — drv path copied'), 'copied');
+  assert.match(copied, /\/nix\/store\/a+500-pkg500\.drv/);
+  assert.deepEqual(written, [`\u001B]52;c;${Buffer.from(data.builds[499]!.drvpath).toString('base64')}\u0007`]);
+  await r.press('o');
+  await r.waitFor((f) => f.includes('https://hydra.example.org/build/500 — no browser here'), 'url shown');
+  assert.deepEqual(opened, ['https://hydra.example.org/build/500']);
+  await r.unmount();
+
+  const bare = await renderConsole(new FakeData(), {columns: 60, rows: 15});
+  await bare.press('8');
+  await bare.waitFor((f) => /^>\s+30 /m.test(f), 'evals');
+  await bare.press('o');
+  await bare.waitFor((f) => f.includes('open: set the web UI address first'), 'no hydraUrl');
+  await bare.press('y');
+  await bare.waitFor((f) => f.includes('30 — eval id 30 copy it from here'), 'copy fallback without a terminal hook');
+  await bare.press('x');
+  const small = await bare.waitFor((f) => f.includes('Actions'), 'menu at 60x15');
+  for (const l of small.split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
+  assert.ok(small.split('\n').length <= 15);
+  await bare.press(KEYS.esc);
+  await bare.waitFor((f) => !f.includes('Actions — enter'), 'menu closed');
+  await bare.unmount();
+});

@@ -234,3 +234,46 @@ test('runner: :runner opens the Runner view and loads the runner internals', () 
   assert.equal(r.state.view, 'runner');
   assert.deepEqual(r.effects, [{type: 'load', what: 'runner'}]);
 });
+
+test('x: the menu is generated from the key table — in every view, each line runs exactly what its key runs, disabled lines say why', async () => {
+  const {menuItems} = await import('../source/ui/state/keys.js');
+  for (const view of VIEW_NAMES) {
+    const s = populated(view);
+    const opened = reduce(s, {type: 'key', key: 'x'});
+    const items = menuItems(s);
+    if (items.length === 0) continue;
+    assert.equal(opened.state.mode, 'menu', view);
+    for (const [i, it] of items.entries()) {
+      assert.ok(bindingFor(view, it.key)?.acts, `${view}: menu line ${it.key} does not act here`);
+      const direct = reduce(s, {type: 'key', key: it.key});
+      const moved = Array.from({length: i}).reduce<State>((st) => reduce(st, {type: 'key', key: 'j'}).state, opened.state);
+      const viaMenu = reduce(moved, {type: 'key', key: 'enter'});
+      assert.deepEqual(viaMenu.effects, direct.effects, `${view}: ${it.key}`);
+      assert.equal(viaMenu.state.view, direct.state.view, `${view}: ${it.key}`);
+    }
+    assert.equal(reduce(opened.state, {type: 'key', key: 'esc'}).state.mode, 'normal');
+  }
+  // Every action of the Builds view is in its menu.
+  const keys = menuItems(populated('builds')).map((i) => i.key);
+  for (const k of ['r', 'ctrl-d', 'b', 'B', 'c', 'y', 'o', 'l', 'enter', '/', 'space']) assert.ok(keys.includes(k), `builds menu lacks ${k}: ${keys.join(' ')}`);
+  assert.deepEqual(menuItems(populated('evals')).map((i) => i.key).filter((k) => k === 'r' || k === 'ctrl-d'), ['r', 'ctrl-d']);
+  const ro = menuItems(populated('builds', NONE));
+  assert.equal(ro.find((i) => i.key === 'r')?.disabled, 'read-only');
+  // A disabled line is refused like its key.
+  const s = populated('builds', NONE);
+  const m = reduce(s, {type: 'key', key: 'x'}).state;
+  const r = reduce(m, {type: 'key', key: 'r'});
+  assert.deepEqual(r.effects, []);
+  assert.equal(r.state.message?.error, true);
+});
+
+test('y copies the drv path (the build or eval id where there is none); o asks for the page of the selection', () => {
+  assert.deepEqual(reduce(populated('builds'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/x-2.drv', what: 'drv path'}]);
+  assert.deepEqual(reduce(populated('steps'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '2', what: 'build id 2'}]);
+  assert.deepEqual(reduce(populated('evals'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '2', what: 'eval id 2'}]);
+  assert.deepEqual(reduce(populated('builds'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/build/2'}]);
+  assert.deepEqual(reduce(populated('evals'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/eval/2'}]);
+  assert.deepEqual(reduce(populated('jobsets'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/jobset/p/b'}]);
+  assert.deepEqual(reduce(populated('machines'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/machines'}]);
+  assert.deepEqual(reduce(populated('audit'), {type: 'key', key: 'y'}).state.message, {text: 'copy: nothing to copy here (select a build, step or eval)', error: false});
+});

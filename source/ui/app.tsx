@@ -13,6 +13,7 @@ import {Header} from './components/Header.js';
 import {Footer} from './components/Footer.js';
 import {Dialog} from './components/Dialog.js';
 import {HelpOverlay} from './components/HelpOverlay.js';
+import {ActionMenu} from './components/ActionMenu.js';
 import {OverviewView} from './views/OverviewView.js';
 import {BuildsView} from './views/BuildsView.js';
 import {StepsView} from './views/StepsView.js';
@@ -95,6 +96,7 @@ export function App(p: AppProps): React.ReactElement {
   const vp: ViewProps = {state, theme, width, height: body, now: t};
   let main: React.ReactElement;
   if (state.mode === 'help') main = <HelpOverlay width={width} height={body} database={c.data.describe()} />;
+  else if (state.mode === 'menu' && state.menu) main = <ActionMenu menu={state.menu} width={width} height={body} />;
   else if (state.mode === 'dialog' && state.dialog) main = <Dialog dialog={state.dialog} width={width} height={body} theme={theme} />;
   else main = renderView(vp);
   return (

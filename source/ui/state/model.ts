@@ -65,6 +65,8 @@ export interface LogState {
   match: number | null;
   error: string | null;
   loading: boolean;
+  /** `t`: show each line's time of arrival (lines read while the console follows the log). */
+  timestamps?: boolean;
 }
 
 export interface Dialog {
@@ -78,7 +80,13 @@ export interface Dialog {
   error: string | null;
 }
 
-export type Mode = 'normal' | 'filter' | 'command' | 'search' | 'help' | 'dialog';
+export type Mode = 'normal' | 'filter' | 'command' | 'search' | 'help' | 'dialog' | 'menu';
+
+/** `x`: the actions of the current view, generated from the key table. */
+export interface Menu {
+  items: {key: string; what: string; disabled: string | null}[];
+  selected: number;
+}
 
 export interface DetailState {
   id: number;
@@ -106,6 +114,7 @@ interface BaseState {
   /** Marked build ids (Builds view). */
   marks: number[];
   dialog: Dialog | null;
+  menu: Menu | null;
   message: {text: string; error: boolean} | null;
   paused: boolean;
   header: HeaderData | null;
@@ -131,6 +140,10 @@ export type Effect =
   | {type: 'preview'; req: ActionRequest}
   | {type: 'act'; req: ActionRequest}
   | {type: 'pause'; paused: boolean}
+  /** `y`: put text on the terminal's clipboard (OSC 52); `what` names it in the message. */
+  | {type: 'copy'; text: string; what: string}
+  /** `o`: open a page of Hydra's web UI (a path below the hydraUrl setting). */
+  | {type: 'open'; path: string}
   | {type: 'quit'};
 
 export type Action =

@@ -6,7 +6,7 @@ import {bodyLines, scrollTop, tableRows, type Size} from './layout.js';
 import {emptyList, emptyWindow, listOf, windowOf, type Action, type Result, type State} from './model.js';
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
-import {pressKey} from './keys.js';
+import {menuKey, pressKey} from './keys.js';
 import {LIST_NAMES, WINDOW_NAMES} from './views.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
@@ -40,6 +40,7 @@ export function initialState(o: InitOptions): State {
     log: null,
     marks: [],
     dialog: null,
+    menu: null,
     message: null,
     paused: false,
     header: null,
@@ -56,6 +57,7 @@ export function reduce(state: State, action: Action): Result {
       const key = action.key;
       if (state.mode === 'help') return {state: {...state, mode: 'normal'}, effects: key === 'ctrl-c' ? [{type: 'quit'}] : []};
       if (state.mode === 'dialog') return dialogKey(state, key);
+      if (state.mode === 'menu') return menuKey(state, key);
       if (state.mode === 'filter' || state.mode === 'command' || state.mode === 'search') return inputKey(state, key);
       return pressKey(state, key);
     }
