@@ -550,3 +550,133 @@ test('starting in the builds view shows the total; fast page keys over a slow so
   assert.match(r.frame(), /109 of 1\u2009000/);
   await r.unmount();
 });
+
+test('evals: 8 shows evaluations with member counts; enter lists its builds; r and ctrl-d confirm the eval-wide scope; refusals and 60×15', async () => {
+  const data = new FakeData({
+    act: (req) => {
+      const ids = req.kind === 'cancel-eval' ? [2, 4, 6] : [1, 3];
+      return {ok: true, message: `eval ${req.eval}: ${req.dryRun ? 'would ' : ''}${req.kind} ${ids.length} build(s)`, changed: ids, targets: ids, scope: 'in beta:main (3 not running, 0 running)'};
+    },
+  });
+  const r = await renderConsole(data);
+  await r.press('8');
+  const f = await r.waitFor((x) => x.includes('Evals') && /^>\s+30 /m.test(x), 'evals');
+  assert.match(f, /id\s+project:jobset\s+time\s+builds\s+new\s+succeeded\s+failed\s+queued/);
+  assert.match(selectedLine(f), /30\s+beta:main\s+\S+\s+20\s+5\s+12\s+3\s+5/);
+  assert.match(f, /Evals — 30/);
+  assert.match(f, /r restart failed/);
+  // An eval with an error shows it.
+  await r.press('j', 'j');
+  assert.match(selectedLine(r.frame()), /^>\s+28 /);
+  await r.press('k', 'k');
+  await r.press('r');
+  const dlg = await r.waitFor((x) => x.includes('Restart 2 failed builds of eval 30 in beta:main'), 'restart-failed dialog');
+  assert.match(dlg, /builds: 1, 3/);
+  assert.deepEqual(data.acts[0], {kind: 'restart-failed', eval: 30, dryRun: true});
+  await r.press('y');
+  await r.waitFor((x) => x.includes('eval 30: restart-failed 2 build(s)'), 'restarted');
+  assert.deepEqual(data.acts[1], {kind: 'restart-failed', eval: 30, dryRun: false});
+  await r.press(KEYS.ctrlD);
+  await r.waitFor((x) => x.includes('Cancel 3 queued builds of eval 30'), 'cancel-eval dialog');
+  await r.press('n');
+  await r.waitFor((x) => x.includes('cancelled: nothing changed'), 'declined');
+  assert.equal(data.acts.length, 3);
+  await r.press(KEYS.enter);
+  const b = await r.waitFor((x) => x.includes('filter: eval:30'), 'builds of the eval');
+  assert.match(b, /Evals › Builds/);
+  assert.ok(data.calls.some((c) => c === 'pageBuilds start eval:30'), data.calls.join('\n'));
+  await r.press(KEYS.esc, KEYS.esc);
+  await r.waitFor((x) => /^>\s+30 /m.test(x) && x.includes('Evals'), 'back to evals');
+  await r.unmount();
+
+  const ro = await renderConsole(new FakeData({caps: {readonly: 'read-only mode (from --readonly): mutations are disabled'}}), {columns: 60, rows: 15});
+  await ro.press('8');
+  const small = await ro.waitFor((x) => /^>\s+30 /m.test(x), 'evals at 60x15');
+  for (const l of small.split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
+  assert.ok(small.split('\n').length <= 15);
+  assert.match(small, /failed/);
+  await ro.press('r');
+  await ro.waitFor((x) => x.includes('eval action: read-only mode'), 'refusal');
+  await ro.unmount();
+
+  // Wide enough, the evaluation error shows (it is the first column dropped when narrow).
+  const wide = await renderConsole(new FakeData(), {columns: 120, rows: 30});
+  await wide.press('8');
+  const w = await wide.waitFor((x) => /^>\s+30 /m.test(x), 'evals at 120 columns');
+  assert.match(w, /^\s+28 .*error: attribute mi/m);
+  assert.match(w, /^\s+20 .*\(no changes\)$/m);
+  await wide.unmount();
+});
+
+test('runner: :runner shows dispatch, ingestion, wake-ups, DB pool, retries and unsupported steps from the runner; without one it says so', async () => {
+  const data = new FakeData();
+  const r = await renderConsole(data);
+  await r.press(':');
+  await r.type('runner');
+  await r.press(KEYS.enter);
+  const f = await r.waitFor((x) => x.includes('dispatch rounds'), 'runner view');
+  assert.match(f, /source\s+in-process scheduler · data 1s old/);
+  assert.match(f, /dispatch rounds\s+4[,\u2009]?321 · total 8[,\u2009]?642 ms · avg 2\.0 ms · last 3\.0 ms/);
+  assert.match(f, /ingestion\s+1[,\u2009]?500 builds read · 2\.0 ms per build · 25\.0\/s now/);
+  assert.match(f, /queue wake-ups\s+77/);
+  assert.match(f, /DB pool\s+6 open · 4 idle · 2 in use · 0 waiting/);
+  assert.match(f, /retries\s+9 · most for one step 3/);
+  assert.match(f, /unsupported\s+2 steps without a capable machine · 1 failed as unsupported/);
+  // Live: a runner change re-reads it.
+  const before = data.calls.filter((c) => c === 'runnerStats').length;
+  data.emit('runner');
+  await r.waitFor(() => data.calls.filter((c) => c === 'runnerStats').length > before, 'refresh');
+  await r.unmount();
+
+  const none = await renderConsole(new FakeData({runner: null}), {columns: 60, rows: 15});
+  await none.press(':');
+  await none.type('runner');
+  await none.press(KEYS.enter);
+  const n = await none.waitFor((x) => x.includes('no runner data'), 'no runner');
+  for (const l of n.split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
+  await none.unmount();
+});
+
+test('x opens the action menu of the view; enter runs the chosen line; y copies via OSC 52 and shows the text; o opens or shows the URL', async () => {
+  const written: string[] = [];
+  const opened: string[] = [];
+  const data = new FakeData();
+  const r = await renderConsole(data, {controller: {terminal: (s) => written.push(s), hydraUrl: 'https://hydra.example.org/', openUrl: async (u) => (opened.push(u), false)}});
+  await r.press('2');
+  await r.waitFor((f) => f.includes('pkg500'), 'builds');
+  await r.press('x');
+  const menu = await r.waitFor((f) => f.includes('Actions — enter runs'), 'menu');
+  for (const line of [/restart/, /cancel/, /bump \(Hydra\)/, /bump above every existing bump/, /y\s+copy the drv path/, /o\s+open in Hydra's web UI/]) assert.match(menu, line);
+  assert.match(menu, /j\/k choose/);
+  // Choose "cancel" by moving to it: the same dialog as ctrl-d.
+  const lines = menu.split('\n').filter((l) => /^[> ] \S/.test(l));
+  const idx = lines.findIndex((l) => /^[> ] ctrl-d /.test(l));
+  assert.ok(idx >= 0, menu);
+  for (let i = 0; i < idx; i++) await r.press('j');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('Cancel 1 build in alpha:main'), 'cancel dialog from the menu');
+  await r.press('n');
+  await r.press('y');
+  const copied = await r.waitFor((f) => f.includes('aaaa500-pkg500.drv — drv path copied'), 'copied');
+  assert.match(copied, /\/nix\/store\/a+500-pkg500\.drv/);
+  assert.deepEqual(written, [`\u001B]52;c;${Buffer.from(data.builds[499]!.drvpath).toString('base64')}\u0007`]);
+  await r.press('o');
+  await r.waitFor((f) => f.includes('https://hydra.example.org/build/500 — no browser here'), 'url shown');
+  assert.deepEqual(opened, ['https://hydra.example.org/build/500']);
+  await r.unmount();
+
+  const bare = await renderConsole(new FakeData(), {columns: 60, rows: 15});
+  await bare.press('8');
+  await bare.waitFor((f) => /^>\s+30 /m.test(f), 'evals');
+  await bare.press('o');
+  await bare.waitFor((f) => f.includes('open: set the web UI address first'), 'no hydraUrl');
+  await bare.press('y');
+  await bare.waitFor((f) => f.includes('30 — eval id 30 copy it from here'), 'copy fallback without a terminal hook');
+  await bare.press('x');
+  const small = await bare.waitFor((f) => f.includes('Actions'), 'menu at 60x15');
+  for (const l of small.split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
+  assert.ok(small.split('\n').length <= 15);
+  await bare.press(KEYS.esc);
+  await bare.waitFor((f) => !f.includes('Actions — enter'), 'menu closed');
+  await bare.unmount();
+});

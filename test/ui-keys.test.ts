@@ -33,6 +33,7 @@ function populated(view: ViewName, caps: Capabilities = FULL): State {
   const jobset = (name: string) => ({project: 'p', name, enabled: 1, shares: 100, shareUsed: null, queued: 1, running: 0, oldest: null});
   const check = (id: number) => ({id, build: id, drvPath: '/nix/store/c.drv', originalMachine: null, checkMachine: null, verdict: 'not-reproducible', differing: ['out'], diffLogPath: `/tmp/${id}.diff`, startedAt: null});
   const audit = (id: number) => ({id, at: 'now', hydraUser: 'a', unixUser: 'a', action: 'restart', scope: '', targetCount: 1, resultCount: 1, outcome: 'ok', message: null});
+  const evalRow = (id: number) => ({id, project: 'p', jobset: 'j', timestamp: 1, evaltime: 1, hasnewbuilds: 1, error: null, builds: 3, new: 1, succeeded: 1, failed: 1, queued: 1});
   const detailStep = (n: number) => ({stepnr: n, drvpath: null, busy: 0, status: 0, machine: 'ssh://m1', starttime: 1, stoptime: 2, errormsg: null});
   return {
     ...s,
@@ -42,6 +43,7 @@ function populated(view: ViewName, caps: Capabilities = FULL): State {
     builds: loadedWindow([build(3), build(2), build(1)]),
     audit: loadedWindow([audit(2), audit(1)]),
     checks: loadedWindow([check(2), check(1)]),
+    evals: loadedWindow([evalRow(3), evalRow(2), evalRow(1)]),
     steps: loadedList([step(1, 1), step(2, 1)]),
     machines: loadedList([machine('m1'), machine('m2')]),
     jobsets: loadedList([jobset('a'), jobset('b')]),
@@ -153,7 +155,7 @@ test('views table: number keys 1…n in tab order, unique `:` names, every view 
   const names = VIEW_NAMES.flatMap((v) => VIEWS[v].commands);
   assert.equal(new Set(names).size, names.length, 'a `:` name is used twice');
   for (const reserved of ['log', 'build', 'queue', 'q', 'quit']) assert.ok(!VIEW_COMMANDS.has(reserved), reserved);
-  assert.deepEqual([...FILTER_VIEWS].sort(), ['builds', 'machines', 'steps']);
+  assert.deepEqual([...FILTER_VIEWS].sort(), ['builds', 'evals', 'machines', 'steps']);
   const init = initialState({size: {columns: 80, rows: 24}});
   for (const v of WINDOW_NAMES) assert.equal(init[v].loaded, false, v);
   for (const v of LIST_NAMES) assert.deepEqual(init[v].rows, [], v);
@@ -194,4 +196,84 @@ test('a window refreshed in place that comes back empty is read again from its s
   const w = {...s.builds, offset: 40, selected: 41, top: 40, atStart: false, pending: 'replace' as const};
   const r = reduce({...s, builds: w}, {type: 'page', list: 'builds', gen: w.gen, merge: 'replace', anchor: {kind: 'from', key: [3]}, limit: 50, rows: []});
   assert.deepEqual(r.effects.find((e) => e.type === 'fetch'), {type: 'fetch', list: 'builds', anchor: {kind: 'start'}, merge: 'replace', limit: 50, gen: w.gen});
+});
+
+test('evals: enter opens the Builds view filtered to the eval; r / ctrl-d preview the eval-wide action, then confirm with the exact scope', () => {
+  const s = populated('evals');
+  const e = reduce(s, {type: 'key', key: 'enter'});
+  assert.equal(e.state.view, 'builds');
+  assert.equal(e.state.filters.builds, 'eval:2');
+  assert.deepEqual(e.state.back, ['overview', 'evals']);
+  const r = reduce(s, {type: 'key', key: 'r'});
+  assert.deepEqual(r.effects, [{type: 'preview', req: {kind: 'restart-failed', eval: 2, dryRun: true}}]);
+  const c = reduce(s, {type: 'key', key: 'ctrl-d'});
+  assert.deepEqual(c.effects, [{type: 'preview', req: {kind: 'cancel-eval', eval: 2, dryRun: true}}]);
+  // The preview's answer: the dialog names the count, the eval and its scope; above 100 the count is typed.
+  const ids = Array.from({length: 150}, (_, i) => i + 1);
+  const d = reduce(c.state, {type: 'previewed', req: {kind: 'cancel-eval', eval: 2, dryRun: true}, outcome: {ok: true, message: '', changed: ids, targets: ids, scope: 'in p:j (150 not running, 0 running)'}});
+  assert.equal(d.state.mode, 'dialog');
+  assert.equal(d.state.dialog?.title, 'Cancel 150 queued builds of eval 2 in p:j (150 not running, 0 running)?');
+  assert.equal(d.state.dialog?.typed, 150);
+  assert.deepEqual(d.state.dialog?.req, {kind: 'cancel-eval', eval: 2, dryRun: false});
+  // y does not confirm a typed dialog; the exact count does.
+  assert.deepEqual(reduce(d.state, {type: 'key', key: 'y'}).effects, []);
+  const typed = ['1', '5', '0'].reduce((st, k) => reduce(st, {type: 'key', key: k}).state, d.state);
+  assert.deepEqual(reduce(typed, {type: 'key', key: 'enter'}).effects, [{type: 'act', req: {kind: 'cancel-eval', eval: 2, dryRun: false}}]);
+  // Nothing to do: a message, no dialog.
+  const none = reduce(r.state, {type: 'previewed', req: {kind: 'restart-failed', eval: 2, dryRun: true}, outcome: {ok: true, message: '', changed: [], targets: []}});
+  assert.equal(none.state.mode, 'normal');
+  assert.match(none.state.message!.text, /restart-failed eval 2: nothing to do — no failed builds/);
+  // The build actions' r is not the eval's: in Builds r still restarts the selected build.
+  assert.deepEqual(reduce(populated('builds'), {type: 'key', key: 'r'}).effects, [{type: 'act', req: {kind: 'restart', ids: [2]}}]);
+});
+
+test('runner: :runner opens the Runner view and loads the runner internals', () => {
+  const s = populated('overview');
+  const typed = [...'runner'].reduce((st, ch) => reduce(st, {type: 'key', key: ch}).state, reduce(s, {type: 'key', key: ':'}).state);
+  const r = reduce(typed, {type: 'key', key: 'enter'});
+  assert.equal(r.state.view, 'runner');
+  assert.deepEqual(r.effects, [{type: 'load', what: 'runner'}]);
+});
+
+test('x: the menu is generated from the key table — in every view, each line runs exactly what its key runs, disabled lines say why', async () => {
+  const {menuItems} = await import('../source/ui/state/keys.js');
+  for (const view of VIEW_NAMES) {
+    const s = populated(view);
+    const opened = reduce(s, {type: 'key', key: 'x'});
+    const items = menuItems(s);
+    if (items.length === 0) continue;
+    assert.equal(opened.state.mode, 'menu', view);
+    for (const [i, it] of items.entries()) {
+      assert.ok(bindingFor(view, it.key)?.acts, `${view}: menu line ${it.key} does not act here`);
+      const direct = reduce(s, {type: 'key', key: it.key});
+      const moved = Array.from({length: i}).reduce<State>((st) => reduce(st, {type: 'key', key: 'j'}).state, opened.state);
+      const viaMenu = reduce(moved, {type: 'key', key: 'enter'});
+      assert.deepEqual(viaMenu.effects, direct.effects, `${view}: ${it.key}`);
+      assert.equal(viaMenu.state.view, direct.state.view, `${view}: ${it.key}`);
+    }
+    assert.equal(reduce(opened.state, {type: 'key', key: 'esc'}).state.mode, 'normal');
+  }
+  // Every action of the Builds view is in its menu.
+  const keys = menuItems(populated('builds')).map((i) => i.key);
+  for (const k of ['r', 'ctrl-d', 'b', 'B', 'c', 'y', 'o', 'l', 'enter', '/', 'space']) assert.ok(keys.includes(k), `builds menu lacks ${k}: ${keys.join(' ')}`);
+  assert.deepEqual(menuItems(populated('evals')).map((i) => i.key).filter((k) => k === 'r' || k === 'ctrl-d'), ['r', 'ctrl-d']);
+  const ro = menuItems(populated('builds', NONE));
+  assert.equal(ro.find((i) => i.key === 'r')?.disabled, 'read-only');
+  // A disabled line is refused like its key.
+  const s = populated('builds', NONE);
+  const m = reduce(s, {type: 'key', key: 'x'}).state;
+  const r = reduce(m, {type: 'key', key: 'r'});
+  assert.deepEqual(r.effects, []);
+  assert.equal(r.state.message?.error, true);
+});
+
+test('y copies the drv path (the build or eval id where there is none); o asks for the page of the selection', () => {
+  assert.deepEqual(reduce(populated('builds'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/x-2.drv', what: 'drv path'}]);
+  assert.deepEqual(reduce(populated('steps'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '2', what: 'build id 2'}]);
+  assert.deepEqual(reduce(populated('evals'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '2', what: 'eval id 2'}]);
+  assert.deepEqual(reduce(populated('builds'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/build/2'}]);
+  assert.deepEqual(reduce(populated('evals'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/eval/2'}]);
+  assert.deepEqual(reduce(populated('jobsets'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/jobset/p/b'}]);
+  assert.deepEqual(reduce(populated('machines'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/machines'}]);
+  assert.deepEqual(reduce(populated('audit'), {type: 'key', key: 'y'}).state.message, {text: 'copy: nothing to copy here (select a build, step or eval)', error: false});
 });

@@ -17,7 +17,9 @@ import {makeActor} from '../source/actions/actor.js';
 import {drvLogBucketPath} from '../source/nix/store.js';
 import {SqlConsoleData} from '../source/ui/state/sql-data.js';
 import {LogFile} from '../source/ui/state/log-file.js';
-import {externalSource, parseCppStatus, parseRestStatus} from '../source/ui/state/runner-source.js';
+import {externalSource, parseCppStatus, parseRestStatus, type RunnerSource} from '../source/ui/state/runner-source.js';
+import {pageEvals} from '../source/db/queries/windows.js';
+import type {Queryable} from '../source/db/queryable.js';
 import type {Anchor, BuildListRow, BuildOrder} from '../source/ui/state/types.js';
 import type {MachineSpec} from '../source/fleet/machines-file.js';
 
@@ -42,16 +44,16 @@ const machine: MachineSpec = {
   line: 1,
 };
 
-function source(o: {admin?: boolean; user?: string; readonly?: boolean} = {}): SqlConsoleData {
+function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?: RunnerSource} = {}): SqlConsoleData {
   return new SqlConsoleData({
     pool,
     connection: {connectionString: db.url},
     describe: 'test database',
     dataDir,
     actor: makeActor({hydraUser: o.user ?? 'nobody', localAdmin: o.admin ?? false, readonly: o.readonly ?? false, readonlySource: '--readonly', version: 'test'}),
-    runner: null,
-    mode: 'none',
-    modeNote: '--no-scheduler',
+    runner: o.runner ?? null,
+    mode: o.runner ? 'attached' : 'none',
+    modeNote: o.runner ? 'attached' : '--no-scheduler',
     machineSpecs: async () => [machine],
     stepsPollMs: 50,
   });
@@ -396,4 +398,122 @@ test('runner status: REST and SystemStatus documents become one snapshot shape',
   assert.equal(snap!.machines[0]!.state, 'drained');
   assert.deepEqual(parseCppStatus(doc, now).queueStats, [{systemType: 'aarch64-linux', runnable: 3, running: 1, avgWait: 10}]);
   await pool.query("DELETE FROM SystemStatus WHERE what = 'queue-runner'");
+});
+
+test('evals: keyset-paged newest first both ways with member counts, filtered, bounded per query; restart-failed and cancel-eval preview and act eval-wide', async () => {
+  const js = await insertJobset(pool, {name: 'evs'});
+  const other = await insertJobset(pool, {name: 'other-evs'});
+  const {rows: err} = await pool.query(`INSERT INTO EvaluationErrors (errorMsg, errorTime) VALUES ('error: undefined variable ''foo''\nat line 3', 1) RETURNING id`);
+  const ids: number[] = [];
+  for (let i = 0; i < 60; i++) {
+    const {rows} = await pool.query(
+      `INSERT INTO JobsetEvals (jobset_id, evaluationerror_id, timestamp, checkoutTime, evalTime, hasNewBuilds, hash)
+       VALUES ($1, $2, $3::int, 1, 2, $4, 'h' || $3::text) RETURNING id`,
+      [i % 4 === 3 ? other.id : js.id, i === 5 ? err[0].id : null, 1700000000 + i, i < 3 ? 1 : 0],
+    );
+    ids.push(rows[0].id);
+  }
+  // The three newest-inserted-first evals get members: 1 succeeded, 2 failed, 3 queued (2 of them new).
+  const member = async (e: number, f: {finished: number; buildStatus?: number}, isNew: number) => {
+    const b = await insertBuild(pool, {jobsetId: js.id, finished: f.finished, buildStatus: f.buildStatus ?? null});
+    await pool.query('INSERT INTO JobsetEvalMembers (eval, build, isNew) VALUES ($1, $2, $3)', [e, b, isNew]);
+    return b;
+  };
+  const e0 = ids[0]!;
+  await member(e0, {finished: 1, buildStatus: 0}, 1);
+  const failed = [await member(e0, {finished: 1, buildStatus: 1}, 1), await member(e0, {finished: 1, buildStatus: 7}, 0)];
+  const queued = [await member(e0, {finished: 0}, 0), await member(e0, {finished: 0}, 0), await member(e0, {finished: 0}, 0)];
+
+  const d = source({admin: true});
+  const walkEvals = async (filter: string | null, dir: 'down' | 'up') => {
+    const seen: number[] = [];
+    let anchor: Anchor = {kind: dir === 'down' ? 'start' : 'end'};
+    for (let i = 0; i < 20; i++) {
+      const rows = await d.pageEvals({filter, anchor, limit: 25});
+      if (dir === 'down') seen.push(...rows.map((r) => r.id));
+      else seen.unshift(...rows.map((r) => r.id));
+      if (rows.length < 25) break;
+      anchor = dir === 'down' ? {kind: 'after', key: [rows.at(-1)!.id]} : {kind: 'before', key: [rows[0]!.id]};
+    }
+    return seen;
+  };
+  const all = await walkEvals(null, 'down');
+  const inDb = (await pool.query('SELECT id FROM JobsetEvals ORDER BY id DESC')).rows.map((r) => r.id);
+  assert.deepEqual(all, inDb);
+  assert.deepEqual(await walkEvals(null, 'up'), inDb);
+  assert.equal(await d.countEvals(null), inDb.length);
+  const mine = await walkEvals(`jobset:${js.project}:evs`, 'down');
+  assert.deepEqual(mine, ids.filter((_, i) => i % 4 !== 3).reverse());
+  assert.equal(await d.countEvals(`jobset:${js.project}:evs`), mine.length);
+  await assert.rejects(() => d.pageEvals({filter: 'colour:red', anchor: {kind: 'start'}, limit: 5}), FilterError);
+
+  const [row] = await d.pageEvals({filter: null, anchor: {kind: 'from', key: [e0]}, limit: 1});
+  assert.deepEqual(
+    {id: row!.id, project: row!.project, jobset: row!.jobset, builds: row!.builds, new: row!.new, succeeded: row!.succeeded, failed: row!.failed, queued: row!.queued, error: row!.error},
+    {id: e0, project: js.project, jobset: 'evs', builds: 6, new: 2, succeeded: 1, failed: 2, queued: 3, error: null},
+  );
+  const [withError] = await d.pageEvals({filter: null, anchor: {kind: 'from', key: [ids[5]!]}, limit: 1});
+  assert.equal(withError!.error, "error: undefined variable 'foo'");
+
+  // Bounded: no query of a page returns more rows than the page holds.
+  const sizes: number[] = [];
+  const counting = {query: async (text: string, params?: unknown[]) => {
+    const r = await pool.query(text, params);
+    sizes.push(r.rows.length);
+    return r;
+  }} as unknown as Queryable;
+  await pageEvals(counting, {filter: null, anchor: {kind: 'start'}, limit: 10});
+  assert.ok(sizes.length >= 2 && Math.max(...sizes) <= 10, `rows per query: ${sizes.join(', ')}`);
+
+  // Hydra's eval actions: the preview names exactly the failed (or queued) members; confirming acts on them.
+  const preview = await d.act({kind: 'restart-failed', eval: e0, dryRun: true});
+  assert.equal(preview.ok, true, preview.message);
+  assert.deepEqual(preview.changed, failed);
+  assert.match(preview.scope!, new RegExp(`in ${js.project}:evs \\(2 not running, 0 running\\)`));
+  assert.equal((await pool.query('SELECT count(*)::int AS n FROM Builds WHERE id = ANY($1) AND finished = 1', [failed])).rows[0].n, 2);
+  const cancel = await d.act({kind: 'cancel-eval', eval: e0, dryRun: false});
+  assert.deepEqual(cancel.changed, queued);
+  assert.match(cancel.message, new RegExp(`eval ${e0}: cancelled 3 of 3 queued build\\(s\\)`));
+  assert.equal((await pool.query('SELECT count(*)::int AS n FROM Builds WHERE id = ANY($1) AND finished = 1 AND buildStatus = 4', [queued])).rows[0].n, 3);
+  const restart = await d.act({kind: 'restart-failed', eval: e0});
+  // Cancelled builds count as failed for Hydra's "restart failed" (buildStatus != 0): all five are restarted.
+  assert.deepEqual(restart.changed!.sort((a, b) => a - b), [...failed, ...queued].sort((a, b) => a - b));
+  const audit = await pool.query("SELECT action, scope, result_count FROM hydra_ops.audit_log WHERE action IN ('restart-failed', 'cancel-eval') ORDER BY id");
+  // The preview is audited too (as Hydra-ops audits every dry run), then the two real actions.
+  assert.deepEqual(audit.rows.map((r) => [r.action, r.scope, r.result_count]), [['restart-failed', `eval ${e0}`, 2], ['cancel-eval', `eval ${e0}`, 3], ['restart-failed', `eval ${e0}`, 5]]);
+  // Read-only: refused with the reason, nothing changed.
+  const ro = await source({readonly: true}).act({kind: 'cancel-eval', eval: e0});
+  assert.equal(ro.ok, false);
+  assert.equal(ro.refusal, 'readonly');
+  await d.close();
+});
+
+test('runner internals: null without a runner; from a REST /status document with the ingestion rate between two reads', async () => {
+  assert.equal(await source().runnerStats(), null);
+  let read = 100;
+  const doc = () => ({
+    queueRunner: {status: 'up', uptime: 60, nrDispatcherWakeups: 10, dispatchTimeMs: 50, lastDispatchMs: 4, nrBuildsRead: read, buildReadTimeMs: 200, nrQueueWakeups: 7,
+      dbPool: {total: 5, idle: 3, waiting: 1}, nrRetries: 2, maxNrRetries: 1, nrUnsupportedSteps: 4, nrUnsupportedStepsAborted: 1, nrActiveSteps: 2, dispatcherTimeSpentRunning: 25, dispatcherTimeSpentWaiting: 75},
+    machines: {},
+    jobsets: {},
+  });
+  const runner = externalSource({address: '127.0.0.1:1', db: pool, fetch: (async () => new Response(JSON.stringify(doc()), {status: 200})) as typeof fetch});
+  const d = source({runner});
+  const first = await d.runnerStats();
+  assert.equal(first!.source, 'runner at 127.0.0.1:1 (REST /status)');
+  assert.deepEqual(first!.dispatch, {rounds: 10, totalMs: 50, avgMs: 5, lastMs: 4, busyShare: 0.25});
+  assert.deepEqual(first!.dbPool, {total: 5, idle: 3, waiting: 1});
+  assert.equal(first!.queueWakeups, 7);
+  assert.deepEqual(first!.retries, {count: 2, max: 1});
+  assert.deepEqual(first!.unsupported, {steps: 4, aborted: 1});
+  assert.equal(first!.ingest.perSec, null, 'no rate from a single reading');
+  read = 160;
+  await new Promise((r) => setTimeout(r, 1100)); // past the ~1 s snapshot cache
+  const second = await d.runnerStats();
+  assert.ok(second!.ingest.perSec! > 0 && second!.ingest.perSec! <= 60 / 1.1 + 1, String(second!.ingest.perSec));
+  // The C++ SystemStatus shape carries the same counters under its own names.
+  const cpp = parseCppStatus({status: 'up', time: 1, nrDispatcherWakeups: 3, dispatchTimeMs: 9, dispatchTimeAvgMs: 3, nrDbConnections: 4, nrActiveDbUpdates: 1, nrQueueWakeups: 2, nrRetries: 0, maxNrRetries: 0, nrUnsupportedSteps: 1}, 0);
+  assert.deepEqual(cpp.stats.dispatch, {rounds: 3, totalMs: 9, avgMs: 3, lastMs: null, busyShare: null});
+  assert.deepEqual(cpp.stats.dbPool, {total: 4, idle: 3, waiting: null});
+  await d.close();
 });

@@ -96,6 +96,8 @@ export interface ResolvedConfig {
   localAdmin: Sourced<boolean>;
   refreshMs: Sourced<number>;
   statusAddress: Sourced<string>;
+  /** Hydra's web UI (the console's `o`), when set. */
+  hydraUrl: Sourced<string | null>;
   logFormat: Sourced<LogFormat>;
   settingsPath: string;
   /** hydra.conf warnings and other things an operator should see once. */
@@ -251,6 +253,7 @@ export function resolveConfig(opts: ResolveOptions): ResolvedConfig {
     localAdmin: layered('localAdmin', '--local-admin', flags.localAdmin === true ? true : undefined, settings),
     refreshMs: layered('refreshMs', '--refresh-ms', flags.refreshMs, settings),
     statusAddress: layered('statusAddress', '--status-address', flags.statusAddress, settings),
+    hydraUrl: settings.hasSetting('hydraUrl') ? {value: settings.getSetting('hydraUrl') ?? null, source: 'settings'} : {value: null, source: 'default'},
     logFormat: layered('logFormat', '--log-format', flags.logFormat, settings),
     settingsPath: settings.settingsPath(),
     warnings,

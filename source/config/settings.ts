@@ -42,6 +42,7 @@ export interface SettingValues {
   reproSamplePercent: number;
   diffHook: string;
   commandEnv: string;
+  hydraUrl: string;
 }
 
 export type SettingKey = keyof SettingValues;
@@ -84,6 +85,17 @@ function checkEnvNames(value: string): string | undefined {
   }
 }
 
+function checkWebUrl(value: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return `expected an http(s) URL such as https://hydra.example.org, got ${quote(value)}`;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `expected an http:// or https:// URL, got ${quote(value)}`;
+  return undefined;
+}
+
 function checkUrl(value: string): string | undefined {
   try {
     parseDatabaseUrl(value, {label: 'databaseUrl'});
@@ -120,6 +132,7 @@ export const SETTING_SPECS: Readonly<Record<SettingKey, KeySpec>> = {
     description: 'names of extra environment variables post-build commands and the diff hook get (e.g. HYDRA_DBI); default none',
     check: checkEnvNames,
   },
+  hydraUrl: {kind: 'string', description: "base URL of Hydra's web UI, for the console's `o` (e.g. https://hydra.example.org)", check: checkWebUrl},
   diffHook: {kind: 'string', description: 'program run on a reproducibility mismatch with old path, new path, drv path, check dir (default: diffoscope if installed, else built-in)'},
 };
 

@@ -662,7 +662,15 @@ export function restQueueRunner(s: Scheduler, now = Date.now()): Json {
     lastDispatchMs: st.lastDispatchMs,
     ingest: {total: st.ingestTotal, done: st.ingestDone},
     progress: restProgress(s, now),
+    dbPool: dbPool(s),
   };
+}
+
+/** The runner's PostgreSQL pool: open connections, idle ones, and queries waiting for one (node-postgres counters). */
+function dbPool(s: Scheduler): {total: number; idle: number; waiting: number} | null {
+  const pool = s.pool as {totalCount?: number; idleCount?: number; waitingCount?: number} | undefined;
+  if (!pool || typeof pool.totalCount !== 'number') return null;
+  return {total: pool.totalCount, idle: pool.idleCount ?? 0, waiting: pool.waitingCount ?? 0};
 }
 
 /** `GET /status/uploads`: `{paths, pathCount}` — hydra-ops has no S3 upload queue (outputs go to the local store). */

@@ -13,6 +13,7 @@ import {Header} from './components/Header.js';
 import {Footer} from './components/Footer.js';
 import {Dialog} from './components/Dialog.js';
 import {HelpOverlay} from './components/HelpOverlay.js';
+import {ActionMenu} from './components/ActionMenu.js';
 import {OverviewView} from './views/OverviewView.js';
 import {BuildsView} from './views/BuildsView.js';
 import {StepsView} from './views/StepsView.js';
@@ -22,6 +23,8 @@ import {DetailView} from './views/DetailView.js';
 import {LogView} from './views/LogView.js';
 import {ChecksView} from './views/ChecksView.js';
 import {AuditView} from './views/AuditView.js';
+import {EvalsView} from './views/EvalsView.js';
+import {RunnerView} from './views/RunnerView.js';
 import type {ViewProps} from './views/common.js';
 
 export interface AppProps {
@@ -93,6 +96,7 @@ export function App(p: AppProps): React.ReactElement {
   const vp: ViewProps = {state, theme, width, height: body, now: t};
   let main: React.ReactElement;
   if (state.mode === 'help') main = <HelpOverlay width={width} height={body} database={c.data.describe()} />;
+  else if (state.mode === 'menu' && state.menu) main = <ActionMenu menu={state.menu} width={width} height={body} />;
   else if (state.mode === 'dialog' && state.dialog) main = <Dialog dialog={state.dialog} width={width} height={body} theme={theme} />;
   else main = renderView(vp);
   return (
@@ -125,6 +129,8 @@ const VIEW_COMPONENTS: Record<ViewName, (p: ViewProps) => React.ReactElement> = 
   log: LogView,
   checks: ChecksView,
   audit: AuditView,
+  evals: EvalsView,
+  runner: RunnerView,
 };
 
 function renderView(p: ViewProps): React.ReactElement {

@@ -181,6 +181,8 @@ export async function runConsole(ctx: AppContext, opts: ConsoleOptions = {}): Pr
     filters: filter ? {builds: filter} : undefined,
     onQuit: () => quit(),
     log: (line) => log('warn', line),
+    terminal: (sequence) => void stdout.write(sequence),
+    hydraUrl: config.hydraUrl.value ?? null,
   });
 
   const onSignal = () => quit();

@@ -13,11 +13,13 @@ import type {
   ChangeKind,
   CheckEntry,
   ConsoleData,
+  EvalEntry,
   HeaderData,
   JobsetShare,
   LogHandle,
   MachineRow,
   OverviewData,
+  RunnerStats,
   RunningStep,
 } from '../../source/ui/state/types.js';
 
@@ -98,7 +100,40 @@ export interface FakeOptions {
   act?: (req: ActionRequest) => ActionOutcome;
   logLines?: number;
   checks?: CheckEntry[];
+  evals?: number;
+  /** The Runner view's numbers (default: a full set; null: no runner data). */
+  runner?: RunnerStats | null;
 }
+
+export function fakeEval(id: number): EvalEntry {
+  return {
+    id,
+    project: id % 2 ? 'alpha' : 'beta',
+    jobset: 'main',
+    timestamp: NOW_S - 60 * (1000 - id),
+    evaltime: 12,
+    hasnewbuilds: id % 10 === 0 ? 0 : 1,
+    error: id % 7 === 0 ? 'error: attribute missing' : null,
+    builds: 20,
+    new: 5,
+    succeeded: 12,
+    failed: 3,
+    queued: 5,
+  };
+}
+
+export const FAKE_RUNNER: RunnerStats = {
+  source: 'in-process scheduler',
+  at: NOW - 1000,
+  uptimeSec: 3700,
+  dispatch: {rounds: 4321, totalMs: 8642, avgMs: 2, lastMs: 3, busyShare: 0.12},
+  ingest: {buildsRead: 1500, readMs: 3000, perSec: 25, backlog: {total: 2000, done: 1500}},
+  queueWakeups: 77,
+  dbPool: {total: 6, idle: 4, waiting: 0},
+  retries: {count: 9, max: 3},
+  unsupported: {steps: 2, aborted: 1},
+  steps: {started: 900, done: 880, unfinished: 40, runnable: 12, active: 3},
+};
 
 export class FakeData implements ConsoleData {
   builds: BuildListRow[];
@@ -111,6 +146,7 @@ export class FakeData implements ConsoleData {
 
   constructor(readonly o: FakeOptions = {}) {
     this.builds = Array.from({length: o.builds ?? 500}, (_, i) => fakeBuild(i + 1));
+    this.evals = Array.from({length: o.evals ?? 30}, (_, i) => fakeEval(i + 1));
     this.log = new FakeLog('/data/build-logs/aa/bbb-pkg.drv', 1, Array.from({length: o.logLines ?? 200}, (_, i) => `line ${i + 1} of the build output`));
   }
 
@@ -233,6 +269,33 @@ export class FakeData implements ConsoleData {
   }
   async countChecks() {
     return this.o.checks?.length ?? 0;
+  }
+  evals: EvalEntry[] = [];
+  async pageEvals(q: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]> {
+    this.calls.push(`pageEvals ${q.anchor.kind} ${q.filter ?? ''}`);
+    const rows = this.evals.filter((e) => !q.filter || q.filter.includes(e.project)).sort((a, b) => b.id - a.id);
+    const a = q.anchor;
+    switch (a.kind) {
+      case 'start':
+        return rows.slice(0, q.limit);
+      case 'end':
+        return rows.slice(Math.max(0, rows.length - q.limit));
+      case 'after':
+        return rows.filter((r) => r.id < a.key[0]!).slice(0, q.limit);
+      case 'from':
+        return rows.filter((r) => r.id <= a.key[0]!).slice(0, q.limit);
+      case 'before': {
+        const before = rows.filter((r) => r.id > a.key[0]!);
+        return before.slice(Math.max(0, before.length - q.limit));
+      }
+    }
+  }
+  async countEvals(filter: string | null) {
+    return this.evals.filter((e) => !filter || filter.includes(e.project)).length;
+  }
+  async runnerStats(): Promise<RunnerStats | null> {
+    this.calls.push('runnerStats');
+    return this.o.runner === undefined ? FAKE_RUNNER : this.o.runner;
   }
   async openFile(path: string): Promise<LogHandle> {
     this.calls.push(`openFile ${path}`);

@@ -221,3 +221,72 @@ export async function buildsScope(db: Queryable, ids: number[]): Promise<{js: st
   );
   return rows as {js: string; queued: number; running: number}[];
 }
+
+export interface EvalWindowRow {
+  id: number;
+  project: string;
+  jobset: string;
+  /** Unix seconds the evaluation finished. */
+  timestamp: number;
+  evaltime: number;
+  /** 0: the eval changed nothing and has no member rows. */
+  hasnewbuilds: number;
+  /** The linked EvaluationErrors row has a non-empty message (its first line, shortened). */
+  error: string | null;
+  /** Member counts, over JobsetEvalMembers of this page's evals only. */
+  builds: number;
+  new: number;
+  succeeded: number;
+  failed: number;
+  queued: number;
+}
+
+/**
+ * A page of evaluations (JobsetEvals), newest first, keyset-paged on e.id; `filter` is the shared
+ * filter grammar for evals (project, jobset, id, age). The member counts (Hydra's eval page shows
+ * the same: succeeded, failed, queued, new) are one GROUP BY over the members of this page's evals.
+ */
+export async function pageEvals(db: Queryable, req: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalWindowRow[]> {
+  const q = new QueryBuilder();
+  q.filter(req.filter && req.filter.trim() !== '' ? req.filter : null, 'evals');
+  let orderBy = 'e.id DESC';
+  let reverse = false;
+  const a = req.anchor;
+  if (a.kind === 'end') [orderBy, reverse] = ['e.id ASC', true];
+  else if (a.kind === 'after') q.where(`e.id < ${q.param(a.key[0])}`);
+  else if (a.kind === 'from') q.where(`e.id <= ${q.param(a.key[0])}`);
+  else if (a.kind === 'before') {
+    q.where(`e.id > ${q.param(a.key[0])}`);
+    [orderBy, reverse] = ['e.id ASC', true];
+  }
+  const sql = `SELECT e.id, j.project, j.name AS jobset, e.timestamp, e.evaltime, e.hasnewbuilds,
+      NULLIF(left(split_part(COALESCE(ee.errormsg, ''), E'\\n', 1), 200), '') AS error
+    FROM ${FILTER_FROM.evals} LEFT JOIN EvaluationErrors ee ON ee.id = e.evaluationerror_id
+    ${q.whereClause()} ORDER BY ${orderBy} LIMIT ${q.param(req.limit)}`;
+  const rows = await runQuery<Omit<EvalWindowRow, 'builds' | 'new' | 'succeeded' | 'failed' | 'queued'>>(db, q, sql);
+  if (reverse) rows.reverse();
+  const counts = new Map<number, {builds: number; new: number; succeeded: number; failed: number; queued: number}>();
+  if (rows.length > 0) {
+    const c = await db.query(
+      `SELECT m.eval AS id, count(*)::int AS builds, count(*) FILTER (WHERE m.isnew = 1)::int AS new,
+              count(*) FILTER (WHERE b.finished = 1 AND b.buildstatus = 0)::int AS succeeded,
+              count(*) FILTER (WHERE b.finished = 1 AND b.buildstatus != 0)::int AS failed,
+              count(*) FILTER (WHERE b.finished = 0)::int AS queued
+         FROM JobsetEvalMembers m JOIN Builds b ON b.id = m.build
+        WHERE m.eval = ANY($1::int[]) GROUP BY m.eval`,
+      [rows.map((r) => r.id)],
+    );
+    for (const r of c.rows as ({id: number} & EvalWindowRow)[]) counts.set(r.id, r);
+  }
+  return rows.map((r) => {
+    const n = counts.get(r.id);
+    return {...r, builds: n?.builds ?? 0, new: n?.new ?? 0, succeeded: n?.succeeded ?? 0, failed: n?.failed ?? 0, queued: n?.queued ?? 0};
+  });
+}
+
+export async function countEvals(db: Queryable, filter: string | null): Promise<number> {
+  const q = new QueryBuilder();
+  q.filter(filter && filter.trim() !== '' ? filter : null, 'evals');
+  const rows = await runQuery<{n: number}>(db, q, `SELECT count(*)::int AS n FROM ${FILTER_FROM.evals} ${q.whereClause()}`);
+  return rows[0]!.n;
+}

@@ -16,6 +16,8 @@ export function hintsFor(state: State): Hint[] {
       return [{key: 'any key', what: 'close help'}];
     case 'dialog':
       return dialogHints(state);
+    case 'menu':
+      return [{key: 'j/k', what: 'choose'}, {key: 'enter', what: 'run'}, {key: 'esc', what: 'close'}];
     default:
       return keyHints(state);
   }

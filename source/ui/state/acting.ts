@@ -4,7 +4,7 @@
 import {needsTypedConfirm} from '../../actions/confirm.js';
 import {refuse, type Result, type State} from './model.js';
 import type {ActionOutcome, ActionRequest} from './types.js';
-import {isFilterView, VIEWS} from './views.js';
+import {isFilterView, selectedEval, VIEWS} from './views.js';
 import {currentBuildId} from './selection.js';
 
 /** The builds an action acts on: the marked ones, else the selected one. */
@@ -21,6 +21,16 @@ export function buildAction(state: State, kind: 'restart' | 'cancel' | 'bump' | 
   // Cancel is always confirmed; other build actions are confirmed when they touch more than one build.
   if (kind === 'cancel' || ids.length > 1) return {state: {...state, busyAction: true, message: {text: `${kind}: checking the exact scope…`, error: false}}, effects: [{type: 'preview', req: {...req, dryRun: true}}]};
   return {state: {...state, busyAction: true, message: {text: `${toFront ? 'bump to the front' : kind} build ${ids[0]}…`, error: false}}, effects: [{type: 'act', req}]};
+}
+
+/** `r` / `ctrl-d` on the Evals view: Hydra's per-eval restart-failed / cancel-eval, previewed with the exact scope first. */
+export function evalAction(state: State, kind: 'restart-failed' | 'cancel-eval'): Result {
+  const e = selectedEval(state);
+  if (!e) return refuse(state, kind, 'no evaluation selected');
+  return {
+    state: {...state, busyAction: true, message: {text: `${kind} eval ${e.id}: checking the exact scope…`, error: false}},
+    effects: [{type: 'preview', req: {kind, eval: e.id, dryRun: true}}],
+  };
 }
 
 /** `i` on the Machines view: ping the selected machine (read-only, so allowed in read-only mode). */
@@ -60,9 +70,15 @@ export function previewed(state: State, req: ActionRequest, o: ActionOutcome): S
   if (!o.ok) return {...base, message: {text: `${req.kind}: ${o.message}`, error: true}};
   const n = o.changed?.length ?? 0;
   const of = o.targets?.length ?? n;
-  if (n === 0) return {...base, message: {text: `${req.kind}: nothing to do — ${of} selected build(s) already in that state`, error: false}};
-  const verb = req.kind[0]!.toUpperCase() + req.kind.slice(1);
-  const title = `${verb} ${n} build${n === 1 ? '' : 's'}${o.scope ? ` ${o.scope}` : ''}?`;
+  const isEval = req.eval !== undefined;
+  if (n === 0) {
+    if (isEval) return {...base, message: {text: `${req.kind} eval ${req.eval}: nothing to do — no ${req.kind === 'restart-failed' ? 'failed' : 'queued'} builds`, error: false}};
+    return {...base, message: {text: `${req.kind}: nothing to do — ${of} selected build(s) already in that state`, error: false}};
+  }
+  const plural = n === 1 ? '' : 's';
+  const title = isEval
+    ? `${req.kind === 'restart-failed' ? `Restart ${n} failed build${plural}` : `Cancel ${n} queued build${plural}`} of eval ${req.eval}${o.scope ? ` ${o.scope}` : ''}?`
+    : `${req.kind[0]!.toUpperCase() + req.kind.slice(1)} ${n} build${plural}${o.scope ? ` ${o.scope}` : ''}?`;
   const lines: string[] = [];
   const ids = o.changed ?? [];
   lines.push(`builds: ${ids.slice(0, 12).join(', ')}${ids.length > 12 ? ` … and ${ids.length - 12} more` : ''}`);
@@ -70,5 +86,7 @@ export function previewed(state: State, req: ActionRequest, o: ActionOutcome): S
   const v = state.view;
   if (VIEWS[v].marks && isFilterView(v) && state.filters[v]) lines.push(`filter: ${state.filters[v]}`);
   const typed = needsTypedConfirm(n) ? n : null;
-  return {...base, mode: 'dialog', message: null, dialog: {title, lines, req: {...req, ids: o.changed, dryRun: false}, typed, input: '', error: null}};
+  // An eval action runs eval-wide again when confirmed (Hydra's semantics); a build action on the ids shown.
+  const confirmed: ActionRequest = isEval ? {...req, dryRun: false} : {...req, ids: o.changed, dryRun: false};
+  return {...base, mode: 'dialog', message: null, dialog: {title, lines, req: confirmed, typed, input: '', error: null}};
 }

@@ -1,6 +1,7 @@
 // Runs the console: holds the state, feeds keys and data arrivals through the reducer, executes the
 // effects against a ConsoleData, and coalesces live updates (LISTEN + polling) into at most a few
 // refreshes per second. React reads the state through subscribe()/getState().
+import {spawn} from 'node:child_process';
 import {FilterError, formatFilterError} from '../../db/filter.js';
 import {reduce, initialState} from './reducer.js';
 import type {Action, Effect, State} from './model.js';
@@ -22,6 +23,12 @@ export interface ControllerOptions {
   logPollMs?: number;
   /** A count is re-run at most this often per list (default 3000 ms). */
   countMs?: number;
+  /** Writes an escape sequence to the terminal (OSC 52 for `y`); absent: copying only shows the text. */
+  terminal?: (sequence: string) => void;
+  /** Base URL of Hydra's web UI (the hydraUrl setting), for `o`. */
+  hydraUrl?: string | null;
+  /** Opens a URL in a browser; resolves false when there is none (default: xdg-open, when a display is set). */
+  openUrl?: (url: string) => Promise<boolean>;
   /** Called once when the operator quits. */
   onQuit?: () => void;
   /** Diagnostics (never the terminal while Ink runs). */
@@ -36,6 +43,19 @@ function errorText(e: unknown, filter?: string | null): string {
 /** The filter a view's rows were read with (for error reports), if it has one. */
 function filterOf(state: State, view: ViewName): string | null {
   return isFilterView(view) ? state.filters[view] : null;
+}
+
+/** Opens a URL with xdg-open when a graphical session is there; false when it is not (no DISPLAY, no xdg-open). */
+export function openWithXdg(url: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  if (!env.DISPLAY && !env.WAYLAND_DISPLAY) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const child = spawn('xdg-open', [url], {stdio: 'ignore', detached: true, env});
+    child.once('error', () => resolve(false));
+    child.once('spawn', () => {
+      child.unref();
+      resolve(true);
+    });
+  });
 }
 
 export class ConsoleController {
@@ -210,9 +230,10 @@ export class ConsoleController {
         case 'load': {
           try {
             if (e.what === 'overview') this.dispatch({type: 'overview', data: await d.overview()});
+            else if (e.what === 'runner') this.dispatch({type: 'runnerStats', data: await d.runnerStats()});
             else this.dispatch({type: 'list', list: e.what, rows: await listSource(e.what).fetch(d, state)});
           } catch (err) {
-            this.dispatch({type: 'listError', list: e.what, error: errorText(err, e.what === 'overview' ? null : filterOf(state, e.what))});
+            this.dispatch({type: 'listError', list: e.what, error: errorText(err, e.what === 'overview' || e.what === 'runner' ? null : filterOf(state, e.what))});
           }
           return;
         }
@@ -277,6 +298,26 @@ export class ConsoleController {
             void this.refreshHeader();
           }
           return;
+        case 'copy': {
+          // OSC 52: the terminal (and tmux with set-clipboard on) puts the text on the clipboard.
+          const osc = `\u001B]52;c;${Buffer.from(e.text, 'utf8').toString('base64')}\u0007`;
+          if (this.opts.terminal) this.opts.terminal(osc);
+          // The text comes first, so it stays visible (to copy by hand) however narrow the footer.
+          const how = this.opts.terminal ? 'copied via OSC 52 (if the terminal ignores it, copy it from here)' : 'copy it from here';
+          this.dispatch({type: 'message', text: `${e.text} — ${e.what} ${how}`}, true);
+          return;
+        }
+        case 'open': {
+          const base = this.opts.hydraUrl;
+          if (!base) {
+            this.dispatch({type: 'message', text: 'open: set the web UI address first: hydra-ops config set hydraUrl https://hydra.example.org', error: true}, true);
+            return;
+          }
+          const url = base.replace(/\/+$/, '') + e.path;
+          const opened = await (this.opts.openUrl ?? openWithXdg)(url).catch(() => false);
+          this.dispatch({type: 'message', text: opened ? `opened ${url}` : `${url} — no browser here (xdg-open or DISPLAY missing)`}, true);
+          return;
+        }
         case 'quit':
           if (!this.quitCalled) {
             this.quitCalled = true;

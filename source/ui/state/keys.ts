@@ -3,12 +3,12 @@
 // when it is disabled and why, its footer hints, and its action, which returns the next state and
 // effects as data. The reducer, the help overlay and the footer are all derived from KEYS.
 // Adding a key: docs/architecture.md ("Adding a key").
-import {say, stay, type Result, type State} from './model.js';
-import {buildAction, machineAction, pingAction} from './acting.js';
+import {say, stay, type Menu, type Result, type State} from './model.js';
+import {buildAction, evalAction, machineAction, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
 import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
-import {FILTER_VIEWS, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
+import {FILTER_VIEWS, selectedEval, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
 import {currentIndex, cursorOf, jumpEdge, moveTo, reloadWindow, withEnsure} from './selection.js';
 
 export type Section = 'Global' | 'Lists' | 'Actions' | 'Log';
@@ -44,6 +44,11 @@ export interface KeySpec {
   /** Why it cannot act now (read-only, missing role, …), or null. */
   disabled?(s: State, key: string): Refusal | null;
   hints?: readonly KeyHint[];
+  /**
+   * Its lines in the `x` menu (default: one per footer hint, pressing the hint's key, or the
+   * entry's first key); false: not in the menu (moving, paging).
+   */
+  menu?: readonly {key: string; what: string}[] | false;
   run(s: State, key: string): Result;
 }
 
@@ -89,6 +94,7 @@ export const KEYS: readonly KeySpec[] = [
     help: 'move; top / bottom',
     views: CURSOR_VIEWS,
     hints: [{key: 'j/k', what: 'step', in: ['detail']}],
+    menu: false,
     run: move,
   },
   {
@@ -97,6 +103,7 @@ export const KEYS: readonly KeySpec[] = [
     section: 'Lists',
     help: 'page',
     views: CURSOR_VIEWS,
+    menu: false,
     run: move,
   },
   {
@@ -179,6 +186,10 @@ export const KEYS: readonly KeySpec[] = [
     elsewhere: noBuild('bump'),
     disabled: readonly('bump'),
     hints: [{key: 'b/B', what: 'bump/top', in: BUILD_HINTS}],
+    menu: [
+      {key: 'b', what: 'bump (Hydra)'},
+      {key: 'B', what: 'bump above every existing bump'},
+    ],
     run: (s, key) => buildAction(s, 'bump', key === 'B'),
   },
   {
@@ -191,6 +202,23 @@ export const KEYS: readonly KeySpec[] = [
     disabled: (s) => (s.caps?.checks ? {hint: 'not available', text: `check: ${s.caps.checks}`} : null),
     hints: [{what: 'check', in: ['builds']}],
     run: (s) => buildAction(s, 'check'),
+  },
+  {
+    keys: ['r', 'ctrl-d'],
+    label: 'r ctrl-d',
+    section: 'Actions',
+    help: 'evals: restart failed / cancel queued builds (confirmed, exact scope)',
+    views: ['evals'],
+    disabled: readonly('eval action'),
+    hints: [
+      {key: 'r', what: 'restart failed'},
+      {key: '^d', what: 'cancel eval'},
+    ],
+    menu: [
+      {key: 'r', what: "restart the eval's failed builds"},
+      {key: 'ctrl-d', what: "cancel the eval's queued builds"},
+    ],
+    run: (s, key) => evalAction(s, key === 'r' ? 'restart-failed' : 'cancel-eval'),
   },
   {
     keys: ['e', 'E'],
@@ -228,6 +256,33 @@ export const KEYS: readonly KeySpec[] = [
     hints: [{what: (s) => (s.order === 'queue' ? 'newest' : 'queue order')}],
     run: (s) => reloadWindow({...s, order: s.order === 'queue' ? 'id-desc' : 'queue', marks: []}, 'builds'),
   },
+  {
+    keys: ['x'],
+    label: 'x',
+    section: 'Actions',
+    help: 'action menu: every action of this view (from this table)',
+    hints: [{what: 'actions', in: [...BUILD_HINTS, 'evals', 'machines']}],
+    menu: false,
+    run: (s) => openMenu(s),
+  },
+  {
+    keys: ['y'],
+    label: 'y',
+    section: 'Actions',
+    help: 'copy the drv path (build id where there is none) to the clipboard (OSC 52)',
+    views: [...BUILD_VIEWS, 'evals'],
+    elsewhere: () => ({text: 'copy: nothing to copy here (select a build, step or eval)', error: false}),
+    run: copySelection,
+  },
+  {
+    keys: ['o'],
+    label: 'o',
+    section: 'Actions',
+    help: "open in Hydra's web UI (hydraUrl setting; shows the URL without a browser)",
+    views: [...BUILD_VIEWS, 'evals', 'machines', 'jobsets'],
+    elsewhere: () => ({text: 'open: nothing to open here', error: false}),
+    run: openWeb,
+  },
   // The log viewer.
   {
     keys: ['f'],
@@ -257,6 +312,11 @@ export const KEYS: readonly KeySpec[] = [
       {key: '/', what: 'search'},
       {key: 'n/N', what: 'next/prev'},
     ],
+    menu: [
+      {key: '/', what: 'search'},
+      {key: 'n', what: 'next match'},
+      {key: 'N', what: 'previous match'},
+    ],
     run: (s, key) => {
       const log = s.log;
       if (key === '/') return {state: {...s, mode: 'search', input: ''}, effects: []};
@@ -274,6 +334,7 @@ export const KEYS: readonly KeySpec[] = [
     help: 'scroll (space: a page); top / bottom',
     views: ['log'],
     hints: [{key: 'g/G', what: 'top/bottom'}],
+    menu: false,
     run: scrollLog,
   },
   // Everywhere.
@@ -293,7 +354,7 @@ export const KEYS: readonly KeySpec[] = [
     keys: [':'],
     label: ':',
     section: 'Global',
-    help: 'command: :builds :queue :steps :machines :log 12/3 :build 12 :q',
+    help: 'command: :builds :queue :steps :machines :evals :runner :log 12/3 :build 12 :q',
     hints: [{what: 'command', in: BROWSE_VIEWS}],
     run: (s) => ({state: {...s, mode: 'command', input: '', inputError: null}, effects: []}),
   },
@@ -335,6 +396,79 @@ export const KEYS: readonly KeySpec[] = [
     run: (s, key) => (key === 'q' && s.back.length > 0 ? goBack(s) : {state: {...s, quit: true}, effects: [{type: 'quit'}]}),
   },
 ];
+
+/** What `y` copies: the selected step's or build's drv path, else the build or eval id. */
+function copySelection(s: State): Result {
+  if (s.view === 'evals') {
+    const e = selectedEval(s);
+    return e ? {state: s, effects: [{type: 'copy', text: String(e.id), what: `eval id ${e.id}`}]} : say(s, 'copy: no eval selected');
+  }
+  const sel = VIEWS[s.view].selected?.(s);
+  if (!sel) return say(s, 'copy: nothing selected');
+  const drv = drvPathOf(s, sel.build, sel.stepnr);
+  return {state: s, effects: [drv ? {type: 'copy', text: drv, what: 'drv path'} : {type: 'copy', text: String(sel.build), what: `build id ${sel.build}`}]};
+}
+
+function drvPathOf(s: State, build: number, stepnr?: number): string | null {
+  if (s.view === 'steps') return s.steps.rows.find((r) => r.build === build && r.stepnr === stepnr)?.drvpath ?? null;
+  if (s.view === 'detail' && s.detail?.data) {
+    const step = stepnr !== undefined ? s.detail.data.steps.find((x) => x.stepnr === stepnr) : undefined;
+    return step?.drvpath ?? s.detail.data.build.drvpath;
+  }
+  if (s.view === 'checks') return s.checks.rows.find((c) => c.build === build)?.drvPath ?? null;
+  return s.builds.rows.find((b) => b.id === build)?.drvpath ?? null;
+}
+
+/** What `o` opens: the page of Hydra's web UI for the selection (paths as in Hydra's Root/Build/JobsetEval controllers). */
+function openWeb(s: State): Result {
+  if (s.view === 'evals') {
+    const e = selectedEval(s);
+    return e ? {state: s, effects: [{type: 'open', path: `/eval/${e.id}`}]} : say(s, 'open: no eval selected');
+  }
+  if (s.view === 'machines') return {state: s, effects: [{type: 'open', path: '/machines'}]};
+  if (s.view === 'jobsets') {
+    const j = s.jobsets.rows[s.jobsets.selected];
+    return j ? {state: s, effects: [{type: 'open', path: `/jobset/${encodeURIComponent(j.project)}/${encodeURIComponent(j.name)}`}]} : say(s, 'open: no jobset selected');
+  }
+  const sel = VIEWS[s.view].selected?.(s);
+  return sel ? {state: s, effects: [{type: 'open', path: `/build/${sel.build}`}]} : say(s, 'open: nothing selected');
+}
+
+/** The `x` menu's lines in this view: every key-table entry acting here, disabled ones with why. */
+export function menuItems(s: State): Menu['items'] {
+  const out: Menu['items'] = [];
+  for (const spec of KEYS) {
+    if (spec.section === 'Global' || spec.menu === false) continue;
+    if (spec.views && !spec.views.includes(s.view)) continue;
+    const lines =
+      spec.menu ??
+      (spec.hints ?? [])
+        .filter((h) => !h.in || h.in.includes(s.view))
+        .map((h) => ({key: h.key && spec.keys.includes(h.key) ? h.key : spec.keys[0]!, what: typeof h.what === 'function' ? h.what(s) : h.what}))
+        .filter((l): l is {key: string; what: string} => l.what !== null);
+    const items = lines.length > 0 ? lines : [{key: spec.keys[0]!, what: spec.help}];
+    for (const l of items) if (!out.some((o) => o.key === l.key)) out.push({key: l.key, what: l.what, disabled: spec.disabled?.(s, l.key)?.hint ?? null});
+  }
+  return out;
+}
+
+function openMenu(s: State): Result {
+  const items = menuItems(s);
+  if (items.length === 0) return say(s, 'no actions in this view');
+  return {state: {...s, mode: 'menu', menu: {items, selected: 0}}, effects: []};
+}
+
+/** Keys while the `x` menu is open: move, enter runs the line, its own key runs it, esc closes. */
+export function menuKey(s: State, key: string): Result {
+  const m = s.menu;
+  const close: State = {...s, mode: 'normal', menu: null};
+  if (!m || key === 'esc' || key === 'q' || key === 'x') return stay(close);
+  if (key === 'j' || key === 'down') return stay({...s, menu: {...m, selected: Math.min(m.items.length - 1, m.selected + 1)}});
+  if (key === 'k' || key === 'up') return stay({...s, menu: {...m, selected: Math.max(0, m.selected - 1)}});
+  const item = key === 'enter' ? m.items[m.selected] : m.items.find((i) => i.key === key);
+  if (!item) return stay(s);
+  return pressKey(close, item.key);
+}
 
 /** The entry a key resolves to in a view: the one that acts there, else one that explains where it does. */
 export function bindingFor(view: ViewName, key: string): {spec: KeySpec; acts: boolean} | null {

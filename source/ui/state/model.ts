@@ -14,6 +14,7 @@ import type {
   ListName,
   ListRows,
   OverviewData,
+  RunnerStats,
   ViewName,
   WindowName,
   WindowRows,
@@ -64,6 +65,8 @@ export interface LogState {
   match: number | null;
   error: string | null;
   loading: boolean;
+  /** `t`: show each line's time of arrival (lines read while the console follows the log). */
+  timestamps?: boolean;
 }
 
 export interface Dialog {
@@ -77,7 +80,13 @@ export interface Dialog {
   error: string | null;
 }
 
-export type Mode = 'normal' | 'filter' | 'command' | 'search' | 'help' | 'dialog';
+export type Mode = 'normal' | 'filter' | 'command' | 'search' | 'help' | 'dialog' | 'menu';
+
+/** `x`: the actions of the current view, generated from the key table. */
+export interface Menu {
+  items: {key: string; what: string; disabled: string | null}[];
+  selected: number;
+}
 
 export interface DetailState {
   id: number;
@@ -98,11 +107,14 @@ interface BaseState {
   order: BuildOrder;
   overview: OverviewData | null;
   overviewSelected: number;
+  /** The Runner view's numbers (null until loaded, or when no runner publishes them). */
+  runnerStats: {data: RunnerStats | null; loaded: boolean; error: string | null};
   detail: DetailState | null;
   log: LogState | null;
   /** Marked build ids (Builds view). */
   marks: number[];
   dialog: Dialog | null;
+  menu: Menu | null;
   message: {text: string; error: boolean} | null;
   paused: boolean;
   header: HeaderData | null;
@@ -119,7 +131,7 @@ export type Merge = 'replace' | 'append' | 'prepend';
 export type Effect =
   | {type: 'fetch'; list: WindowName; anchor: Anchor; merge: Merge; limit: number; gen: number; jump?: boolean}
   | {type: 'count'; list: WindowName; gen: number}
-  | {type: 'load'; what: ListName | 'overview'}
+  | {type: 'load'; what: ListName | 'overview' | 'runner'}
   | {type: 'detail'; id: number}
   | {type: 'openLog'; build: number; stepnr?: number; file?: string}
   | {type: 'readLog'; top: number; count: number}
@@ -128,6 +140,10 @@ export type Effect =
   | {type: 'preview'; req: ActionRequest}
   | {type: 'act'; req: ActionRequest}
   | {type: 'pause'; paused: boolean}
+  /** `y`: put text on the terminal's clipboard (OSC 52); `what` names it in the message. */
+  | {type: 'copy'; text: string; what: string}
+  /** `o`: open a page of Hydra's web UI (a path below the hydraUrl setting). */
+  | {type: 'open'; path: string}
   | {type: 'quit'};
 
 export type Action =
@@ -139,8 +155,9 @@ export type Action =
   | {type: 'count'; list: WindowName; gen: number; total: number}
   | {type: 'pageError'; list: WindowName; gen: number; error: string}
   | {type: 'list'; list: ListName; rows: unknown[]}
-  | {type: 'listError'; list: ListName | 'overview'; error: string}
+  | {type: 'listError'; list: ListName | 'overview' | 'runner'; error: string}
   | {type: 'overview'; data: OverviewData}
+  | {type: 'runnerStats'; data: RunnerStats | null}
   | {type: 'detail'; id: number; data: BuildDetail | null; error?: string}
   | {type: 'logOpened'; build: number; stepnr: number | null; path: string; total: number}
   | {type: 'logError'; build: number; error: string}

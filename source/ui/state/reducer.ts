@@ -6,7 +6,7 @@ import {bodyLines, scrollTop, tableRows, type Size} from './layout.js';
 import {emptyList, emptyWindow, listOf, windowOf, type Action, type Result, type State} from './model.js';
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
-import {pressKey} from './keys.js';
+import {menuKey, pressKey} from './keys.js';
 import {LIST_NAMES, WINDOW_NAMES} from './views.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
@@ -31,14 +31,16 @@ export function initialState(o: InitOptions): State {
     mode: 'normal',
     input: '',
     inputError: null,
-    filters: {builds: null, steps: null, machines: null, ...o.filters},
+    filters: {builds: null, steps: null, machines: null, evals: null, ...o.filters},
     order: 'id-desc',
     overview: null,
     overviewSelected: 0,
+    runnerStats: {data: null, loaded: false, error: null},
     detail: null,
     log: null,
     marks: [],
     dialog: null,
+    menu: null,
     message: null,
     paused: false,
     header: null,
@@ -55,6 +57,7 @@ export function reduce(state: State, action: Action): Result {
       const key = action.key;
       if (state.mode === 'help') return {state: {...state, mode: 'normal'}, effects: key === 'ctrl-c' ? [{type: 'quit'}] : []};
       if (state.mode === 'dialog') return dialogKey(state, key);
+      if (state.mode === 'menu') return menuKey(state, key);
       if (state.mode === 'filter' || state.mode === 'command' || state.mode === 'search') return inputKey(state, key);
       return pressKey(state, key);
     }
@@ -91,9 +94,12 @@ export function reduce(state: State, action: Action): Result {
     }
     case 'listError':
       if (action.list === 'overview') return {state: {...state, message: {text: `overview: ${action.error}`, error: true}}, effects: []};
+      if (action.list === 'runner') return {state: {...state, runnerStats: {...state.runnerStats, loaded: true, error: action.error}}, effects: []};
       return {state: {...state, [action.list]: {...listOf(state, action.list), loaded: true, error: action.error}}, effects: []};
     case 'overview':
       return {state: {...state, overview: action.data}, effects: []};
+    case 'runnerStats':
+      return {state: {...state, runnerStats: {data: action.data, loaded: true, error: null}}, effects: []};
     case 'detail': {
       if (!state.detail || state.detail.id !== action.id) return {state, effects: []};
       const steps = action.data?.steps.length ?? 0;

@@ -5,7 +5,7 @@
 import type {Queryable} from '../../db/queryable.js';
 import type {Scheduler} from '../../scheduler/scheduler.js';
 import {restStatus} from '../../daemon/status.js';
-import type {MachineRow, MachineState, Progress} from './types.js';
+import type {MachineRow, MachineState, Progress, RunnerStats} from './types.js';
 
 export interface QueueStat {
   /** `x86_64-linux` or `x86_64-linux:big-parallel`. */
@@ -30,6 +30,8 @@ export interface RunnerSnapshot {
   dispatcherBusy: number | null;
   lastDispatchMs: number | null;
   ingest: {total: number; done: number} | null;
+  /** Scheduler internals for the Runner view (ingestion rate is filled in by the console). */
+  stats: Omit<RunnerStats, 'source'>;
 }
 
 export interface RunnerSource {
@@ -126,6 +128,41 @@ export function parseRestStatus(doc: unknown, at: number, source: RunnerSnapshot
     dispatcherBusy: runUs !== null && waitUs !== null && runUs + waitUs > 0 ? runUs / (runUs + waitUs) : null,
     lastDispatchMs: num(qr.lastDispatchMs),
     ingest: num(ingest.total) !== null ? {total: num(ingest.total)!, done: num(ingest.done) ?? 0} : null,
+    stats: statsOf(qr, at, {
+      busyShare: runUs !== null && waitUs !== null && runUs + waitUs > 0 ? runUs / (runUs + waitUs) : null,
+      backlog: num(ingest.total) !== null ? {total: num(ingest.total)!, done: num(ingest.done) ?? 0} : null,
+      runnable: num(qr.nrStepsRunnable) ?? num(qr.runnableCount),
+      unfinished: num(qr.nrStepsUnfinished) ?? num(qr.stepCount),
+    }),
+  };
+}
+
+/**
+ * The counters both status shapes share (the C++ runner's dump_status names, which hydra-ops' REST
+ * `/status` also carries in `queueRunner`); absent counters stay null ("not published").
+ */
+function statsOf(d: Json, at: number, extra: {busyShare: number | null; backlog: {total: number; done: number} | null; runnable: number | null; unfinished: number | null}): Omit<RunnerStats, 'source'> {
+  const rounds = num(d.nrDispatcherWakeups);
+  const totalMs = num(d.dispatchTimeMs);
+  const pool = obj(d.dbPool);
+  const poolTotal = num(pool.total) ?? num(d.nrDbConnections);
+  const poolIdle = num(pool.idle) ?? (poolTotal !== null && num(d.nrActiveDbUpdates) !== null ? poolTotal - num(d.nrActiveDbUpdates)! : null);
+  return {
+    at,
+    uptimeSec: num(d.uptime),
+    dispatch: {
+      rounds,
+      totalMs,
+      avgMs: num(d.dispatchTimeAvgMs) ?? (rounds && totalMs !== null ? totalMs / rounds : null),
+      lastMs: num(d.lastDispatchMs),
+      busyShare: extra.busyShare,
+    },
+    ingest: {buildsRead: num(d.nrBuildsRead), readMs: num(d.buildReadTimeMs), perSec: null, backlog: extra.backlog},
+    queueWakeups: num(d.nrQueueWakeups),
+    dbPool: poolTotal !== null && poolIdle !== null ? {total: poolTotal, idle: poolIdle, waiting: num(pool.waiting)} : null,
+    retries: {count: num(d.nrRetries), max: num(d.maxNrRetries)},
+    unsupported: {steps: num(d.nrUnsupportedSteps), aborted: num(d.nrUnsupportedStepsAborted)},
+    steps: {started: num(d.nrStepsStarted), done: num(d.nrStepsDone), unfinished: extra.unfinished, runnable: extra.runnable, active: num(d.nrActiveSteps)},
   };
 }
 
@@ -182,6 +219,7 @@ export function parseCppStatus(doc: unknown, at: number): RunnerSnapshot {
     dispatcherBusy: null,
     lastDispatchMs: num(d.dispatchTimeAvgMs),
     ingest: null,
+    stats: statsOf(d, time !== null ? time * 1000 : at, {busyShare: null, backlog: null, runnable: num(d.nrRunnableSteps), unfinished: num(d.nrUnfinishedSteps)}),
   };
 }
 

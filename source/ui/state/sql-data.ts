@@ -9,7 +9,8 @@ import {buildDrv, buildOutputs, buildProducts, countBuilds} from '../../db/queri
 import {buildSteps, busySteps, busyStepsSignature, stepForLog} from '../../db/queries/steps.js';
 import {listJobsets} from '../../db/queries/jobsets.js';
 import {finishedPerMinute, queueSummary, queuedAndBusySteps, queuedBySystem} from '../../db/queries/queue.js';
-import {buildDetailRow, buildsScope, countAuditLog, countReproChecks, pageAuditLog, pageBuilds, pageReproChecks} from '../../db/queries/windows.js';
+import {buildDetailRow, buildsScope, countAuditLog, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
+import {cancelEval, restartFailed} from '../../actions/eval-actions.js';
 import {PgListener} from '../../db/listener.js';
 import {drvLogBucketPath, findDrvLog} from '../../nix/store.js';
 import type {MachineSpec} from '../../fleet/machines-file.js';
@@ -35,12 +36,14 @@ import type {
   ChangeKind,
   CheckEntry,
   ConsoleData,
+  EvalEntry,
   HeaderData,
   JobsetShare,
   LogHandle,
   MachineRow,
   OverviewData,
   RunnerMode,
+  RunnerStats,
   RunningStep,
   SystemQueue,
 } from './types.js';
@@ -106,6 +109,8 @@ export class SqlConsoleData implements ConsoleData {
   private subscribers = new Set<(what: ChangeKind) => void>();
   private timers: NodeJS.Timeout[] = [];
   private stepsSignature = '';
+  /** The previous ingestion counter, for the rate between two Runner-view refreshes. */
+  private ingestSample: {at: number; read: number} | null = null;
   private closed = false;
   /** Machines drained by operators, as last read (kept when a later read fails). */
   private lastDrained: Set<string> | null = null;
@@ -410,6 +415,32 @@ export class SqlConsoleData implements ConsoleData {
     return countReproChecks(this.pool);
   }
 
+  // ---------------------------------------------------------------- evals and runner internals
+
+  pageEvals(req: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]> {
+    return pageEvals(this.pool, req);
+  }
+
+  countEvals(filter: string | null): Promise<number> {
+    return countEvals(this.pool, filter);
+  }
+
+  async runnerStats(): Promise<RunnerStats | null> {
+    const runner = this.o.runner;
+    const snap = await this.snapshot();
+    if (!runner || !snap) return null;
+    const where = snap.source === 'in-process' ? runner.note : snap.source === 'rest' ? `${runner.note} (REST /status)` : `${runner.note} (SystemStatus dump)`;
+    const st = snap.stats;
+    let perSec: number | null = null;
+    const read = st.ingest.buildsRead;
+    if (read !== null) {
+      const prev = this.ingestSample;
+      if (prev && st.at > prev.at && read >= prev.read) perSec = ((read - prev.read) * 1000) / (st.at - prev.at);
+      if (!prev || st.at > prev.at) this.ingestSample = {at: st.at, read};
+    }
+    return {...st, source: where, ingest: {...st.ingest, perSec}};
+  }
+
   // ---------------------------------------------------------------- logs
 
   async openLog(build: number, stepnr?: number): Promise<LogHandle> {
@@ -471,6 +502,9 @@ export class SqlConsoleData implements ConsoleData {
         }
         case 'check':
           return this.check(req.ids ?? []);
+        case 'restart-failed':
+        case 'cancel-eval':
+          return await this.evalAction(req.kind, req.eval, dryRun);
       }
       const r = await runBuildAction(this.pool, actor, req.kind, {kind: 'ids', ids: req.ids ?? []}, {dryRun, gcRootsDir: this.o.gcRootsDir, toFront: req.toFront === true});
       this.emit('audit');
@@ -489,6 +523,27 @@ export class SqlConsoleData implements ConsoleData {
       if (e instanceof ActionError) return {ok: false, message: e.message, refusal: e.kind};
       throw e;
     }
+  }
+
+  /** Hydra's per-eval actions (source/actions/eval-actions.ts): restart its failed builds, cancel its queued ones. */
+  private async evalAction(kind: 'restart-failed' | 'cancel-eval', evalId: number | undefined, dryRun: boolean): Promise<ActionOutcome> {
+    if (evalId === undefined) return {ok: false, message: `${kind}: no evaluation selected`, refusal: 'usage'};
+    const r =
+      kind === 'restart-failed'
+        ? await restartFailed(this.pool, this.o.actor, evalId, {dryRun, gcRootsDir: this.o.gcRootsDir})
+        : await cancelEval(this.pool, this.o.actor, evalId, {dryRun});
+    this.emit('audit');
+    if (!dryRun) this.emit('queue');
+    const what = kind === 'restart-failed' ? 'failed build(s)' : 'queued build(s)';
+    const verb = dryRun ? (kind === 'restart-failed' ? 'would restart' : 'would cancel') : kind === 'restart-failed' ? 'restarted' : 'cancelled';
+    const unchanged = r.unchanged.length ? `; ${r.unchanged.length} already in that state` : '';
+    return {
+      ok: true,
+      message: `eval ${evalId}: ${verb} ${r.changed.length} of ${r.targets.length} ${what}${unchanged}`,
+      changed: r.changed,
+      targets: r.targets,
+      scope: dryRun ? await this.scopeOf(r.changed) : undefined,
+    };
   }
 
   /**

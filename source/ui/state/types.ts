@@ -6,6 +6,7 @@ export interface WindowRows {
   builds: BuildListRow;
   audit: AuditEntry;
   checks: CheckEntry;
+  evals: EvalEntry;
 }
 
 /** Views whose rows are a bounded list loaded whole, by row type. */
@@ -18,17 +19,20 @@ export interface ListRows {
 export type WindowName = keyof WindowRows;
 export type ListName = keyof ListRows;
 /** Every console view; each has one entry in the views table (views.ts). */
-export type ViewName = WindowName | ListName | 'overview' | 'detail' | 'log';
+export type ViewName = WindowName | ListName | 'overview' | 'detail' | 'log' | 'runner';
 /** Views with a `/` filter. */
-export type FilterView = 'builds' | 'steps' | 'machines';
+export type FilterView = 'builds' | 'steps' | 'machines' | 'evals';
 
 export type {BuildOrder} from '../../db/queries/builds.js';
 export type {Anchor} from '../../db/queries/windows.js';
 import type {BuildOrder} from '../../db/queries/builds.js';
-import type {Anchor, BuildWindowRow} from '../../db/queries/windows.js';
+import type {Anchor, BuildWindowRow, EvalWindowRow} from '../../db/queries/windows.js';
 
 /** A row of the Builds view (one page row of the builds window query). */
 export type BuildListRow = BuildWindowRow;
+
+/** A row of the Evals view: an evaluation with its member counts. */
+export type EvalEntry = EvalWindowRow;
 
 export interface RunningStep {
   build: number;
@@ -132,6 +136,22 @@ export interface OverviewData {
   queueHistory: number[];
 }
 
+/** Scheduler internals (the Runner view), from whichever runner the header names; null: not published. */
+export interface RunnerStats {
+  /** Where the numbers come from ("in-process scheduler", "runner at [::1]:8080 (REST /status)", …). */
+  source: string;
+  /** ms since epoch the numbers were taken. */
+  at: number;
+  uptimeSec: number | null;
+  dispatch: {rounds: number | null; totalMs: number | null; avgMs: number | null; lastMs: number | null; busyShare: number | null};
+  ingest: {buildsRead: number | null; readMs: number | null; perSec: number | null; backlog: {total: number; done: number} | null};
+  queueWakeups: number | null;
+  dbPool: {total: number; idle: number; waiting: number | null} | null;
+  retries: {count: number | null; max: number | null};
+  unsupported: {steps: number | null; aborted: number | null};
+  steps: {started: number | null; done: number | null; unfinished: number | null; runnable: number | null; active: number | null};
+}
+
 export interface StepDetail {
   stepnr: number;
   drvpath: string | null;
@@ -177,7 +197,7 @@ export interface CheckEntry {
   startedAt: string | null;
 }
 
-export type ActionKind = 'restart' | 'cancel' | 'bump' | 'drain' | 'enable' | 'check' | 'ping';
+export type ActionKind = 'restart' | 'cancel' | 'bump' | 'drain' | 'enable' | 'check' | 'ping' | 'restart-failed' | 'cancel-eval';
 
 export interface ActionRequest {
   kind: ActionKind;
@@ -185,6 +205,8 @@ export interface ActionRequest {
   ids?: number[];
   /** Machine name or URI (drain, enable). */
   machine?: string;
+  /** Evaluation id (restart-failed, cancel-eval: Hydra's per-eval actions). */
+  eval?: number;
   dryRun?: boolean;
   /** bump: above every existing bump (`B`), not just "now" (`b`). */
   toFront?: boolean;
@@ -249,6 +271,11 @@ export interface ConsoleData {
   countAudit(): Promise<number>;
   pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]>;
   countChecks(): Promise<number>;
+  /** Evaluations newest first; throws FilterError for a bad filter. */
+  pageEvals(q: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]>;
+  countEvals(filter: string | null): Promise<number>;
+  /** The runner's internals for the Runner view (null: no runner data). */
+  runnerStats(): Promise<RunnerStats | null>;
   /** The log of a build's step (the running or last step when stepnr is omitted). */
   openLog(build: number, stepnr?: number): Promise<LogHandle>;
   /** Any text file shown in the log view (a reproducibility check's diff). */

@@ -253,6 +253,38 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     },
     crumbTail: (s, c) => (s.audit.total !== null ? ` — ${c.count(s.audit.total)}` : ''),
   },
+  evals: {
+    kind: 'window',
+    title: 'Evals',
+    key: '8',
+    commands: ['evals', 'ev'],
+    filter: true,
+    refreshOn: ['queue'],
+    source: {
+      page: (d, s, anchor, limit) => d.pageEvals({filter: s.filters.evals, anchor, limit}),
+      count: (d, s) => d.countEvals(s.filters.evals),
+      countKey: (s) => s.filters.evals ?? '',
+      key: idKey,
+    },
+    // Drill down: the Builds view filtered to the eval's members.
+    enter: {
+      what: 'builds',
+      go: (s) => {
+        const e = selectedRow(s, 'evals');
+        return e ? {to: 'filtered', view: 'builds', filter: `eval:${e.id}`} : null;
+      },
+    },
+    crumbTail: (s, c) => `${filterTail(s, 'evals', c)}${s.evals.total !== null ? ` — ${c.count(s.evals.total)}` : ''}`,
+  },
+  runner: {
+    kind: 'screen',
+    title: 'Runner',
+    key: null,
+    commands: ['runner', 'scheduler'],
+    filter: false,
+    refreshOn: ['runner'],
+    screen: {cursor: null, load: (s) => ({state: s, effects: [{type: 'load', what: 'runner'}]})},
+  },
   detail: {
     kind: 'screen',
     title: 'Build',
@@ -300,6 +332,11 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
 
 function goDetail(sel: Selection | null): Go | null {
   return sel ? {to: 'detail', id: sel.build} : null;
+}
+
+/** The evaluation the Evals view has selected. */
+export function selectedEval(s: State): {id: number; project: string; jobset: string} | null {
+  return s.view === 'evals' ? (selectedRow(s, 'evals') ?? null) : null;
 }
 
 /** Every view, in table order. */
