@@ -6,14 +6,15 @@
 import {say, stay, type Result, type State} from './model.js';
 import {buildAction, machineAction, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
+import {switchTab} from './detail-tabs.js';
 import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
 import {FILTER_VIEWS, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
 import {currentIndex, cursorOf, jumpEdge, moveTo, reloadWindow, withEnsure} from './selection.js';
 
-export type Section = 'Global' | 'Lists' | 'Actions' | 'Log';
+export type Section = 'Global' | 'Lists' | 'Actions' | 'Detail' | 'Log';
 /** Help sections in display order. */
-export const SECTIONS: readonly Section[] = ['Global', 'Lists', 'Actions', 'Log'];
+export const SECTIONS: readonly Section[] = ['Global', 'Lists', 'Actions', 'Detail', 'Log'];
 
 export interface KeyHint {
   /** How the footer writes the key (default: the entry's label). */
@@ -105,7 +106,14 @@ export const KEYS: readonly KeySpec[] = [
     section: 'Lists',
     help: 'drill down (build detail; in checks: the diff)',
     views: ENTER_VIEWS,
-    hints: [{what: (s) => VIEWS[s.view].enter?.what ?? null}],
+    hints: [
+      {
+        what: (s) => {
+          const what = VIEWS[s.view].enter?.what ?? null;
+          return typeof what === 'function' ? what(s) : what;
+        },
+      },
+    ],
     run: (s) => {
       const to = VIEWS[s.view].enter?.go(s);
       return to ? go(s, to) : stay(s);
@@ -146,6 +154,16 @@ export const KEYS: readonly KeySpec[] = [
       const marks = s.marks.includes(id) ? s.marks.filter((m) => m !== id) : [...s.marks, id];
       return withEnsure(moveTo({...s, marks}, currentIndex(s) + 1));
     },
+  },
+  {
+    keys: ['[', ']'],
+    label: '[ ]',
+    section: 'Detail',
+    help: 'previous / next tab: Summary, Steps, Log, Deps, History',
+    views: ['detail'],
+    elsewhere: () => ({text: 'tabs: open a build first (enter on a build or a step)', error: false}),
+    hints: [{key: '[/]', what: 'tabs'}],
+    run: (s, key) => switchTab(s, key === ']' ? 1 : -1),
   },
   // Actions on the selected (or marked) builds, and on machines.
   {
