@@ -8,7 +8,7 @@
 // - latestSuccessful: IndexFinishedSuccessfulBuilds (jobset_id, job, finished, buildstatus, id desc)
 //   WHERE buildstatus = 0 AND finished = 1, the index Hydra added for exactly this look-up.
 // Builds has no project/jobset columns in schema v87: the jobset is resolved to its id first (Jobsets' unique
-// (project, name)).
+// (project, name)) and passed as a value.
 import type {Queryable} from '../queryable.js';
 
 export const HISTORY_LIMIT = 30;
@@ -38,24 +38,29 @@ export interface JobHistoryRow {
  */
 export async function jobHistory(db: Queryable, job: JobRef, o: {limit?: number; before?: number | null} = {}): Promise<JobHistoryRow[]> {
   const limit = Math.max(1, Math.min(o.limit ?? HISTORY_LIMIT, 200));
-  const params: unknown[] = [job.project, job.jobset, job.job, limit];
+  // The jobset id as a value, not a sub-select: with a sub-select the planner costs the job's rows generically and
+  // may walk the primary key backwards filtering every build instead of reading the job's slice of the index.
+  const id = await jobsetId(db, job.project, job.jobset);
+  if (id === null) return [];
+  const params: unknown[] = [id, job.job, limit];
   let before = '';
   if (o.before !== undefined && o.before !== null) {
     params.push(o.before);
     before = `AND b.id < $${params.length}`;
   }
-  const {rows} = await db.query(
-    `SELECT b.id, b.buildstatus, b.iscachedbuild, b.system, b.starttime, b.stoptime,
+  const {rows} = await db.query(historySql(before), params);
+  return rows as JobHistoryRow[];
+}
+
+/** The History statement ($1 jobset id, $2 job, $3 limit; `before` adds the keyset bound). */
+export function historySql(before = ''): string {
+  return `SELECT b.id, b.buildstatus, b.iscachedbuild, b.system, b.starttime, b.stoptime,
        (SELECT s.machine FROM BuildSteps s WHERE s.build = b.id AND s.drvPath = b.drvPath AND s.type = 0
          ORDER BY s.stepnr DESC LIMIT 1) AS machine
      FROM Builds b
-     WHERE b.jobset_id = (SELECT j.id FROM Jobsets j WHERE j.project = $1 AND j.name = $2)
-       AND b.job = $3 AND b.finished = 1 ${before}
+     WHERE b.jobset_id = $1 AND b.job = $2 AND b.finished = 1 ${before}
      ORDER BY b.id DESC
-     LIMIT $4`,
-    params,
-  );
-  return rows as JobHistoryRow[];
+     LIMIT $3`;
 }
 
 export interface LatestOptions {
@@ -73,7 +78,9 @@ export async function jobsetId(db: Queryable, project: string, jobset: string): 
 
 /** The id of the latest (highest id) successful build of the job — Hydra's `latest` rule — or null. */
 export async function latestSuccessful(db: Queryable, job: JobRef, o: LatestOptions = {}): Promise<number | null> {
-  const params: unknown[] = [job.project, job.jobset, job.job];
+  const id = await jobsetId(db, job.project, job.jobset);
+  if (id === null) return null;
+  const params: unknown[] = [id, job.job];
   const where: string[] = [];
   let from = 'Builds b';
   if (o.system) {
@@ -86,8 +93,7 @@ export async function latestSuccessful(db: Queryable, job: JobRef, o: LatestOpti
   }
   const {rows} = await db.query<{id: number}>(
     `SELECT b.id FROM ${from}
-     WHERE b.jobset_id = (SELECT j.id FROM Jobsets j WHERE j.project = $1 AND j.name = $2)
-       AND b.job = $3 AND b.finished = 1 AND b.buildstatus = 0 ${where.join(' ')}
+     WHERE b.jobset_id = $1 AND b.job = $2 AND b.finished = 1 AND b.buildstatus = 0 ${where.join(' ')}
      ORDER BY b.id DESC
      LIMIT 1`,
     params,
