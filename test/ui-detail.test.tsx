@@ -62,6 +62,7 @@ test('80×24: the detail is full-screen; [ and ] cycle Summary, Steps, Log, Deps
   f = await r.waitFor((x) => x.includes('[History]'), 'history tab');
   assert.match(f, /duration \(oldest → newest\) [▁▂▃▄▅▆▇█]+/);
   assert.match(f, /last 12: 9 ok, 3 failed/);
+  assert.match(f, /j\/k build  enter open build  \[\/\] tabs/, 'the footer says what j/k and enter do in this tab');
   assert.match(f, /^>\s+498\* .*✔ success .*12m00s/m);
   assert.match(f, /497 .*⚠ failed .*11m00s/);
   fits(f, 80, 24);

@@ -8,6 +8,8 @@ import type {Cursor, Go} from './views.js';
 
 export interface TabSpec {
   title: string;
+  /** The footer's word for what j/k select here (null: they do nothing). */
+  rowName: string | null;
   /** Rows the cursor moves over in this tab, or null (nothing to select). */
   rows(d: DetailState): number | null;
   index(d: DetailState): number;
@@ -26,10 +28,11 @@ function stepLog(s: State, d: DetailState): Go | null {
 }
 
 export const DETAIL_TABS: {[T in DetailTab]: TabSpec} = {
-  summary: {title: 'Summary', rows: stepRows, index: stepIndex, select: selectStep, enter: {what: 'log', go: stepLog}},
-  steps: {title: 'Steps', rows: stepRows, index: stepIndex, select: selectStep, enter: {what: 'log', go: stepLog}},
+  summary: {title: 'Summary', rowName: 'step', rows: stepRows, index: stepIndex, select: selectStep, enter: {what: 'log', go: stepLog}},
+  steps: {title: 'Steps', rowName: 'step', rows: stepRows, index: stepIndex, select: selectStep, enter: {what: 'log', go: stepLog}},
   log: {
     title: 'Log',
+    rowName: null,
     // The step is chosen in Summary or Steps; here the keys leave the tail as it is.
     rows: () => null,
     index: stepIndex,
@@ -38,6 +41,7 @@ export const DETAIL_TABS: {[T in DetailTab]: TabSpec} = {
   },
   deps: {
     title: 'Deps',
+    rowName: 'step',
     rows: (d) => d.data?.deps.length ?? null,
     index: (d) => d.depSelected,
     select: (d, i) => ({...d, depSelected: i}),
@@ -53,6 +57,7 @@ export const DETAIL_TABS: {[T in DetailTab]: TabSpec} = {
   },
   history: {
     title: 'History',
+    rowName: 'build',
     rows: (d) => d.data?.history.length ?? null,
     index: (d) => d.historySelected,
     select: (d, i) => ({...d, historySelected: i}),

@@ -6,7 +6,7 @@
 import {say, stay, type Result, type State} from './model.js';
 import {buildAction, machineAction, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
-import {switchTab} from './detail-tabs.js';
+import {DETAIL_TABS, switchTab} from './detail-tabs.js';
 import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
 import {FILTER_VIEWS, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
@@ -89,7 +89,7 @@ export const KEYS: readonly KeySpec[] = [
     section: 'Lists',
     help: 'move; top / bottom',
     views: CURSOR_VIEWS,
-    hints: [{key: 'j/k', what: 'step', in: ['detail']}],
+    hints: [{key: 'j/k', what: (s) => (s.detail ? DETAIL_TABS[s.detail.tab].rowName : null), in: ['detail']}],
     run: move,
   },
   {

@@ -260,7 +260,7 @@ function HistoryTab(p: TabProps): React.ReactElement {
   const oldestFirst = [...durations].reverse();
   const failed = h.filter((x) => x.buildstatus !== 0).length;
   const mean = durations.length ? durations.reduce((a, b) => a + b, 0) / durations.length : null;
-  const sparkWidth = Math.max(4, Math.min(oldestFirst.length, p.width - 34));
+  const sparkWidth = Math.max(1, Math.min(oldestFirst.length, p.width - 28));
   const summary = `last ${h.length}: ${h.length - failed} ok, ${failed} failed · ${p.theme.unicode ? '∅' : 'avg'} ${formatDuration(mean)} · latest ${data.latest ?? 'none'}`;
   const tableHeight = Math.max(2, p.height - 2);
   const {top, slice} = windowOf(h, d.historySelected, tableHeight - 1);
