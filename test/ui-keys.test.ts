@@ -8,6 +8,7 @@ import {bindingFor, helpSections, keyHints, KEYS, pressKey} from '../source/ui/s
 import {FILTER_VIEWS, LIST_NAMES, TOP_VIEWS, VIEW_NAMES, VIEWS, WINDOW_NAMES} from '../source/ui/state/views.js';
 import {cursorOf, loadView} from '../source/ui/state/selection.js';
 import {VIEW_COMMANDS} from '../source/ui/state/input.js';
+import {newDetail} from '../source/ui/state/detail-tabs.js';
 import type {BuildListRow, Capabilities, ViewName} from '../source/ui/state/types.js';
 
 const FULL: Capabilities = {readonly: null, admin: null, checks: null, user: 'alice'};
@@ -49,7 +50,12 @@ function populated(view: ViewName, caps: Capabilities = FULL): State {
     jobsets: loadedList([jobset('a'), jobset('b')]),
     overview: {systems: [], jobsets: [jobset('a'), jobset('b')], throughput: [], queueHistory: []},
     overviewSelected: 1,
-    detail: {id: 2, data: {build: {...build(2), nixname: null, description: null, timeout: null, maxsilent: null, releasename: null}, steps: [detailStep(1), detailStep(2)], outputs: [], products: [], why: []}, selected: 1, loading: false, error: null},
+    detail: {
+      ...newDetail(2),
+      data: {build: {...build(2), nixname: null, description: null, timeout: null, maxsilent: null, releasename: null}, steps: [detailStep(1), detailStep(2)], outputs: [], products: [], why: [], deps: [], depsNote: null, history: [], latest: null},
+      selected: 1,
+      loading: false,
+    },
     log: {build: 2, stepnr: 1, path: '/tmp/log', total: 500, top: 100, lines: [], follow: false, wrap: false, search: 'x', match: 120, error: null, loading: false},
   };
 }

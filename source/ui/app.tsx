@@ -4,7 +4,7 @@ import React, {useEffect, useState, useSyncExternalStore} from 'react';
 import {Box, Text, useInput, useStdin, useStdout} from 'ink';
 import type {ConsoleController} from './state/controller.js';
 import type {State} from './state/model.js';
-import {bodyLines, headerLines, MIN_COLUMNS, MIN_ROWS, tooSmall, type Size} from './state/layout.js';
+import {besideWidths, bodyLines, headerLines, MIN_COLUMNS, MIN_ROWS, tooSmall, type Size} from './state/layout.js';
 import {VIEWS} from './state/views.js';
 import type {ViewName} from './state/types.js';
 import {formatCount} from './format.js';
@@ -133,7 +133,28 @@ const VIEW_COMPONENTS: Record<ViewName, (p: ViewProps) => React.ReactElement> = 
   runner: RunnerView,
 };
 
+/** Views the detail pane can sit beside (the table it was opened from). */
+const TABLE_VIEWS: readonly ViewName[] = ['builds', 'steps'];
+
 function renderView(p: ViewProps): React.ReactElement {
-  const View = VIEW_COMPONENTS[p.state.view];
+  const s = p.state;
+  const from = s.back[s.back.length - 1];
+  const split = s.view === 'detail' && from !== undefined && TABLE_VIEWS.includes(from) ? besideWidths(s.size) : null;
+  if (split && from) {
+    // Wide terminal: the table stays on the left (its selection is the build shown), the detail pane on the right.
+    const Table = VIEW_COMPONENTS[from];
+    return (
+      <Box flexDirection="row" height={p.height}>
+        <Box width={split.table} flexDirection="column" overflow="hidden">
+          <Table {...p} state={{...s, view: from}} width={split.table} />
+        </Box>
+        <Box width={1} />
+        <Box width={split.detail} flexDirection="column" overflow="hidden">
+          <DetailView {...p} width={split.detail} />
+        </Box>
+      </Box>
+    );
+  }
+  const View = VIEW_COMPONENTS[s.view];
   return <View {...p} />;
 }

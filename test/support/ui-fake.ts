@@ -15,6 +15,7 @@ import type {
   ConsoleData,
   EvalEntry,
   HeaderData,
+  HistoryEntry,
   JobsetShare,
   LogHandle,
   MachineRow,
@@ -103,6 +104,8 @@ export interface FakeOptions {
   evals?: number;
   /** The Runner view's numbers (default: a full set; null: no runner data). */
   runner?: RunnerStats | null;
+  /** Builds in each job's History tab (default 12, at most 30). */
+  history?: number;
 }
 
 export function fakeEval(id: number): EvalEntry {
@@ -256,7 +259,27 @@ export class FakeData implements ConsoleData {
       outputs: [{name: 'out', path: `/nix/store/${'o'.repeat(32)}-pkg${id}`}],
       products: [],
       why: b.finished === 0 && b.busy === 0 ? ['no machine with platform aarch64-linux has a free slot (builder3 backing off)'] : [],
+      deps:
+        b.finished === 0
+          ? [
+              {drvpath: `/nix/store/${'e'.repeat(32)}-libfoo-for-${id}.drv`, state: 'running', stepnr: 3, busy: 30, machine: 'ssh://builder2', note: null, toplevel: false},
+              {drvpath: `/nix/store/${'f'.repeat(32)}-libbar-for-${id}.drv`, state: 'waiting', stepnr: null, busy: 0, machine: null, note: 'waiting for 1 dependency', toplevel: false},
+              {drvpath: b.drvpath, state: 'waiting', stepnr: null, busy: 0, machine: null, note: 'waiting for 2 dependencies', toplevel: true},
+            ]
+          : [],
+      depsNote: b.finished === 0 ? 'steps from BuildSteps and the in-process scheduler' : null,
+      // The job's finished builds: this one and the ids below it, one failure in four, getting slower.
+      history: this.historyOf(b),
+      latest: b.finished === 1 && b.buildstatus === 0 ? b.id : id > 2 ? id - 2 : null,
     };
+  }
+  historyOf(b: BuildListRow): HistoryEntry[] {
+    const n = this.o.history ?? 12;
+    return Array.from({length: Math.min(n, 30)}, (_, i) => {
+      const id = Math.max(1, b.id - i);
+      const took = 60 * (n - i);
+      return {id, buildstatus: i % 4 === 1 ? 1 : 0, iscachedbuild: 0, system: b.system, starttime: NOW_S - 86_400 * (i + 1), stoptime: NOW_S - 86_400 * (i + 1) + took, machine: i % 2 ? 'ssh://builder2' : 'ssh://builder1'};
+    });
   }
   async pageAudit(): Promise<AuditEntry[]> {
     return this.audit;

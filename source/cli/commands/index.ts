@@ -32,6 +32,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   {names: ['demo'], load: async () => (await import('./demo.js')).registerDemoCommands},
   {names: ['check'], load: async () => (await import('./check.js')).registerCheckCommand},
   {names: ['repro'], load: async () => (await import('./repro.js')).registerReproCommand},
+  {names: ['latest'], load: async () => (await import('./latest.js')).registerLatestCommand},
   // `machine ping` joins the `machine` command of actions.js, so it comes after it.
   {names: ['machine', 'reproduce', 'export'], load: async () => (await import('./utilities.js')).registerUtilityCommands},
 ];

@@ -245,6 +245,22 @@ export class ConsoleController {
           }
           return;
         }
+        case 'detailLog': {
+          // The Log tab: the last lines of a step's log, read once per load (the log view follows it live).
+          let handle: LogHandle | null = null;
+          try {
+            handle = e.stepnr !== undefined ? await d.openLog(e.build, e.stepnr) : await d.openLog(e.build);
+            const total = handle.lineCount();
+            const from = Math.max(0, total - e.count);
+            const lines = await handle.lines(from, e.count);
+            this.dispatch({type: 'detailLog', build: e.build, stepnr: handle.stepnr, path: handle.path, lines, total, error: null});
+          } catch (err) {
+            this.dispatch({type: 'detailLog', build: e.build, stepnr: e.stepnr ?? null, path: null, lines: [], total: 0, error: errorText(err)});
+          } finally {
+            await handle?.close().catch(() => {});
+          }
+          return;
+        }
         case 'openLog': {
           const seq = ++this.logOpenSeq;
           const old = this.logHandle;

@@ -6,14 +6,15 @@
 import {say, stay, type Menu, type Result, type State} from './model.js';
 import {buildAction, evalAction, machineAction, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
+import {DETAIL_TABS, switchTab} from './detail-tabs.js';
 import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
 import {FILTER_VIEWS, selectedEval, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
 import {currentIndex, cursorOf, jumpEdge, moveTo, reloadWindow, withEnsure} from './selection.js';
 
-export type Section = 'Global' | 'Lists' | 'Actions' | 'Log';
+export type Section = 'Global' | 'Lists' | 'Actions' | 'Detail' | 'Log';
 /** Help sections in display order. */
-export const SECTIONS: readonly Section[] = ['Global', 'Lists', 'Actions', 'Log'];
+export const SECTIONS: readonly Section[] = ['Global', 'Lists', 'Actions', 'Detail', 'Log'];
 
 export interface KeyHint {
   /** How the footer writes the key (default: the entry's label). */
@@ -93,7 +94,7 @@ export const KEYS: readonly KeySpec[] = [
     section: 'Lists',
     help: 'move; top / bottom',
     views: CURSOR_VIEWS,
-    hints: [{key: 'j/k', what: 'step', in: ['detail']}],
+    hints: [{key: 'j/k', what: (s) => (s.detail ? DETAIL_TABS[s.detail.tab].rowName : null), in: ['detail']}],
     menu: false,
     run: move,
   },
@@ -112,7 +113,14 @@ export const KEYS: readonly KeySpec[] = [
     section: 'Lists',
     help: 'drill down (build detail; in checks: the diff)',
     views: ENTER_VIEWS,
-    hints: [{what: (s) => VIEWS[s.view].enter?.what ?? null}],
+    hints: [
+      {
+        what: (s) => {
+          const what = VIEWS[s.view].enter?.what ?? null;
+          return typeof what === 'function' ? what(s) : what;
+        },
+      },
+    ],
     run: (s) => {
       const to = VIEWS[s.view].enter?.go(s);
       return to ? go(s, to) : stay(s);
@@ -153,6 +161,16 @@ export const KEYS: readonly KeySpec[] = [
       const marks = s.marks.includes(id) ? s.marks.filter((m) => m !== id) : [...s.marks, id];
       return withEnsure(moveTo({...s, marks}, currentIndex(s) + 1));
     },
+  },
+  {
+    keys: ['[', ']'],
+    label: '[ ]',
+    section: 'Detail',
+    help: 'previous / next tab: Summary, Steps, Log, Deps, History',
+    views: ['detail'],
+    elsewhere: () => ({text: 'tabs: open a build first (enter on a build or a step)', error: false}),
+    hints: [{key: '[/]', what: 'tabs'}],
+    run: (s, key) => switchTab(s, key === ']' ? 1 : -1),
   },
   // Actions on the selected (or marked) builds, and on machines.
   {

@@ -33,3 +33,13 @@ export function scrollTop(top: number, selected: number, visible: number): numbe
   if (selected >= top + visible) return selected - visible + 1;
   return Math.max(0, top);
 }
+
+/** From this width the build detail is a pane beside the table it was opened from; below it, full-screen. */
+export const DETAIL_BESIDE_COLUMNS = 140;
+
+/** The widths of the table and the detail pane side by side (a one-column gap between), or null: full-screen. */
+export function besideWidths(size: Size): {table: number; detail: number} | null {
+  if (size.columns < DETAIL_BESIDE_COLUMNS) return null;
+  const detail = Math.max(70, Math.floor(size.columns / 2));
+  return {table: size.columns - detail - 1, detail};
+}

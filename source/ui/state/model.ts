@@ -88,10 +88,20 @@ export interface Menu {
   selected: number;
 }
 
+/** The build detail's tabs, in `[` / `]` order (detail-tabs.ts). */
+export type DetailTab = 'summary' | 'steps' | 'log' | 'deps' | 'history';
+
 export interface DetailState {
   id: number;
   data: BuildDetail | null;
+  /** Selected step (Summary, Steps and Log tabs). */
   selected: number;
+  tab: DetailTab;
+  /** Selected row of the Deps and History tabs. */
+  depSelected: number;
+  historySelected: number;
+  /** The Log tab's tail of the selected step's log. */
+  logTail: {stepnr: number | null; path: string | null; lines: string[]; total: number; error: string | null; loading: boolean} | null;
   loading: boolean;
   error: string | null;
 }
@@ -133,6 +143,7 @@ export type Effect =
   | {type: 'count'; list: WindowName; gen: number}
   | {type: 'load'; what: ListName | 'overview' | 'runner'}
   | {type: 'detail'; id: number}
+  | {type: 'detailLog'; build: number; stepnr?: number; count: number}
   | {type: 'openLog'; build: number; stepnr?: number; file?: string}
   | {type: 'readLog'; top: number; count: number}
   | {type: 'searchLog'; needle: string; from: number; backwards: boolean}
@@ -159,6 +170,7 @@ export type Action =
   | {type: 'overview'; data: OverviewData}
   | {type: 'runnerStats'; data: RunnerStats | null}
   | {type: 'detail'; id: number; data: BuildDetail | null; error?: string}
+  | {type: 'detailLog'; build: number; stepnr: number | null; path: string | null; lines: string[]; total: number; error: string | null}
   | {type: 'logOpened'; build: number; stepnr: number | null; path: string; total: number}
   | {type: 'logError'; build: number; error: string}
   | {type: 'logLines'; top: number; total: number; lines: string[]}

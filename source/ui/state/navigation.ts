@@ -5,6 +5,7 @@ import {stay, type Effect, type Result, type State} from './model.js';
 import type {FilterView, ViewName} from './types.js';
 import {isWindow, type Go} from './views.js';
 import {loadView, reloadFiltered} from './selection.js';
+import {newDetail} from './detail-tabs.js';
 
 export function switchView(state: State, view: ViewName, push = false): Result {
   if (view === state.view && !push) return {state, effects: []};
@@ -23,8 +24,13 @@ export function goBack(state: State): Result {
   return {state: r.state, effects: [...effects, ...r.effects]};
 }
 
-export function openDetail(state: State, id: number): Result {
-  return switchView({...state, detail: {id, data: null, selected: 0, loading: true, error: null}}, 'detail', true);
+export function openDetail(state: State, id: number, replace = false): Result {
+  if (replace && state.view === 'detail' && state.detail) {
+    // Another build of the job (History): same tab, same place in the back stack.
+    const next: State = {...state, detail: newDetail(id, state.detail.tab), message: null};
+    return loadView(next, true);
+  }
+  return switchView({...state, detail: newDetail(id)}, 'detail', true);
 }
 
 export function openLog(state: State, build: number, stepnr?: number, file?: string): Result {
@@ -46,7 +52,7 @@ export function showFiltered(state: State, view: FilterView, filter: string): Re
 export function go(state: State, to: Go): Result {
   switch (to.to) {
     case 'detail':
-      return openDetail(state, to.id);
+      return openDetail(state, to.id, to.replace === true);
     case 'log':
       return openLog(state, to.build, to.stepnr, to.file);
     case 'filtered':

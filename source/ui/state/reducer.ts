@@ -10,6 +10,7 @@ import {menuKey, pressKey} from './keys.js';
 import {LIST_NAMES, WINDOW_NAMES} from './views.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
+import {loadDetail} from './detail-tabs.js';
 import type {FilterView, ViewName} from './types.js';
 
 export type {Action, Dialog, Effect, List, LogState, Mode, Result, State, Window} from './model.js';
@@ -102,9 +103,26 @@ export function reduce(state: State, action: Action): Result {
       return {state: {...state, runnerStats: {data: action.data, loaded: true, error: null}}, effects: []};
     case 'detail': {
       if (!state.detail || state.detail.id !== action.id) return {state, effects: []};
-      const steps = action.data?.steps.length ?? 0;
+      const d = state.detail;
+      const clamp = (i: number, n: number | undefined) => Math.min(i, Math.max(0, (n ?? 0) - 1));
       const error = action.error ?? (action.data ? null : `build ${action.id} does not exist`);
-      return {state: {...state, detail: {...state.detail, data: action.data, loading: false, error, selected: Math.min(state.detail.selected, Math.max(0, steps - 1))}}, effects: []};
+      const detail = {
+        ...d,
+        data: action.data,
+        loading: false,
+        error,
+        selected: clamp(d.selected, action.data?.steps.length),
+        depSelected: clamp(d.depSelected, action.data?.deps.length),
+        historySelected: clamp(d.historySelected, action.data?.history.length),
+      };
+      // The Log tab opened before the steps were known reads the tail of the last step now.
+      if (d.tab === 'log' && d.logTail?.stepnr === null && !d.logTail.loading && action.data?.steps.length) return loadDetail({...state, detail});
+      return {state: {...state, detail}, effects: []};
+    }
+    case 'detailLog': {
+      const d = state.detail;
+      if (!d || d.id !== action.build) return {state, effects: []};
+      return {state: {...state, detail: {...d, logTail: {stepnr: action.stepnr, path: action.path, lines: action.lines, total: action.total, error: action.error, loading: false}}}, effects: []};
     }
     case 'logOpened': {
       const log = state.log;

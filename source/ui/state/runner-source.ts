@@ -4,8 +4,12 @@
 //   answer, the C++-shaped document in SystemStatus('queue-runner').
 import type {Queryable} from '../../db/queryable.js';
 import type {Scheduler} from '../../scheduler/scheduler.js';
-import {restStatus} from '../../daemon/status.js';
-import type {MachineRow, MachineState, Progress, RunnerStats} from './types.js';
+import {restStatus, stepInfo} from '../../daemon/status.js';
+import type {Step} from '../../scheduler/model.js';
+import type {MachineRow, MachineState, Progress, RunnerStats, RunnerStepView} from './types.js';
+
+/** Steps of one build's graph the Deps tab shows at most (the graph below a big build can be thousands). */
+export const RUNNER_STEPS_MAX = 200;
 
 export interface QueueStat {
   /** `x86_64-linux` or `x86_64-linux:big-parallel`. */
@@ -43,6 +47,11 @@ export interface RunnerSource {
   phaseSince?(build: number, stepnr: number): number | null;
   /** Why a queued derivation is not running (in-process only). */
   explain?(drvPath: string): string | null;
+  /**
+   * The runner's view of a build's steps: the unfinished graph below it (in-process), or the steps running for it
+   * now (a runner's `GET /status/build/<id>/active`); null when the runner does not hold the build.
+   */
+  buildSteps?(build: number): Promise<RunnerStepView[] | null>;
 }
 
 type Json = Record<string, unknown>;
@@ -239,6 +248,34 @@ export function inProcessSource(s: Scheduler): RunnerSource {
     explain(drvPath) {
       return s.explain(drvPath);
     },
+    async buildSteps(build) {
+      const b = s.graph.builds.get(build);
+      if (!b?.toplevel) return null;
+      // Breadth-first from the top-level step, so the nearest dependencies come first when the graph is cut off.
+      const out: RunnerStepView[] = [];
+      const seen = new Set<Step>([b.toplevel]);
+      const queue: Step[] = [b.toplevel];
+      const now = Date.now();
+      while (queue.length > 0 && out.length < RUNNER_STEPS_MAX) {
+        const step = queue.shift()!;
+        const info = stepInfo(s, step, now);
+        out.push({
+          drvPath: step.drvPath,
+          finished: step.finished,
+          running: s.active.has(step),
+          runnable: step.runnable,
+          machine: typeof info.machine === 'string' ? info.machine : null,
+          waitingReason: typeof info.waitingReason === 'string' ? info.waitingReason : null,
+          toplevel: step === b.toplevel,
+        });
+        for (const d of step.deps) {
+          if (seen.has(d)) continue;
+          seen.add(d);
+          queue.push(d);
+        }
+      }
+      return out;
+    },
   };
 }
 
@@ -271,6 +308,18 @@ export function externalSource(o: {address: string | null; db: Queryable; timeou
       if (rows.length === 0) return null;
       const status = typeof rows[0]!.status === 'string' ? JSON.parse(rows[0]!.status as string) : rows[0]!.status;
       return parseCppStatus(status, now);
+    },
+    async buildSteps(build) {
+      if (!o.address) return null;
+      try {
+        const res = await doFetch(`http://${o.address}/status/build/${build}/active`, {signal: AbortSignal.timeout(o.timeoutMs ?? 1500)});
+        if (!res.ok) return null;
+        const d = obj(await res.json());
+        if (d.queued === false) return null;
+        return strs(d.steps).map((drvPath) => ({drvPath, finished: false, running: true, runnable: false, machine: null, waitingReason: null, toplevel: false}));
+      } catch {
+        return null;
+      }
     },
   };
 }

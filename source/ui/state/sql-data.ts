@@ -12,6 +12,7 @@ import {finishedPerMinute, queueSummary, queuedAndBusySteps, queuedBySystem} fro
 import {buildDetailRow, buildsScope, countAuditLog, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
 import {cancelEval, restartFailed} from '../../actions/eval-actions.js';
 import {PgListener} from '../../db/listener.js';
+import {HISTORY_LIMIT, jobHistory, latestSuccessful} from '../../db/queries/job-history.js';
 import {drvLogBucketPath, findDrvLog} from '../../nix/store.js';
 import type {MachineSpec} from '../../fleet/machines-file.js';
 import type {Actor} from '../../actions/actor.js';
@@ -37,6 +38,8 @@ import type {
   CheckEntry,
   ConsoleData,
   EvalEntry,
+  DepEntry,
+  RunnerStepView,
   HeaderData,
   JobsetShare,
   LogHandle,
@@ -47,6 +50,48 @@ import type {
   RunningStep,
   SystemQueue,
 } from './types.js';
+
+/**
+ * The Deps tab's rows: the build's BuildSteps rows and the runner's in-memory steps, merged by drv path (the
+ * runner's word wins for a step it holds: it knows steps that have no row yet and why they wait). Order: running,
+ * runnable, waiting, failed, done; the build's own step last among equals.
+ */
+export function mergeDeps(
+  toplevelDrv: string,
+  rows: readonly {stepnr: number; drvpath: string | null; busy: number; status: number | null; machine: string; errormsg: string | null}[],
+  runner: readonly RunnerStepView[] | null,
+): DepEntry[] {
+  const byDrv = new Map<string, DepEntry>();
+  for (const r of [...rows].sort((x, y) => x.stepnr - y.stepnr)) {
+    if (!r.drvpath) continue;
+    const state: DepEntry['state'] = r.busy !== 0 ? 'running' : r.status === null ? 'waiting' : r.status === 0 ? 'done' : 'failed';
+    byDrv.set(r.drvpath, {
+      drvpath: r.drvpath,
+      state,
+      stepnr: r.stepnr,
+      busy: r.busy,
+      machine: r.machine || null,
+      note: state === 'failed' ? (r.errormsg?.split('\n')[0] ?? null) : null,
+      toplevel: r.drvpath === toplevelDrv,
+    });
+  }
+  for (const v of runner ?? []) {
+    if (v.finished) continue;
+    const had = byDrv.get(v.drvPath);
+    const state: DepEntry['state'] = v.running ? 'running' : v.runnable ? 'runnable' : 'waiting';
+    byDrv.set(v.drvPath, {
+      drvpath: v.drvPath,
+      state,
+      stepnr: had && had.state === 'running' ? had.stepnr : (had?.stepnr ?? null),
+      busy: had?.busy ?? 0,
+      machine: v.machine ?? (state === 'running' ? (had?.machine ?? null) : null),
+      note: v.running ? null : v.waitingReason,
+      toplevel: v.toplevel || v.drvPath === toplevelDrv,
+    });
+  }
+  const rank = {running: 0, runnable: 1, waiting: 2, failed: 3, done: 4} as const;
+  return [...byDrv.values()].sort((x, y) => rank[x.state] - rank[y.state] || Number(x.toplevel) - Number(y.toplevel) || (x.stepnr ?? 1e9) - (y.stepnr ?? 1e9));
+}
 
 export const LIVE_CHANNELS = [
   'builds_added',
@@ -333,10 +378,32 @@ export class SqlConsoleData implements ConsoleData {
   async buildDetail(id: number): Promise<BuildDetail | null> {
     const b = await buildDetailRow(this.pool, id);
     if (!b) return null;
-    const [steps, outputs, products] = await Promise.all([buildSteps(this.pool, id), buildOutputs(this.pool, id), buildProducts(this.pool, id)]);
+    const job = {project: b.project, jobset: b.jobset, job: b.job};
+    const [steps, outputs, products, history, latest, runnerSteps] = await Promise.all([
+      buildSteps(this.pool, id),
+      buildOutputs(this.pool, id),
+      buildProducts(this.pool, id),
+      jobHistory(this.pool, job, {limit: HISTORY_LIMIT}),
+      latestSuccessful(this.pool, job),
+      b.finished === 0 && this.o.runner?.buildSteps ? this.o.runner.buildSteps(id).catch(() => null) : Promise.resolve(null),
+    ]);
     const busyStep = steps.filter((s) => s.busy !== 0).sort((x, y) => y.stepnr - x.stepnr)[0];
     const build = {...b, busy: busyStep?.busy ?? 0, machine: busyStep?.machine ?? null};
+    const depsNote =
+      b.finished === 1
+        ? null
+        : !this.o.runner
+          ? 'no queue runner: only the steps recorded in BuildSteps'
+          : !this.o.runner.buildSteps
+            ? `${this.o.runner.note} does not publish per-build steps: only BuildSteps`
+            : runnerSteps === null
+              ? `${this.o.runner.note} does not hold this build (not loaded yet, or finished)`
+              : `steps from BuildSteps and the ${this.o.runner.note}`;
     return {
+      deps: mergeDeps(b.drvpath, steps, runnerSteps),
+      depsNote,
+      history,
+      latest,
       build,
       steps: steps.map((s) => ({stepnr: s.stepnr, drvpath: s.drvpath, busy: s.busy, status: s.status, machine: s.machine, starttime: s.starttime, stoptime: s.stoptime, errormsg: s.errormsg})),
       outputs,

@@ -170,6 +170,50 @@ export interface BuildDetail {
   products: {productnr: number; type: string; subtype: string; name: string; path: string | null; filesize: number | null}[];
   /** Why it is not building yet (empty when finished or running). */
   why: string[];
+  /** The steps below the build: which dependencies it waits for and where they run. */
+  deps: DepEntry[];
+  /** Where the runner's view of the steps came from, or why there is none (shown in the Deps tab). */
+  depsNote: string | null;
+  /** The job's last builds, newest first (at most 30; History tab). */
+  history: HistoryEntry[];
+  /** The latest successful build of the same job (Hydra's `/job/P/J/JOB/latest`), or null. */
+  latest: number | null;
+}
+
+/** A step of the build's dependency graph, from BuildSteps and the runner's memory merged by drv path. */
+export interface DepEntry {
+  drvpath: string;
+  /** running: busy on a machine; runnable: may start now; waiting: for its own dependencies or a retry; done/failed: finished. */
+  state: 'running' | 'runnable' | 'waiting' | 'done' | 'failed';
+  /** BuildSteps step number, when the step has a row. */
+  stepnr: number | null;
+  busy: number;
+  machine: string | null;
+  /** The runner's reason it is not running (no machine for X, retry at …), or the step's error. */
+  note: string | null;
+  /** The build's own top-level step. */
+  toplevel: boolean;
+}
+
+export interface HistoryEntry {
+  id: number;
+  buildstatus: number | null;
+  iscachedbuild: number | null;
+  system: string;
+  starttime: number | null;
+  stoptime: number | null;
+  machine: string | null;
+}
+
+/** One step as the runner holds it in memory (in-process scheduler or a runner's REST). */
+export interface RunnerStepView {
+  drvPath: string;
+  finished: boolean;
+  running: boolean;
+  runnable: boolean;
+  machine: string | null;
+  waitingReason: string | null;
+  toplevel: boolean;
 }
 
 export interface AuditEntry {

@@ -5,6 +5,7 @@
 // Adding a view: docs/architecture.md ("Adding a console view").
 import {formatCount} from '../format.js';
 import {bodyLines, tableRows} from './layout.js';
+import {DETAIL_TABS, detailCursor, loadDetail} from './detail-tabs.js';
 import type {Result, State} from './model.js';
 import {
   buildKey,
@@ -27,7 +28,8 @@ export interface Selection {
 
 /** Where `enter` goes, as data (navigation.ts carries it out). */
 export type Go =
-  | {to: 'detail'; id: number}
+  /** `replace`: show another build in the detail that is open (History), not on top of it. */
+  | {to: 'detail'; id: number; replace?: boolean}
   | {to: 'log'; build: number; stepnr?: number; file?: string}
   /** Another view with its filter set (drill-down), pushing this view on the back stack. */
   | {to: 'filtered'; view: FilterView; filter: string}
@@ -60,7 +62,7 @@ interface SpecBase<V extends ViewName> {
   /** The selected build, for actions and `l`; absent when the view has no builds. */
   selected?(s: State): Selection | null;
   /** What `enter` opens: the footer's word for it (null: not shown) and where it goes. */
-  enter?: {what: string | null; go(s: State): Go | null};
+  enter?: {what: string | null | ((s: State) => string | null); go(s: State): Go | null};
   /** The crumb's last part (default: the title). */
   crumbTitle?(s: State): string;
   /** Appended to the crumb line: order, filter, position. */
@@ -292,14 +294,10 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: [],
     filter: false,
     refreshOn: ['queue', 'steps'],
+    // The tabs (detail-tabs.ts) bring their own rows and `enter`.
     screen: {
-      cursor: {
-        index: (s) => s.detail?.selected ?? 0,
-        bounds: (s) => (s.detail?.data ? {min: 0, length: s.detail.data.steps.length} : null),
-        select: (s, selected) => (s.detail ? {...s, detail: {...s.detail, selected}} : s),
-        page: (s) => Math.max(1, Math.floor(bodyLines(s.size) / 2) - 1),
-      },
-      load: (s) => ({state: s, effects: s.detail ? [{type: 'detail', id: s.detail.id}] : []}),
+      cursor: detailCursor((s) => Math.max(1, Math.floor(bodyLines(s.size) / 2) - 1)),
+      load: (s) => loadDetail(s),
     },
     selected: (s) => {
       if (!s.detail) return null;
@@ -307,13 +305,11 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
       return step ? {build: s.detail.id, stepnr: step.stepnr} : {build: s.detail.id};
     },
     enter: {
-      what: 'log',
-      go: (s) => {
-        const step = s.detail?.data?.steps[s.detail.selected];
-        return step ? {to: 'log', build: s.detail!.id, stepnr: step.stepnr} : null;
-      },
+      what: (s) => (s.detail ? DETAIL_TABS[s.detail.tab].enter.what : null),
+      go: (s) => (s.detail ? DETAIL_TABS[s.detail.tab].enter.go(s, s.detail) : null),
     },
     crumbTitle: (s) => (s.detail ? `build ${s.detail.id}` : 'Build'),
+    crumbTail: (s) => (s.detail ? ` · ${DETAIL_TABS[s.detail.tab].title}` : ''),
   },
   log: {
     kind: 'screen',
