@@ -254,7 +254,7 @@ test('the settings file, the initdb password file, the identity file and pg.log 
     const {created} = JSON.parse(r.stdout.trim()) as {created: {path: string; mode: number}[]};
     const secret = (re: RegExp) => created.filter((f) => re.test(f.path));
     for (const [what, re] of [
-      ['settings file (atomically written temp file)', /settings\/config\.json/],
+      ['settings file (atomically written temp file)', /settings\/\.?config\.json/],
       ['initdb password file', /\.pg-pwfile-/],
       ['identity file', /pg\.identity\.json/],
       ['server log', /pg\.log$/],
