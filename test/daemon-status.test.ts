@@ -15,19 +15,11 @@ import {
   runnableListSchema,
   stepListSchema,
 } from './support/status-schemas.js';
-import {
-  cppStatus,
-  machineKeys,
-  restBuildActive,
-  restBuilds,
-  restJobsets,
-  restMachines,
-  restProgress,
-  restQueues,
-  restRunnable,
-  restStatus,
-  restSteps,
-} from '../source/daemon/status.js';
+import {cppStatus} from '../source/daemon/status-cpp.js';
+import {machineKeys} from '../source/daemon/status-common.js';
+import {restProgress} from '../source/daemon/status-progress.js';
+import {restBuildActive, restBuilds, restQueues, restRunnable, restSteps} from '../source/daemon/status-lists.js';
+import {restJobsets, restMachines, restStatus} from '../source/daemon/status.js';
 import {escapeLabelValue, renderMetrics} from '../source/daemon/metrics.js';
 import {SystemStatusPublisher} from '../source/daemon/system-status.js';
 import {Scheduler} from '../source/scheduler/scheduler.js';

@@ -7,14 +7,8 @@ import {join} from 'node:path';
 import {randomBytes} from 'node:crypto';
 import {startFleet, type Fleet} from './support/fleet.js';
 import {parseMachinesText, type MachineSpec} from '../source/fleet/machines-file.js';
-import {
-  SshConnectionPool,
-  SshTransportError,
-  commandLine,
-  isConnectionError,
-  serveCommand,
-  shellQuote,
-} from '../source/fleet/ssh-transport.js';
+import {SshConnectionPool} from '../source/fleet/ssh-transport.js';
+import {SshTransportError, commandLine, isConnectionError, serveCommand, shellQuote} from '../source/fleet/ssh-common.js';
 import {fingerprintSha256, publicKeyLineToBlob, parseKnownHosts, checkHostKey, hashHostName} from '../source/fleet/known-hosts.js';
 
 let fleet: Fleet;

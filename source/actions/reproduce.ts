@@ -8,7 +8,7 @@ import {dirname, join, resolve} from 'node:path';
 import {pipeline} from 'node:stream/promises';
 import {execa} from 'execa';
 import type {Queryable} from '../db/queryable.js';
-import {shellQuote} from '../fleet/ssh-transport.js';
+import {shellQuote} from '../fleet/ssh-common.js';
 import {queryClosure, topoSortPaths, queryPathInfos} from '../nix/store.js';
 import {ActionError} from './errors.js';
 import {escapeControl} from '../config/escape.js';

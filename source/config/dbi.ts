@@ -22,6 +22,9 @@
 // - a key given twice is an error (libpq silently takes the last one).
 // Error messages quote the offending part with its 1-based position; password values are masked
 // with as many `*` as they have characters, so positions still line up.
+//
+// Longer than the other modules because it is one key table read from two syntaxes (HYDRA_DBI and URLs) that share
+// its validation and its rendering back to a URL.
 
 import {isIP} from 'node:net';
 import {ConfigError, quote} from './errors.js';

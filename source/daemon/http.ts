@@ -7,22 +7,11 @@
 import http from 'node:http';
 import type {AddressInfo} from 'node:net';
 import type {Scheduler} from '../scheduler/scheduler.js';
-import {
-  DEFAULT_LIST_LIMIT,
-  DEFAULT_STALL_SECONDS,
-  cppStatus,
-  restBuildActive,
-  restBuilds,
-  restJobsets,
-  restMachines,
-  restProgress,
-  restQueueSteps,
-  restQueues,
-  restRunnable,
-  restStatus,
-  restSteps,
-  restUploads,
-} from './status.js';
+import {DEFAULT_LIST_LIMIT, DEFAULT_STALL_SECONDS} from './status-common.js';
+import {cppStatus} from './status-cpp.js';
+import {restProgress} from './status-progress.js';
+import {restBuildActive, restBuilds, restQueueSteps, restQueues, restRunnable, restSteps} from './status-lists.js';
+import {restJobsets, restMachines, restStatus, restUploads} from './status.js';
 import {buildUnfinished} from '../db/runner-sql.js';
 import {METRICS_CONTENT_TYPE, renderMetrics} from './metrics.js';
 

@@ -3,7 +3,8 @@
 // counters (four of them in microseconds without a `_total` suffix), and a few hydra-ops additions.
 import type {Scheduler} from '../scheduler/scheduler.js';
 import {BUSY} from '../db/runner-sql.js';
-import {machineKeys, restProgress, typeStats, DEFAULT_STALL_SECONDS} from './status.js';
+import {machineKeys, typeStats, DEFAULT_STALL_SECONDS} from './status-common.js';
+import {restProgress} from './status-progress.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const PREFIX = 'hydraqueuerunner_';

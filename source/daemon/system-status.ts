@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type {Scheduler} from '../scheduler/scheduler.js';
 import {PgListener} from '../db/listener.js';
 import {deleteSystemStatus, writeSystemStatus} from '../db/runner-sql.js';
-import {cppStatus} from './status.js';
+import {cppStatus} from './status-cpp.js';
 
 export interface SystemStatusOptions {
   /** Query pool (default: the scheduler's). */

@@ -11,6 +11,9 @@
 // and every connect checks that the server answering is the cluster of this data directory
 // (embedded-identity.ts). A server that fails the check is refused and never replaced: nothing is
 // started over it.
+//
+// Longer than the other modules because it is one server's lifecycle (connect-or-start, lock, initialise, start,
+// stop) whose steps share the data directory's rules.
 import {spawn} from 'node:child_process';
 import {existsSync, openSync, closeSync, readFileSync, statSync, accessSync, constants, fchmodSync, fchownSync} from 'node:fs';
 import {dirname, join} from 'node:path';

@@ -1,7 +1,8 @@
 // Compiles a parsed filter to a predicate over in-memory machine records (machines come from the
 // machines file and the runner's state, not from SQL rows). Fields: system, feature, machine, state;
 // free text matches the machine's name or URI. Regexes use JavaScript semantics here.
-import {filterError, parseFilter, type FieldTerm, type FilterAst, type FilterItem, type StringPattern, type TextTerm} from './filter-syntax.js';
+import {filterError, type FieldTerm, type FilterAst, type FilterItem, type StringPattern, type TextTerm} from './filter-ast.js';
+import {parseFilter} from './filter-syntax.js';
 
 export interface MachineFilterRecord {
   /** Display name (usually the host name). */

@@ -8,7 +8,6 @@
 // Sub-queries use the aliases em (JobsetEvalMembers), rs and ms (BuildSteps).
 import {
   filterError,
-  parseFilter,
   type FieldName,
   type FieldTerm,
   type FilterAst,
@@ -16,7 +15,8 @@ import {
   type RegexValue,
   type StringPattern,
   type TextTerm,
-} from './filter-syntax.js';
+} from './filter-ast.js';
+import {parseFilter} from './filter-syntax.js';
 
 export type FilterTarget = 'builds' | 'steps' | 'evals';
 

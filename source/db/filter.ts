@@ -1,14 +1,11 @@
 // The filter grammar shared by the TUI's "/" and script mode's --filter (README.md, "Filter expressions"):
 // parseFilter() → AST with positions, compileFilter() → parameterised SQL over Hydra's tables,
 // compileMachineFilter() → predicate over in-memory machine records, formatFilterError() → caret report.
+export {parseFilter} from './filter-syntax.js';
+export {parseDuration, STATUS_CODES, PHASES, MACHINE_STATES} from './filter-fields.js';
 export {
   FilterError,
   formatFilterError,
-  parseFilter,
-  parseDuration,
-  STATUS_CODES,
-  PHASES,
-  MACHINE_STATES,
   type FilterAst,
   type FilterTerm,
   type FieldTerm,
@@ -19,7 +16,7 @@ export {
   type RegexValue,
   type SourceSpan,
   type StringPattern,
-} from './filter-syntax.js';
+} from './filter-ast.js';
 export {
   compileFilter,
   filterRegexes,

@@ -1,6 +1,9 @@
 // Every statement the queue runner writes, exactly as Hydra's C++ runner writes
 // them (src/hydra-queue-runner/*.cc; docs/hydra-compat.md, the sections from "Runner lock and clearBusy" on).
 // Functions taking a `pg.PoolClient` expect to run inside the caller's transaction (see withTransaction).
+//
+// Longer than the other modules because it is every statement the runner writes, kept in one place to be compared
+// with Hydra's C++ runner statement by statement.
 import type pg from 'pg';
 import type {Queryable} from './queryable.js';
 import {lockHeldCondition, type RunnerLockProof} from './runner-advisory-lock.js';

@@ -9,7 +9,8 @@ import {makeTextPath, narOfRegularFile} from '../nix/text-path.js';
 import {ServeClient, type BuildResult} from '../nix/serve-client.js';
 import {startLocalServe, type LocalTransportOptions} from './local-transport.js';
 import type {MachineSpec} from './machines-file.js';
-import {SshConnectionPool, SshTransportError, type SshErrorKind} from './ssh-transport.js';
+import {SshTransportError, type SshErrorKind} from './ssh-common.js';
+import {SshConnectionPool} from './ssh-transport.js';
 
 export const PROBE_NAME = 'hydra-ops-ping-probe';
 export const PROBE_CONTENTS = 'hydra-ops machine ping: a permission probe; safe to delete\n';

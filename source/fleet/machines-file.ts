@@ -4,6 +4,9 @@
 //   <uri> <systems> <ssh-key> <max-jobs> <speed-factor> <supported-features> <mandatory-features> <public-host-key>
 // A missing column or `-` takes its default. `@<path>` includes another file (a missing file is ignored).
 // Only `ssh://` machines and `localhost` are supported; other store types are reported per line.
+//
+// Longer than the other modules because it is one file format: the column parsers, the includes and the implicit
+// localhost machine all produce the same MachineSpec with the same per-line errors.
 import {readFileSync, statSync} from 'node:fs';
 import {readFile, stat} from 'node:fs/promises';
 import {dirname, resolve} from 'node:path';

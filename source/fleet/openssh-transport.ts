@@ -12,7 +12,7 @@ import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import type {Socket} from 'node:net';
-import {SshTransportError, commandLine, type ExecHandle, type ExitStatus, type MachineTransportStats, type SshTarget} from './ssh-transport.js';
+import {SshTransportError, commandLine, type ExecHandle, type ExitStatus, type MachineTransportStats, type SshTarget} from './ssh-common.js';
 
 export interface OpenSshOptions {
   ssh?: string;

@@ -1,4 +1,7 @@
 // NAR (Nix archive) streaming parser, Nix hash encodings (nix32 / base16) and the `nix-store --export` framing.
+//
+// Longer than the other modules because it is one format family read and written together: the NAR parser
+// reports the NAR hash in Nix's encoding, and the export framing wraps NARs and reports their hash the same way.
 
 import {createHash, type Hash} from 'node:crypto';
 import {Writable, type Readable} from 'node:stream';

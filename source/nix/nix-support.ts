@@ -2,6 +2,9 @@
 // Every byte of these files is hostile input: lines that do not match exactly are skipped, paths must stay inside
 // the build's own outputs, and files are read through an injectable reader (local store, or members seen while a
 // NAR streams in) with a size cap.
+//
+// Longer than the other modules because it is one directory's parsers sharing one hostile-input reader (size cap,
+// paths kept inside the outputs).
 
 import {createHash} from 'node:crypto';
 import {createReadStream} from 'node:fs';

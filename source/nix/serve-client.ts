@@ -1,5 +1,8 @@
 // Client side of the Nix serve protocol (`nix-store --serve --write`) over any duplex byte stream:
 // a local child process, or an ssh exec channel. Requests are strictly sequential (one in flight).
+//
+// Longer than the other modules because it is one protocol client: its commands share one framing, one version
+// negotiation and one request in flight.
 
 import type {Readable, Writable} from 'node:stream';
 import {parseNar, writeExportEntry, type NarParseOptions, type NarVisitor} from './nar.js';

@@ -1,5 +1,7 @@
 // Binary framing shared by the Nix serve protocol, the NAR format and the export format:
 // little-endian u64 integers; strings as u64 length + bytes + zero padding to a multiple of 8.
+//
+// Longer than the other modules because it is the reader and the writer of one framing, which must stay symmetric.
 
 import type {Readable, Writable} from 'node:stream';
 

@@ -14,7 +14,7 @@ import {defaultRunnerSettings} from '../../source/config/hydra-conf.js';
 import type {MachineSpec} from '../../source/fleet/machines-file.js';
 import type {StepExecutor} from '../../source/fleet/step-api.js';
 import {BUSY} from '../../source/db/runner-sql.js';
-import type {ActiveStepInfo} from '../../source/daemon/status.js';
+import type {ActiveStepInfo} from '../../source/daemon/status-common.js';
 import {SlotLease} from '../../source/scheduler/slot-lease.js';
 
 export const LOCAL_SYSTEM = 'x86_64-linux';
