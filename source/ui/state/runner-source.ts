@@ -4,7 +4,8 @@
 //   answer, the C++-shaped document in SystemStatus('queue-runner').
 import type {Queryable} from '../../db/queryable.js';
 import type {Scheduler} from '../../scheduler/scheduler.js';
-import {restStatus, stepInfo} from '../../daemon/status.js';
+import {restStatus} from '../../daemon/status.js';
+import {stepInfo} from '../../daemon/status-lists.js';
 import type {Step} from '../../scheduler/model.js';
 import type {MachineRow, MachineState, Progress, RunnerStats, RunnerStepView} from './types.js';
 
