@@ -77,6 +77,8 @@ export interface SendClosureOptions {
   /** Taken around the upload itself (after the validity query); returns the release function. */
   lock?: () => Promise<() => void>;
   nixStore?: string;
+  /** Timing hook: the closure is known and its validity on the builder checked (before any upload). */
+  onQueried?: () => void;
 }
 
 export interface SendClosureResult {
@@ -93,8 +95,12 @@ export interface SendClosureResult {
  */
 export async function sendClosure(client: ServeClient, paths: readonly string[], options: SendClosureOptions = {}): Promise<SendClosureResult> {
   const closure = await queryClosure(paths);
-  if (closure.length === 0) return {closure, copied: [], narBytes: 0};
+  if (closure.length === 0) {
+    options.onQueried?.();
+    return {closure, copied: [], narBytes: 0};
+  }
   const valid = await client.queryValidPaths(closure, {lock: true, substitute: true});
+  options.onQueried?.();
   let missing = closure.filter((p) => !valid.has(p));
   if (missing.length === 0) return {closure, copied: [], narBytes: 0};
   const release = options.lock ? await options.lock() : () => undefined;

@@ -111,6 +111,7 @@ export class FleetExecutor implements StepExecutor {
       check();
       // A machine that hangs before the session exists (TCP or SSH handshake, channel open) must not delay a cancel.
       session = await abortable(this.connect(request.machine, log), signal, (late) => void late.kill());
+      request.mark?.('session-open');
       client = session.client;
       if (signal.aborted) onAbort();
       check();
@@ -122,6 +123,7 @@ export class FleetExecutor implements StepExecutor {
         await abortable(
           (async () => {
             await active.handshake();
+            request.mark?.('handshake');
             request.onConnected?.();
             await this.execute(request, active, log!, work, check);
           })(),
@@ -190,8 +192,10 @@ export class FleetExecutor implements StepExecutor {
       await sendClosure(client, basic.inputSrcs, {
         nixStore: this.nixStore,
         lock: () => this.sendLocks.acquire(machine.uri, this.sendLockWaitMs, request.signal),
+        ...(request.mark ? {onQueried: () => request.mark!('inputs-queried')} : {}),
       });
     }
+    request.mark?.('inputs-copied');
     result.overheadMs += Math.round(performance.now() - sendStart);
     check();
     await log.truncate();
@@ -208,6 +212,7 @@ export class FleetExecutor implements StepExecutor {
       enforceDeterminism: false,
     });
     const buildStop = Math.floor(Date.now() / 1000);
+    request.mark?.('built');
     await log.flush();
     const outcome = mapBuildResult(built);
     result.status = outcome.stepStatus;
@@ -291,8 +296,10 @@ export class FleetExecutor implements StepExecutor {
     if (isLocal) {
       infos = await queryPathInfos(outputList);
       for (const p of outputList) if (!infos.has(p)) throw new Error(`output ${p} is not valid after the build`);
+      request.mark?.('outputs-queried');
       if (this.overOutputLimit(request, result, infos)) return;
       fs = localNixSupportFs(outputList, request.signal);
+      request.mark?.('outputs-imported');
     } else {
       await request.onPhase('receiving');
       check();
@@ -302,6 +309,7 @@ export class FleetExecutor implements StepExecutor {
       const remote: Map<string, RemotePathInfo> = await client.queryPathInfos(outputList);
       for (const p of outputList) if (!remote.has(p)) throw new Error(`output ${p} is not valid on ${machine.uri} after the build`);
       infos = remote;
+      request.mark?.('outputs-queried');
       if (this.overOutputLimit(request, result, infos)) {
         result.overheadMs += Math.round(performance.now() - receiveStart);
         return;
@@ -314,6 +322,7 @@ export class FleetExecutor implements StepExecutor {
       });
       fs = received.fs;
       result.overheadMs += Math.round(performance.now() - receiveStart);
+      request.mark?.('outputs-imported');
     }
     check();
 
@@ -344,6 +353,7 @@ export class FleetExecutor implements StepExecutor {
       this.log(`${drvPath}: cannot measure the closure size: ${e instanceof Error ? e.message : String(e)}`);
       return null;
     });
+    request.mark?.('postprocessed');
   }
 
   /** docs/hydra-compat.md, "Limits": the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
