@@ -49,8 +49,8 @@ async function main(): Promise<void> {
     await initSchema(pool);
     const jobset = await insertJobset(pool, {name: 'cli'});
     await pool.query(
-      `INSERT INTO Builds (finished, timestamp, jobset_id, job, nixName, drvPath, system, maxsilent, timeout, isCurrent, priority, globalPriority, buildStatus)
-       SELECT 1, 1700000000 + g, $1, 'job-' || (g % 500), 'pkg-' || g, '/nix/store/' || lpad(g::text, 32, 'a') || '-pkg.drv', 'x86_64-linux', 7200, 36000, 1, 100, 0, g % 3
+      `INSERT INTO Builds (finished, timestamp, jobset_id, job, nixName, drvPath, system, maxsilent, timeout, isCurrent, priority, globalPriority)
+       SELECT 0, 1700000000 + g, $1, 'job-' || (g % 500), 'pkg-' || g, '/nix/store/' || lpad(g::text, 32, 'a') || '-pkg.drv', 'x86_64-linux', 7200, 36000, 1, 100, 0
        FROM generate_series(1, $2::int) g`,
       [jobset.id, nBuilds],
     );
