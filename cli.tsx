@@ -1,12 +1,19 @@
 #!/usr/bin/env node
-import {main} from './source/cli/main.js';
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(`hydra-ops: ${error instanceof Error ? error.message : String(error)}`);
-    process.exitCode = 1;
-  },
-);
+// `--version` alone is answered before anything else is loaded (the command line's modules cost more than node's
+// own start-up); everything else goes through main.
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  const {VERSION} = await import('./source/cli/version.js');
+  process.stdout.write(`${VERSION}\n`);
+} else {
+  const {main} = await import('./source/cli/main.js');
+  main(args).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      console.error(`hydra-ops: ${error instanceof Error ? error.message : String(error)}`);
+      process.exitCode = 1;
+    },
+  );
+}

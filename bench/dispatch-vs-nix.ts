@@ -3,11 +3,14 @@
 // `nix-build --builders 'ssh://…; ssh://…' --max-jobs 0` — each on its own fresh set-up (new builders, freshly
 // salted derivations, so nothing is cached anywhere). Prints both wall times and their ratio.
 //
-//   node --import tsx bench/dispatch-vs-nix.ts [--width W] [--depth D] [--jobs J]
+//   node --import tsx bench/dispatch-vs-nix.ts [--width W] [--depth D] [--jobs J] [--builders B] [--fleets BxJ,…]
 //
 // The DAG has D layers of W derivations (default 20 × 10 = 200); derivation j of layer k needs derivations j and
 // j+1 (mod W) of layer k−1, so every derivation is needed by the last layer. Each builder takes J jobs at a time
-// (default 2) on both sides.
+// (default 2) on both sides; there are B builders (default 2).
+// The daemon writes every step's instants (HYDRA_OPS_STEP_TIMINGS): the script prints where a step's time goes
+// (median and total per phase). --fleets 1x2,2x2,4x2,8x4 also runs both sides on each fleet (builders × jobs) and
+// prints how wall time scales with the number of slots.
 //  - hydra-ops: a fresh database with Hydra's schema; the daemon is started with NIX_REMOTE_SYSTEMS = the two
 //    builders only (the coordinator builds nothing) and waited for until its status endpoint answers; then the W
 //    top-level derivations are queued as W builds (Builds + BuildOutputs rows, NOTIFY builds_added). The time runs
@@ -18,7 +21,7 @@
 // Both sides start from instantiated .drv files (evaluation is not timed) and copy every output back to the
 // coordinator's store.
 import {spawn, execFile} from 'node:child_process';
-import {mkdtempSync, chmodSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdtempSync, chmodSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {promisify} from 'node:util';
@@ -45,7 +48,66 @@ function intArg(name: string, dflt: number): number {
 const width = intArg('--width', 20);
 const depth = intArg('--depth', 10);
 const jobs = intArg('--jobs', 2);
+const builderCount = intArg('--builders', 2);
 const total = width * depth;
+
+function fleetsArg(): {builders: number; jobs: number}[] {
+  const i = process.argv.indexOf('--fleets');
+  if (i < 0) return [];
+  return (process.argv[i + 1] ?? '').split(',').map((item) => {
+    const m = /^(\d+)x(\d+)$/.exec(item.trim());
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new Error(`--fleets: '${item}' is not BUILDERSxJOBS (e.g. 4x2)`);
+    return {builders: Number(m[1]), jobs: Number(m[2])};
+  });
+}
+
+/** Consecutive instants of a step's way through the runner, and what the time between them is. */
+const SEGMENTS: [string, string, string][] = [
+  ['runnable', 'dispatched', 'queue → dispatch'],
+  ['dispatched', 'row-inserted', 'step row + NOTIFY (start)'],
+  ['row-inserted', 'session-open', 'connect (channel + serve process)'],
+  ['session-open', 'handshake', 'serve handshake'],
+  ['handshake', 'inputs-queried', 'input closure + validity query'],
+  ['inputs-queried', 'inputs-copied', 'input copy'],
+  ['inputs-copied', 'built', 'build (incl. sandbox set-up)'],
+  ['built', 'outputs-queried', 'output path-info query'],
+  ['outputs-queried', 'outputs-imported', 'output copy + local import'],
+  ['outputs-imported', 'postprocessed', 'nix-support + closure size'],
+  ['postprocessed', 'executed', 'session close'],
+  ['executed', 'recorded', 'database writes + NOTIFY (end)'],
+];
+
+interface Timing {
+  drvPath: string;
+  status: number;
+  marks: [string, number][];
+}
+
+function printBreakdown(timings: Timing[], wallMs: number, slots: number): void {
+  const ok = timings.filter((t) => t.status === 0);
+  console.log(`\nWhere a step's time goes (${ok.length} successful steps; ${slots} slots; wall × slots / steps = ${((wallMs * slots) / Math.max(1, ok.length)).toFixed(0)} ms per step per slot)`);
+  const rows: string[][] = [['phase', 'median ms', 'mean ms', 'total s', 'share']];
+  const totals: number[] = [];
+  const per: number[][] = SEGMENTS.map(() => []);
+  for (const t of ok) {
+    const at = new Map(t.marks);
+    SEGMENTS.forEach(([from, to], k) => {
+      const a = at.get(from);
+      const b = at.get(to);
+      if (a !== undefined && b !== undefined) per[k]!.push(b - a);
+    });
+  }
+  SEGMENTS.forEach((_, k) => totals.push(per[k]!.reduce((x, y) => x + y, 0)));
+  const sum = totals.slice(1).reduce((x, y) => x + y, 0);
+  SEGMENTS.forEach(([, , label], k) => {
+    const xs = [...per[k]!].sort((a, b) => a - b);
+    const med = xs.length ? xs[Math.floor(xs.length / 2)]! : NaN;
+    const mean = xs.length ? totals[k]! / xs.length : NaN;
+    rows.push([label, med.toFixed(1), mean.toFixed(1), (totals[k]! / 1000).toFixed(1), k === 0 ? '(waiting)' : `${((100 * totals[k]!) / sum).toFixed(0)} %`]);
+  });
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  '));
+}
 
 /** The DAG as a Nix expression evaluating to the list of the last layer's derivations. */
 function dagExpr(nonce: string): string {
@@ -88,14 +150,15 @@ async function assertBuilt(outputsOf: string[]): Promise<void> {
   if (invalid.length > 0) throw new Error(`${invalid.length} outputs are missing from the coordinator's store, e.g. ${invalid[0]}`);
 }
 
-async function runHydraOps(): Promise<{ms: number; startMs: number; steps: number}> {
-  const fleet = await startFleet(2, {maxJobs: jobs});
+async function runHydraOps(builders: number, jobs: number): Promise<{ms: number; startMs: number; steps: number; timings: Timing[]}> {
+  const fleet = await startFleet(builders, {maxJobs: jobs});
   const fx = await nixFixture('bench-b1-hydra');
   const db = await freshDatabase('bench_b1');
   const pool = new pg.Pool({connectionString: db.url, max: 4});
   pool.on('error', () => {});
   const data = mkdtempSync(join(tmpdir(), 'hydra-ops-bench-b1-'));
   chmodSync(data, 0o755);
+  const timingsFile = join(data, 'step-timings.jsonl');
   let child: ReturnType<typeof spawn> | null = null;
   try {
     const {top, all} = await instantiate(fx);
@@ -103,7 +166,7 @@ async function runHydraOps(): Promise<{ms: number; startMs: number; steps: numbe
     const jobset = await insertJobset(pool, {name: 'dag'});
     const s0 = performance.now();
     child = spawn(process.execPath, [...cliArgs(), '--daemon', '--status-address', '127.0.0.1:0', '--grace', '2', '--log-level', 'warn'], {
-      env: {...process.env, HYDRA_DATABASE_URL: db.url, HYDRA_DATA: data, HYDRA_OPS_CONFIG_DIR: join(data, 'settings'), NIX_REMOTE_SYSTEMS: fleet.machinesFile, HYDRA_CONFIG: ''},
+      env: {...process.env, HYDRA_DATABASE_URL: db.url, HYDRA_DATA: data, HYDRA_OPS_CONFIG_DIR: join(data, 'settings'), NIX_REMOTE_SYSTEMS: fleet.machinesFile, HYDRA_CONFIG: '', HYDRA_OPS_STEP_TIMINGS: timingsFile},
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -150,7 +213,8 @@ async function runHydraOps(): Promise<{ms: number; startMs: number; steps: numbe
     await assertBuilt(all);
     child.kill('SIGTERM');
     await exited;
-    return {ms, startMs, steps: steps.rows[0].n};
+    const timings = readFileSync(timingsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Timing);
+    return {ms, startMs, steps: steps.rows[0].n, timings};
   } finally {
     if (child && child.exitCode === null) child.kill('SIGKILL');
     await pool.end().catch(() => {});
@@ -186,8 +250,8 @@ function sshConfig(fleet: Fleet, dir: string): {file: string; aliases: string[]}
   return {file, aliases};
 }
 
-async function runNix(): Promise<{ms: number}> {
-  const fleet = await startFleet(2, {maxJobs: jobs});
+async function runNix(builders: number, jobs: number): Promise<{ms: number}> {
+  const fleet = await startFleet(builders, {maxJobs: jobs});
   const fx = await nixFixture('bench-b1-nix');
   const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-bench-b1-nix-'));
   try {
@@ -222,15 +286,27 @@ async function runNix(): Promise<{ms: number}> {
 }
 
 async function main(): Promise<void> {
-  console.log(`DAG: ${depth} layers × ${width} = ${total} trivial derivations; 2 builders × ${jobs} jobs; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  const h = await runHydraOps();
+  console.log(`DAG: ${depth} layers × ${width} = ${total} trivial derivations; ${builderCount} builders × ${jobs} jobs; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  const h = await runHydraOps(builderCount, jobs);
   console.log(`hydra-ops: ${(h.ms / 1000).toFixed(1)} s for ${h.steps} steps (daemon start-up ${(h.startMs / 1000).toFixed(1)} s, not counted)`);
-  const n = await runNix();
+  const n = await runNix(builderCount, jobs);
   console.log(`nix-build: ${(n.ms / 1000).toFixed(1)} s`);
-  printTable(`B1 real dispatch: ${total} derivations on 2 SSH builders`, 'nix-build', [
+  printBreakdown(h.timings, h.ms, builderCount * jobs);
+  printTable(`B1 real dispatch: ${total} derivations on ${builderCount} SSH builders × ${jobs} jobs`, 'nix-build', [
     {figure: 'wall time', ours: h.ms / 1000, peer: n.ms / 1000, unit: 's'},
     {figure: 'derivations per second', ours: total / (h.ms / 1000), peer: total / (n.ms / 1000), unit: '/s'},
   ]);
+  const fleets = fleetsArg();
+  if (fleets.length > 0) {
+    const rows = [];
+    for (const f of fleets) {
+      const hf = await runHydraOps(f.builders, f.jobs);
+      const nf = await runNix(f.builders, f.jobs);
+      console.log(`${f.builders} × ${f.jobs}: hydra-ops ${(hf.ms / 1000).toFixed(1)} s, nix-build ${(nf.ms / 1000).toFixed(1)} s`);
+      rows.push({figure: `wall time, ${f.builders} builders × ${f.jobs} jobs = ${f.builders * f.jobs} slots`, ours: hf.ms / 1000, peer: nf.ms / 1000, unit: 's'});
+    }
+    printTable(`B1 scaling with slots: ${total} derivations`, 'nix-build', rows);
+  }
 }
 
 await main();

@@ -188,7 +188,7 @@ test('the closure size of a step\'s outputs is measured once', async () => {
   const wrapper = join(fx.dir, 'nix-store-logging');
   const real = (await execa('sh', ['-c', 'command -v nix-store'])).stdout.trim();
   writeFileSync(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${real}' "$@"\n`, {mode: 0o755});
-  const counting = new FleetExecutor({sshPool: pool, localStoreIsDestination: true, nixStoreBin: wrapper, localServe: {extraArgs: NO_BUILD_USERS}});
+  const counting = new FleetExecutor({sshPool: pool, localStoreIsDestination: true, nixStoreBin: wrapper, localStore: 'commands', localServe: {extraArgs: NO_BUILD_USERS}});
   const drvPath = await instantiate(shDrv('closure-once', 'mkdir $out; echo once > $out/x'));
   const p = await probe(drvPath, machines[1]!);
   const r = await counting.run(p.request);
@@ -197,6 +197,38 @@ test('the closure size of a step\'s outputs is measured once', async () => {
   assert.ok(r.closureSize! >= r.size! && r.size! > 0);
   const sizeCalls = fileText(calls).split('\n').filter((l) => l.startsWith('--query --size'));
   assert.equal(sizeCalls.length, 1, fileText(calls));
+});
+
+test('steps reuse one serve session per slot and reach the coordinator\'s store through long-lived nix-store --serve processes', async () => {
+  const calls = join(fx.dir, 'nix-store-serve-calls');
+  const wrapper = join(fx.dir, 'nix-store-serve-logging');
+  const real = (await execa('sh', ['-c', 'command -v nix-store'])).stdout.trim();
+  writeFileSync(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${real}' "$@"\n`, {mode: 0o755});
+  const serving = new FleetExecutor({sshPool: pool, localStoreIsDestination: true, nixStoreBin: wrapper, localServe: {extraArgs: NO_BUILD_USERS}});
+  try {
+    // Two steps on machine 0 (the second reuses the first one's session), one on machine 1.
+    const a = await instantiate(shDrv('serve-a', 'mkdir $out; echo a > $out/a'));
+    const b = await instantiate(shDrv('serve-b', 'mkdir $out; echo b > $out/b'));
+    const results: StepResult[] = [];
+    for (const [drv, m] of [[a, machines[0]!], [b, machines[0]!], [a, machines[1]!]] as const) {
+      const p = await probe(drv, m);
+      const r = await serving.run(p.request);
+      for (const o of r.outputs.values()) fx.track(o.path);
+      assert.equal(r.status, 0, r.errorMsg ?? '');
+      assert.ok(r.closureSize! >= r.size! && r.size! > 0, 'sizes measured through the serve session');
+      assert.ok(r.bytesReceived > 0 && r.bytesSent > 0);
+      results.push(r);
+    }
+    assert.ok(await localValid(results[0]!.outputs.get('out')!.path), 'the output was imported into the coordinator\'s store');
+    assert.equal(serving.sessionsOpened, 2, 'one session per machine, the second step on machine 0 reused the first one\'s');
+    assert.ok(results[1]!.bytesSent < results[0]!.bytesSent + 1_000_000, 'byte counts are per step, not per session');
+    const lines = fileText(calls).trim().split('\n').filter(Boolean);
+    assert.ok(lines.length >= 1, 'the coordinator\'s store was used');
+    assert.deepEqual(lines.filter((l) => !l.startsWith('--serve --write')), [], `only serve processes, no command per operation:\n${fileText(calls)}`);
+    assert.ok(lines.length <= 4, `at most 4 serve processes for 3 steps:\n${fileText(calls)}`);
+  } finally {
+    await serving.close();
+  }
 });
 
 test('several outputs referring to each other come back dependencies first', async () => {

@@ -12,7 +12,8 @@ import {waitFor} from './support/wait.js';
 
 test('with max_local_worker_threads = 1, one output import runs at a time and waiting steps show busy 35', {timeout: 180_000}, async () => {
   const rig = await runnerRig({builders: 1, maxJobs: 4, label: 'local_work'});
-  const executor = new FleetExecutor({nixStoreBin: join(rig.dataDir, 'nix-store-imports')});
+  // A nix-store command per operation, so that the wrapper sees each import.
+  const executor = new FleetExecutor({nixStoreBin: join(rig.dataDir, 'nix-store-imports'), localStore: 'commands'});
   try {
     const real = execFileSync('sh', ['-c', 'command -v nix-store'], {encoding: 'utf8'}).trim();
     const record = join(rig.dataDir, 'imports');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type {Derivation} from '../source/nix/drv.js';
 import {StepGraph, type GraphStore} from '../source/scheduler/graph.js';
 import {Build, Jobset, type Step} from '../source/scheduler/model.js';
-import {assignSteps, capabilityKey, criticalPathLengths, sortRunnable} from '../source/scheduler/dispatcher.js';
+import {assignSteps, capabilityKey, criticalPathLengths, lowestShareUsed, orderRunnable, sortRunnable} from '../source/scheduler/dispatcher.js';
 import {newRuntime, type RunnerMachine} from '../source/scheduler/machines.js';
 import {SlotLease} from '../source/scheduler/slot-lease.js';
 import type {MachineSpec} from '../source/fleet/machines-file.js';
@@ -159,6 +159,35 @@ test('dispatch order: global priority, then share used, then reverse dependencie
   ]);
   const order = sortRunnable([...steps.values()]).map((s) => s.name);
   assert.deepEqual(order, ['bumped', 'popular', 'local', 'older', 'low', 'busyjobset']);
+});
+
+test('dispatch order: the lazy heap order equals a stable sort by the dispatch keys, ties included', () => {
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const shares = [0, 0.5, 2].map((shareUsed) => ({shareUsed}));
+  const steps = Array.from({length: 3000}, (_, i) => ({
+    i,
+    highestGlobalPriority: rnd(3),
+    jobsets: new Set([shares[rnd(3)]!]),
+    rdeps: new Set(Array.from({length: rnd(3)}, (_, k) => k)),
+    highestLocalPriority: rnd(2),
+    lowestBuildId: rnd(50),
+  })) as unknown as Step[];
+  const expected = [...steps].sort(
+    (a, b) =>
+      b.highestGlobalPriority - a.highestGlobalPriority ||
+      lowestShareUsed(a) - lowestShareUsed(b) ||
+      b.rdeps.size - a.rdeps.size ||
+      b.highestLocalPriority - a.highestLocalPriority ||
+      a.lowestBuildId - b.lowestBuildId,
+  );
+  const got = [...orderRunnable(steps)];
+  assert.equal(got.length, steps.length);
+  assert.deepEqual(got.map((s) => (s as unknown as {i: number}).i), expected.map((s) => (s as unknown as {i: number}).i));
+  // Taking only the first few pops gives the same prefix.
+  const it = orderRunnable(steps);
+  const first = Array.from({length: 10}, () => it.next().value as Step);
+  assert.deepEqual(first, expected.slice(0, 10));
 });
 
 test('dispatch order: critical path counts the longest chain waiting on a step', async () => {

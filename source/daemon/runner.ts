@@ -4,7 +4,7 @@
 // advisory lock, db/runner-advisory-lock.ts: one runner per database, whatever its data directory) → schema check → machines → clearBusy → LISTEN →
 // scan → status row and REST endpoints. Stop: no new dispatches, running steps get a grace
 // period, the rest are aborted as retryable, clearBusy, status row deleted, lock released.
-import {existsSync} from 'node:fs';
+import {appendFileSync, existsSync} from 'node:fs';
 import type {ResolvedConfig} from '../config/resolve.js';
 import type {Database} from '../db/connection.js';
 import {inspectSchema, initSchema} from '../db/schema.js';
@@ -158,6 +158,7 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
       log: (level, message, fields) => log(level, message, fields),
       ...(smp ? {idleWork: (round: IdleRound) => smp.onIdle(round)} : {}),
       localProblem: localNix?.problem ? describeLocalNixProblem(localNix.problem) : null,
+      ...stepTimingsTo(o.env.HYDRA_OPS_STEP_TIMINGS, (m) => log('warn', m)),
       ...o.schedulerOverrides,
     });
     smp?.attach(scheduler);
@@ -223,4 +224,23 @@ export async function startRunner(o: RunnerOptions): Promise<RunningRunner> {
     await teardown(0);
     throw e;
   }
+}
+
+/**
+ * HYDRA_OPS_STEP_TIMINGS=<file>: every finished step's instants appended to the file as one JSON line (the
+ * breakdown bench/dispatch-vs-nix.ts prints). Unset, the scheduler measures nothing.
+ */
+function stepTimingsTo(file: string | undefined, warn: (message: string) => void): Partial<SchedulerOptions> {
+  if (!file) return {};
+  let failed = false;
+  return {
+    stepTiming: (t) => {
+      try {
+        appendFileSync(file, JSON.stringify(t) + '\n');
+      } catch (e) {
+        if (!failed) warn(`HYDRA_OPS_STEP_TIMINGS: cannot append to ${file}: ${(e as Error).message}`);
+        failed = true;
+      }
+    },
+  };
 }

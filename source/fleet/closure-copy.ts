@@ -1,11 +1,10 @@
 // Copying store paths between the coordinator's store and a builder over the serve protocol:
 // the input closure out (QueryValidPaths + ImportPaths, dependencies first, NARs streamed from
 // `nix-store --dump`) and the outputs back (DumpStorePath, each NAR verified against the builder's
-// narHash and streamed into a local `nix-store --import`, with nix-support files kept in memory).
+// narHash and streamed into the coordinator's store, with nix-support files kept in memory). The coordinator's store
+// is reached through a CoordinatorStore (local-store.ts).
 
-import type {Writable} from 'node:stream';
-import {execa} from 'execa';
-import {dumpLocalPath, EXPORT_MAGIC, sameHash, type NarEntry} from '../nix/nar.js';
+import {sameHash, type NarEntry} from '../nix/nar.js';
 import {
   localNixSupportFs,
   memberMapFs,
@@ -14,8 +13,8 @@ import {
   type RecordedMember,
 } from '../nix/nix-support.js';
 import type {ImportEntry, PathInfo as RemotePathInfo, ServeClient} from '../nix/serve-client.js';
-import {queryClosure, queryPathInfos, topoSortPaths} from '../nix/store.js';
-import {WireWriter, sortedSet} from '../nix/wire.js';
+import {topoSortPaths} from '../nix/store.js';
+import {StoreCommands, type CoordinatorStore} from './local-store.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Per-machine send lock (Hydra's build-remote.cc; docs/hydra-compat.md, "Serve protocol"): one upload at a time per machine.
@@ -77,6 +76,10 @@ export interface SendClosureOptions {
   /** Taken around the upload itself (after the validity query); returns the release function. */
   lock?: () => Promise<() => void>;
   nixStore?: string;
+  /** The coordinator's store (default: a nix-store command per operation). */
+  store?: CoordinatorStore;
+  /** Timing hook: the closure is known and its validity on the builder checked (before any upload). */
+  onQueried?: () => void;
 }
 
 export interface SendClosureResult {
@@ -92,9 +95,14 @@ export interface SendClosureResult {
  * lock and substitute, then ImportPaths of what is still missing, dependencies first.
  */
 export async function sendClosure(client: ServeClient, paths: readonly string[], options: SendClosureOptions = {}): Promise<SendClosureResult> {
-  const closure = await queryClosure(paths);
-  if (closure.length === 0) return {closure, copied: [], narBytes: 0};
+  const store = options.store ?? new StoreCommands(options.nixStore);
+  const closure = await store.closure([...paths]);
+  if (closure.length === 0) {
+    options.onQueried?.();
+    return {closure, copied: [], narBytes: 0};
+  }
   const valid = await client.queryValidPaths(closure, {lock: true, substitute: true});
+  options.onQueried?.();
   let missing = closure.filter((p) => !valid.has(p));
   if (missing.length === 0) return {closure, copied: [], narBytes: 0};
   const release = options.lock ? await options.lock() : () => undefined;
@@ -105,16 +113,15 @@ export async function sendClosure(client: ServeClient, paths: readonly string[],
       missing = missing.filter((p) => !nowValid.has(p));
       if (missing.length === 0) return {closure, copied: [], narBytes: 0};
     }
-    const infos = await queryPathInfos(missing);
+    const infos = await store.pathInfos(missing);
     for (const p of missing) {
       if (!infos.has(p)) throw new Error(`input ${p} is no longer valid in the coordinator's store`);
     }
     const ordered = topoSortPaths(missing, (p) => infos.get(p)?.references);
-    const nixStore = options.nixStore;
     const entries = function* (): Generator<ImportEntry> {
       for (const path of ordered) {
         const info = infos.get(path)!;
-        yield {path, references: info.references, deriver: info.deriver, nar: () => dumpLocalPath(path, nixStore ? {nixStore} : {})};
+        yield {path, references: info.references, deriver: info.deriver, nar: () => store.dump(path)};
       }
     };
     const r = await client.importPaths(entries());
@@ -127,69 +134,10 @@ export async function sendClosure(client: ServeClient, paths: readonly string[],
 // ---------------------------------------------------------------------------------------------------------------
 // Outputs: builder → coordinator
 
-/** A `nix-store --import` process fed with export records (one per path, dependencies first). */
-export class LocalImport {
-  private readonly child;
-  private readonly writer: WireWriter;
-  private finished = false;
-
-  constructor(nixStore = 'nix-store') {
-    this.child = execa(nixStore, ['--import'], {
-      stdin: 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      encoding: 'utf8',
-      reject: false,
-      cleanup: true,
-    });
-    this.child.catch(() => undefined);
-    this.child.stdin!.on('error', () => undefined);
-    this.writer = new WireWriter(this.child.stdin!, {label: 'local nix-store --import'});
-  }
-
-  /** The stream the NAR bytes go to (after begin()). */
-  get sink(): Writable {
-    return this.child.stdin!;
-  }
-
-  /** Start a record: everything written to `sink` next is the NAR. */
-  async begin(): Promise<void> {
-    this.writer.u64(1);
-    await this.writer.flush();
-  }
-
-  /** Finish a record whose NAR was written to `sink` (only once it has been verified). */
-  async commit(path: string, references: Iterable<string>, deriver: string | undefined | null): Promise<void> {
-    this.writer.u64(EXPORT_MAGIC).string(path).strings(sortedSet(references)).string(deriver ?? '').u64(0);
-    await this.writer.flush();
-  }
-
-  /** End the stream and wait for the import to succeed. */
-  async finish(): Promise<void> {
-    this.finished = true;
-    this.writer.u64(0);
-    try {
-      await this.writer.end();
-    } catch {
-      // reported through the exit status below
-    }
-    const r = await this.child;
-    if (r.exitCode !== 0) {
-      throw new Error(`importing into the coordinator's store failed (nix-store --import exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim() || 'no message'}`);
-    }
-  }
-
-  /** Abandon the import: nothing whose record was not committed gets registered. */
-  async cancel(): Promise<void> {
-    if (this.finished && this.child.exitCode !== null) return;
-    this.finished = true;
-    this.child.kill('SIGKILL');
-    await this.child.catch(() => undefined);
-  }
-}
-
 export interface ReceiveOutputsOptions {
   nixStore?: string;
+  /** The coordinator's store the outputs are imported into (default: `nix-store --import`). */
+  store?: CoordinatorStore;
   /** Paths already valid in the coordinator's store are not copied again. */
   skip?: ReadonlySet<string>;
   /** Hashing product files through the returned reader stops when this aborts. */
@@ -227,8 +175,8 @@ export async function receiveOutputs(
   const copied: string[] = [];
   let narBytes = 0;
   if (ordered.length > 0) {
-    const importer = new LocalImport(options.nixStore);
-    try {
+    const store = options.store ?? new StoreCommands(options.nixStore);
+    await store.importRecords(async (importer) => {
       for (const path of ordered) {
         const info = infos.get(path)!;
         await importer.begin();
@@ -256,11 +204,7 @@ export async function receiveOutputs(
         copied.push(path);
         narBytes += got.narSize;
       }
-      await importer.finish();
-    } catch (error) {
-      await importer.cancel();
-      throw error;
-    }
+    });
   }
   return {copied, narBytes, fs: streamedOutputsFs(members, copied, outputs, options.signal)};
 }

@@ -13,6 +13,8 @@ export interface ServeSession {
   close(): Promise<void>;
   /** Cancel now: EOF and tear the channel / process group down so the remote build dies. */
   kill(): Promise<void>;
+  /** Settles when the remote command (or local process) has exited. */
+  exited: Promise<unknown>;
 }
 
 export interface ServeSessionOptions {
@@ -43,6 +45,7 @@ export async function openServeSession(machine: MachineSpec, o: ServeSessionOpti
         client.abort();
         await transport.kill(1000);
       },
+      exited: transport.exited,
     };
   }
   const handle = await o.pool.openServe(machine);
@@ -61,6 +64,10 @@ export async function openServeSession(machine: MachineSpec, o: ServeSessionOpti
       client.abort();
       await settlesWithin(handle.close(), 2000);
     },
+    exited: handle.exited.then(
+      () => undefined,
+      () => undefined,
+    ),
   };
 }
 

@@ -10,6 +10,21 @@ import type {MachineSpec} from './machines-file.js';
 /** Busy phases the executor reports; the scheduler writes them as BuildSteps.busy 10/20/30/40/50. */
 export type StepPhase = 'connecting' | 'sending' | 'building' | 'receiving' | 'postprocessing';
 
+/**
+ * Instants inside a step the executor reports to an optional timing hook (StepRequest.mark), in this order:
+ * the session is open, the handshake is done, the input closure is known and checked on the builder, it is copied,
+ * the build is over, the outputs' path infos are in, the outputs are imported, nix-support and sizes are done.
+ */
+export type StepMark =
+  | 'session-open'
+  | 'handshake'
+  | 'inputs-queried'
+  | 'inputs-copied'
+  | 'built'
+  | 'outputs-queried'
+  | 'outputs-imported'
+  | 'postprocessed';
+
 export interface StepRequest {
   machine: MachineSpec;
   drvPath: string;
@@ -31,6 +46,8 @@ export interface StepRequest {
   /** Aborting stops the remote build within 2 s; the result then has status 4. */
   signal: AbortSignal;
   onPhase(phase: StepPhase): void | Promise<void>;
+  /** Timing hook (benchmarks): called at each StepMark; absent, nothing is measured. */
+  mark?(mark: StepMark): void;
   /** The serve-protocol handshake succeeded: the machine's failure counter resets. */
   onConnected?(): void;
   /** The build is over on the builder and its slot may be reused while outputs copy back (docs/hydra-compat.md, "Machine choice and back-off"). */

@@ -11,8 +11,9 @@ import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/ni
 import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
 import {escapeControl} from '../config/escape.js';
 import {isStorePath} from '../nix/store-path.js';
-import {closureNarSize, createGcRoot, storeDir, queryPathInfos, queryValidPaths, topoSortPaths} from '../nix/store.js';
+import {createGcRoot, storeDir, queryPathInfos, topoSortPaths} from '../nix/store.js';
 import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
+import {StoreCommands, StoreSessions, type CoordinatorStore} from './local-store.js';
 import type {LocalTransportOptions} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
 import type {MachineSpec} from './machines-file.js';
@@ -35,6 +36,20 @@ export interface FleetExecutorOptions {
   sendLockWaitMs?: number;
   /** How long a finished serve process may take to exit after EOF before its channel is closed (default 5 s). */
   closeWaitMs?: number;
+  /**
+   * How the coordinator's store is reached: 'serve' (default) — a few long-lived `nix-store --serve --write`
+   * processes; 'commands' — a nix-store command per operation (local-store.ts).
+   */
+  localStore?: 'serve' | 'commands';
+  /**
+   * Keep a step's serve session open for the machine's next step (default true): connecting, the remote
+   * `nix-store --serve` start and the handshake are then paid once per slot, not per step. A session is retired after
+   * `sessionMaxSteps` steps (default 100; its temporary roots on the builder go with it) or `sessionIdleMs` without
+   * a step (default 30 s), and whenever a step on it failed in transport or was aborted.
+   */
+  reuseSessions?: boolean;
+  sessionMaxSteps?: number;
+  sessionIdleMs?: number;
   /** Wraps the reader of the outputs' nix-support files and products (instrumentation, fault injection in tests). */
   wrapNixSupportFs?: (fs: NixSupportFs) => NixSupportFs;
 }
@@ -67,6 +82,16 @@ export class FleetExecutor implements StepExecutor {
   private readonly closeWaitMs: number;
   private readonly wrapFs: (fs: NixSupportFs) => NixSupportFs;
   private readonly resolver: DrvFileResolver = resolveFromDrvFiles();
+  /** The coordinator's store. */
+  readonly store: CoordinatorStore;
+  private readonly reuse: boolean;
+  private readonly sessionMaxSteps: number;
+  private readonly sessionIdleMs: number;
+  /** Open sessions between steps, per machine. */
+  private readonly spare = new Map<string, Spare[]>();
+  /** Sessions opened so far (statistics, tests). */
+  sessionsOpened = 0;
+  private closing = false;
 
   constructor(options: FleetExecutorOptions = {}) {
     this.ownsPool = options.sshPool === undefined;
@@ -77,6 +102,10 @@ export class FleetExecutor implements StepExecutor {
     this.sendLockWaitMs = options.sendLockWaitMs ?? 600_000;
     this.closeWaitMs = options.closeWaitMs ?? 5000;
     this.wrapFs = options.wrapNixSupportFs ?? ((fs) => fs);
+    this.reuse = options.reuseSessions ?? true;
+    this.sessionMaxSteps = options.sessionMaxSteps ?? 100;
+    this.sessionIdleMs = options.sessionIdleMs ?? 30_000;
+    this.store = options.localStore === 'commands' ? new StoreCommands(this.nixStore) : new StoreSessions({nixStore: this.nixStore});
   }
 
   /** The SSH pool in use (for connection statistics). */
@@ -85,13 +114,54 @@ export class FleetExecutor implements StepExecutor {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    const spares = [...this.spare.values()].flat();
+    this.spare.clear();
+    await Promise.all(spares.map((sp) => (clearTimeout(sp.timer), sp.session.close())));
     if (this.ownsPool) this.pool.closeAll();
+    await this.store.close();
+  }
+
+  /** A machine's spare session, if one is open; its stderr now goes to `log`. */
+  private takeSpare(machine: MachineSpec, log: LogWriter): Spare | undefined {
+    const list = this.spare.get(sessionKey(machine));
+    const sp = list?.pop();
+    if (!sp) return undefined;
+    clearTimeout(sp.timer);
+    sp.session.client.clearStderrTail();
+    sp.sink = (chunk) => log.write(chunk);
+    return sp;
+  }
+
+  /** Keeps `sp` for the machine's next step (or retires it). */
+  private putSpare(machine: MachineSpec, sp: Spare): Promise<void> | void {
+    sp.sink = () => undefined;
+    sp.steps++;
+    if (this.closing || sp.dead || sp.steps >= this.sessionMaxSteps || !sp.session.client.usable) return sp.session.close();
+    const key = sessionKey(machine);
+    const list = this.spare.get(key) ?? [];
+    this.spare.set(key, list);
+    list.push(sp);
+    const retire = () => {
+      const i = list.indexOf(sp);
+      if (i < 0) return;
+      list.splice(i, 1);
+      if (list.length === 0 && this.spare.get(key) === list) this.spare.delete(key);
+      clearTimeout(sp.timer);
+      void sp.session.close();
+    };
+    sp.timer = setTimeout(retire, this.sessionIdleMs);
+    sp.timer.unref();
+    sp.retire = retire;
   }
 
   async run(request: StepRequest): Promise<StepResult> {
     const result = blankStepResult({logPath: request.logPath});
     const {signal} = request;
     let session: ServeSession | undefined;
+    let spare: Spare | undefined;
+    let sent0 = 0;
+    let received0 = 0;
     let killing: Promise<void> | undefined;
     const onAbort = () => {
       if (session && !killing) killing = session.kill();
@@ -109,8 +179,23 @@ export class FleetExecutor implements StepExecutor {
       await request.onPhase('connecting');
       check();
       // A machine that hangs before the session exists (TCP or SSH handshake, channel open) must not delay a cancel.
-      session = await abortable(this.connect(request.machine, log), signal, (late) => void late.kill());
+      spare = this.reuse ? this.takeSpare(request.machine, log) : undefined;
+      if (!spare) {
+        const writer = log;
+        const sp: Spare = {session: undefined as unknown as ServeSession, sink: (chunk) => writer.write(chunk), steps: 0, dead: false};
+        sp.session = await abortable(this.connect(request.machine, (chunk) => sp.sink(chunk)), signal, (late) => void late.kill());
+        this.sessionsOpened++;
+        void sp.session.exited.then(() => {
+          sp.dead = true;
+          sp.retire?.();
+        });
+        spare = sp;
+      }
+      session = spare.session;
+      request.mark?.('session-open');
       client = session.client;
+      sent0 = client.bytesSent;
+      received0 = client.bytesReceived;
       if (signal.aborted) onAbort();
       check();
       // The rest stops waiting at an abort too: a wedged builder may never answer the request in flight, even after
@@ -121,6 +206,7 @@ export class FleetExecutor implements StepExecutor {
         await abortable(
           (async () => {
             await active.handshake();
+            request.mark?.('handshake');
             request.onConnected?.();
             await this.execute(request, active, log!, work, check);
           })(),
@@ -152,12 +238,13 @@ export class FleetExecutor implements StepExecutor {
     } finally {
       signal.removeEventListener('abort', onAbort);
       if (client) {
-        result.bytesSent = client.bytesSent;
-        result.bytesReceived = client.bytesReceived;
+        result.bytesSent = client.bytesSent - sent0;
+        result.bytesReceived = client.bytesReceived - received0;
       }
       if (session) {
         if (killing) await killing;
         else if (signal.aborted || broken) await session.kill();
+        else if (this.reuse && spare) await this.putSpare(request.machine, spare);
         else await session.close();
       }
       if (log) {
@@ -188,9 +275,12 @@ export class FleetExecutor implements StepExecutor {
     if (!isLocal) {
       await sendClosure(client, basic.inputSrcs, {
         nixStore: this.nixStore,
+        store: this.store,
         lock: () => this.sendLocks.acquire(machine.uri, this.sendLockWaitMs, request.signal),
+        ...(request.mark ? {onQueried: () => request.mark!('inputs-queried')} : {}),
       });
     }
+    request.mark?.('inputs-copied');
     result.overheadMs += Math.round(performance.now() - sendStart);
     check();
     await log.truncate();
@@ -207,6 +297,7 @@ export class FleetExecutor implements StepExecutor {
       enforceDeterminism: false,
     });
     const buildStop = Math.floor(Date.now() / 1000);
+    request.mark?.('built');
     await log.flush();
     const outcome = mapBuildResult(built);
     result.status = outcome.stepStatus;
@@ -290,17 +381,20 @@ export class FleetExecutor implements StepExecutor {
     if (isLocal) {
       infos = await queryPathInfos(outputList);
       for (const p of outputList) if (!infos.has(p)) throw new Error(`output ${p} is not valid after the build`);
+      request.mark?.('outputs-queried');
       if (this.overOutputLimit(request, result, infos)) return;
       fs = localNixSupportFs(outputList, request.signal);
+      request.mark?.('outputs-imported');
     } else {
       await request.onPhase('receiving');
       check();
       const receiveStart = performance.now();
-      const localCheck = queryValidPaths(outputList);
+      const localCheck = this.store.validPaths(outputList);
       localCheck.catch(() => undefined);
       const remote: Map<string, RemotePathInfo> = await client.queryPathInfos(outputList);
       for (const p of outputList) if (!remote.has(p)) throw new Error(`output ${p} is not valid on ${machine.uri} after the build`);
       infos = remote;
+      request.mark?.('outputs-queried');
       if (this.overOutputLimit(request, result, infos)) {
         result.overheadMs += Math.round(performance.now() - receiveStart);
         return;
@@ -308,11 +402,13 @@ export class FleetExecutor implements StepExecutor {
       const already = await localCheck;
       const received = await receiveOutputs(client, topoSortPaths(outputList, (p) => remote.get(p)?.references), remote, {
         nixStore: this.nixStore,
+        store: this.store,
         skip: already,
         signal: request.signal,
       });
       fs = received.fs;
       result.overheadMs += Math.round(performance.now() - receiveStart);
+      request.mark?.('outputs-imported');
     }
     check();
 
@@ -322,7 +418,7 @@ export class FleetExecutor implements StepExecutor {
     check();
     const named = [...outputs.entries()].map(([name, path]) => ({name, path}));
     // Once, started here to overlap with the nix-support scan; a cancel stops it.
-    const closureSize = closureNarSize(outputList, {nixStore: this.nixStore, signal: request.signal});
+    const closureSize = this.store.closureNarSize(outputList, request.signal);
     closureSize.catch(() => undefined);
     const support = await collectNixSupport(named, this.wrapFs(fs), {signal: request.signal});
     check();
@@ -343,6 +439,7 @@ export class FleetExecutor implements StepExecutor {
       this.log(`${drvPath}: cannot measure the closure size: ${e instanceof Error ? e.message : String(e)}`);
       return null;
     });
+    request.mark?.('postprocessed');
   }
 
   /** docs/hydra-compat.md, "Limits": the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
@@ -360,15 +457,32 @@ export class FleetExecutor implements StepExecutor {
     return true;
   }
 
-  private connect(machine: MachineSpec, log: LogWriter): Promise<ServeSession> {
+  private connect(machine: MachineSpec, onStderr: (chunk: Buffer) => void): Promise<ServeSession> {
     return openServeSession(machine, {
       pool: this.pool,
       nixStore: this.nixStore,
       localServe: this.localServe,
       closeWaitMs: this.closeWaitMs,
-      onStderr: (chunk) => log.write(chunk),
+      onStderr,
     });
   }
+}
+
+/** A serve session kept between steps. */
+interface Spare {
+  session: ServeSession;
+  /** Where its stderr (the build log) goes now. */
+  sink: (chunk: Buffer) => void;
+  steps: number;
+  /** The remote command has exited. */
+  dead: boolean;
+  timer?: NodeJS.Timeout;
+  retire?: () => void;
+}
+
+/** Sessions are shared only by steps on the very same machine entry. */
+function sessionKey(machine: MachineSpec): string {
+  return JSON.stringify(machine);
 }
 
 /** `p`, or a StepAborted rejection once `signal` aborts; a value that arrives after the abort is handed to `late`. */

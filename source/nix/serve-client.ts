@@ -5,7 +5,7 @@
 // negotiation and one request in flight.
 
 import type {Readable, Writable} from 'node:stream';
-import {parseNar, writeExportEntry, type NarParseOptions, type NarVisitor} from './nar.js';
+import {EXPORT_MAGIC, parseNar, writeExportEntry, type NarParseOptions, type NarVisitor} from './nar.js';
 import {ProtocolError, WireReader, WireWriter, sortedSet} from './wire.js';
 import {isStorePath} from './store-path.js';
 import {escapeControl} from '../config/escape.js';
@@ -23,6 +23,7 @@ export const ServeCommand = {
   QueryPathInfos: 2,
   DumpStorePath: 3,
   ImportPaths: 4,
+  QueryClosure: 7,
   BuildDerivation: 8,
 } as const;
 
@@ -125,6 +126,14 @@ export interface PathInfo {
   sigs: string[];
 }
 
+/** What ServeClient.importRecords hands its body. */
+export interface ImportRecords {
+  /** Where a record's NAR bytes go, between begin() and commit(). */
+  sink: Writable;
+  begin(): Promise<void>;
+  commit(path: string, references: Iterable<string>, deriver: string | null | undefined): Promise<void>;
+}
+
 export interface ImportEntry {
   path: string;
   references: Iterable<string>;
@@ -167,6 +176,7 @@ export class ServeError extends Error {
 export class ServeClient {
   private readonly reader: WireReader;
   private readonly writer: WireWriter;
+  private readonly stdin: Writable;
   private readonly stderr: Readable | undefined;
   private readonly storeDir: string;
   private readonly label: string;
@@ -186,6 +196,7 @@ export class ServeClient {
     this.label = options.label ?? 'serve peer';
     this.reader = new WireReader(streams.stdout, {label: `${this.label} (stdout)`});
     this.writer = new WireWriter(streams.stdin, {label: `${this.label} (stdin)`});
+    this.stdin = streams.stdin;
     this.storeDir = (options.storeDir ?? (process.env.NIX_STORE_DIR || '/nix/store')).replace(/\/+$/, '');
     this.tailLimit = options.stderrTail ?? 64 * 1024;
     this.stderr = streams.stderr;
@@ -215,6 +226,17 @@ export class ServeClient {
   /** Bytes read from the peer (protocol stream only, stderr not counted). */
   get bytesReceived(): number {
     return this.reader.bytesRead;
+  }
+
+  /** Neither broken by an error nor closed: the next request may be sent. */
+  get usable(): boolean {
+    return this.broken === undefined && !this.closed;
+  }
+
+  /** Forget the stderr kept for error messages (a reused connection starts a new job). */
+  clearStderrTail(): void {
+    this.tail = [];
+    this.tailBytes = 0;
   }
 
   /** The last bytes the peer wrote to stderr, as text. */
@@ -328,6 +350,50 @@ export class ServeClient {
         .strings(sortedSet(paths));
       await this.writer.flush();
       return new Set(await this.reader.readStrings({what: 'valid paths'}));
+    });
+  }
+
+  /**
+   * QueryClosure (nix-store.cc opServe): the closure of `paths` on the peer, the paths included. An invalid path
+   * makes the peer fail and exit (the connection is then broken).
+   */
+  queryClosure(paths: Iterable<string>, options: {includeOutputs?: boolean} = {}): Promise<string[]> {
+    return this.run('QueryClosure', async () => {
+      this.writer.u64(ServeCommand.QueryClosure).bool(options.includeOutputs ?? false).strings(sortedSet(paths));
+      await this.writer.flush();
+      return await this.reader.readStrings({what: 'closure'});
+    });
+  }
+
+  /**
+   * ImportPaths with export records written by `body` one at a time: `begin()`, the NAR's bytes to `sink`, then
+   * `commit()` (so a NAR can be checked before its record is completed). The peer registers each record once its
+   * trailer is read; a body that throws leaves the connection broken (the peer must then be killed, which drops
+   * the record in progress).
+   */
+  importRecords<T>(body: (io: ImportRecords) => Promise<T>): Promise<T> {
+    return this.run('ImportPaths', async () => {
+      const w = this.writer;
+      w.u64(ServeCommand.ImportPaths);
+      const value = await body({
+        sink: this.stdin,
+        begin: async () => {
+          w.u64(1);
+          await w.flush();
+        },
+        commit: async (path, references, deriver) => {
+          w.u64(EXPORT_MAGIC).string(path).strings(sortedSet(references)).string(deriver ?? '').u64(0);
+          await w.flush();
+        },
+      });
+      w.u64(0);
+      await w.flush();
+      const answer = await this.reader.readU64('ImportPaths answer');
+      if (answer !== 1) {
+        this.broken = new Error(`ImportPaths answer ${answer}`);
+        throw new ServeError(`${this.label} failed to import the paths (answer ${answer})`, await this.settledStderr());
+      }
+      return value;
     });
   }
 

@@ -18,6 +18,13 @@ export interface SchedulerLog {
   (level: 'error' | 'warn' | 'info' | 'debug', message: string, fields?: Record<string, unknown>): void;
 }
 
+export interface StepTiming {
+  drvPath: string;
+  status: number;
+  /** [instant name, ms since performance.timeOrigin], in the order they happened. */
+  marks: [string, number][];
+}
+
 export interface SchedulerOptions {
   pool: pg.Pool;
   /** Settings for the dedicated LISTEN connection. */
@@ -63,6 +70,12 @@ export interface SchedulerOptions {
    * e.g. NIX_SSHOPTS for an ssh:// destination, or substituters and trusted-public-keys not in nix.conf.
    */
   nix?: Omit<NixCallOptions, 'signal'>;
+  /**
+   * Timing hook (benchmarks): after each step, its drv path and the instants (ms, performance.timeOrigin based) of
+   * its way through the runner — runnable, dispatched, step row written, the executor's StepMarks, executor done,
+   * end recorded. Absent, nothing is measured.
+   */
+  stepTiming?: (timing: StepTiming) => void;
   /** Why local machines (`localhost`) cannot build at all (source/nix/local-nix.ts); they then take no steps. */
   localProblem?: string | null;
 }

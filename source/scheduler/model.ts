@@ -94,6 +94,8 @@ export class Step {
   lowestBuildId = Number.MAX_SAFE_INTEGER;
   /** The last attempt's error, for "why is it waiting". */
   lastError: string | null = null;
+  /** dispatcher.ts capabilityKey, computed once (platform, features and preferLocal do not change). */
+  capabilityKey: string | undefined = undefined;
 
   constructor(
     readonly drvPath: string,

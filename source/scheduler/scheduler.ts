@@ -19,7 +19,7 @@ import {nowSeconds} from '../db/runner-sql.js';
 import type {Step} from './model.js';
 import {StepGraph, type GraphStore} from './graph.js';
 import {LookupBatcher} from './batcher.js';
-import {assignSteps, capabilityKey, sortRunnable} from './dispatcher.js';
+import {assignSteps, capabilityKey, orderRunnable} from './dispatcher.js';
 import {isAvailable, newRuntime, stepPlatform, unsupportedReason, waitingReason, type RunnerMachine} from './machines.js';
 import {newSchedulerStats, type SchedulerStats} from './stats.js';
 import type {ActiveStep, FinishedBuild, SchedulerContext, SchedulerEvents, SchedulerLog, SchedulerOptions} from './context.js';
@@ -334,7 +334,7 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
       }
       this.stats.nrUnsupportedSteps = unsupported;
       for (const m of machines) if (m.rt.consecutiveFailures > 0 && m.rt.disabledUntil > now) nextWake = Math.min(nextWake, m.rt.disabledUntil);
-      const sorted = anyFree ? sortRunnable(candidates, this.options.stepOrder ?? 'rdeps') : [];
+      const sorted = anyFree ? orderRunnable(candidates, this.options.stepOrder ?? 'rdeps') : [];
       for (const {step, lease} of assignSteps(sorted, machines, this.options.localSystem, now)) {
         this.graph.runnable.delete(step);
         this.track(this.execution.run(step, lease).catch((e) => this.log('error', `step ${step.drvPath}: ${(e as Error).stack ?? e}`)));

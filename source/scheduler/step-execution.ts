@@ -81,6 +81,11 @@ export class StepExecution {
 
   private async runLeased(step: Step, lease: SlotLease): Promise<void> {
     const {ctx} = this;
+    let marks: [string, number][] | undefined;
+    if (ctx.options.stepTiming) {
+      marks = [['dispatched', performance.now()]];
+      if (step.runnableSince > 0) marks.unshift(['runnable', step.runnableSince - performance.timeOrigin]);
+    }
     const machine = lease.machine;
     const dependents = [...dependentBuilds(step)].sort((a, b) => a.id - b.id);
     if (dependents.length === 0) {
@@ -116,7 +121,12 @@ export class StepExecution {
       this.startLater(step, lease, e);
       return;
     }
-    await this.execute(step, lease, accounting, stepnr, mname, startedAt, maxSilent, timeout);
+    marks?.push(['row-inserted', performance.now()]);
+    const status = await this.execute(step, lease, accounting, stepnr, mname, startedAt, maxSilent, timeout, marks);
+    if (marks) {
+      marks.push(['recorded', performance.now()]);
+      ctx.options.stepTiming!({drvPath: step.drvPath, status, marks});
+    }
   }
 
   /** The step could not start (no database): give the slot back and try again a little later. */
@@ -154,7 +164,8 @@ export class StepExecution {
     startedAt: number,
     maxSilent: number,
     timeout: number,
-  ): Promise<void> {
+    marks: [string, number][] | undefined,
+  ): Promise<number> {
     const {ctx} = this;
     const machine = lease.machine;
     const a: ActiveStep = {step, machine, build: accounting.id, stepnr, phase: BUSY.preparing, startedAt, phaseSince: startedAt, controller: new AbortController(), lease};
@@ -183,6 +194,7 @@ export class StepExecution {
         logPath,
         ...(ctx.options.runner.gcRootsDir ? {gcRootsDir: ctx.options.runner.gcRootsDir} : {}),
         signal: a.controller.signal,
+        ...(marks ? {mark: (m: string) => void marks.push([m, performance.now()])} : {}),
         // With a destination store the outputs go there in busy 40 (as Hydra copies them to its destStore while
         // receiving); post-processing is shown once they are published.
         onPhase: (phase: StepPhase) => (destination && phase === 'postprocessing' ? undefined : this.setPhase(a, phase)),
@@ -203,6 +215,7 @@ export class StepExecution {
       // .drv vanished): retry without blaming the machine.
       result = failureResult(3, (e as Error).message, false);
     }
+    marks?.push(['executed', performance.now()]);
     this.release(lease);
     if (destination && result.status === STATUS.success && !a.controller.signal.aborted) {
       result = await this.publish(a, step.drvPath, result);
@@ -256,6 +269,7 @@ export class StepExecution {
     }
     ctx.emitEvent('step-finished', {build: accounting.id, stepnr, status: result.status});
     ctx.requestDispatch();
+    return result.status;
   }
 
   /**
