@@ -3,7 +3,7 @@
 // run. Handlers never close over state, so fast typing always acts on the current row. Keys are
 // resolved through the key table (keys.ts), views through the views table (views.ts).
 import {bodyLines, scrollTop, tableRows, type Size} from './layout.js';
-import {emptyList, emptyWindow, listOf, windowOf, type Action, type Result, type State} from './model.js';
+import {clearMarks, emptyList, emptyWindow, listOf, windowOf, type Action, type Result, type State} from './model.js';
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
 import {menuKey, pressKey} from './keys.js';
@@ -33,12 +33,15 @@ export function initialState(o: InitOptions): State {
     inputError: null,
     filters: {builds: null, steps: null, machines: null, evals: null, ...o.filters},
     order: 'id-desc',
+    reverse: false,
     overview: null,
     overviewSelected: 0,
     runnerStats: {data: null, loaded: false, error: null},
     detail: null,
     log: null,
     marks: [],
+    markAnchor: null,
+    markAll: null,
     dialog: null,
     menu: null,
     message: null,
@@ -80,6 +83,11 @@ export function reduce(state: State, action: Action): Result {
       const w = windowOf(state, action.list);
       if (action.gen !== w.gen) return {state, effects: []};
       return {state: {...state, [action.list]: {...w, total: w.atEnd ? w.offset + w.rows.length : action.total}}, effects: []};
+    }
+    case 'markCount': {
+      const all = state.markAll;
+      if (!all || all.selection !== action.selection) return {state, effects: []};
+      return {state: {...state, markAll: {...all, count: action.count}}, effects: []};
     }
     case 'pageError': {
       const w = windowOf(state, action.list);
@@ -145,7 +153,8 @@ export function reduce(state: State, action: Action): Result {
       return {state: previewed(state, action.req, action.outcome), effects: []};
     case 'acted': {
       const o = action.outcome;
-      const next: State = {...state, busyAction: false, message: {text: o.message, error: !o.ok}, marks: o.ok ? [] : state.marks};
+      const acted: State = {...state, busyAction: false, message: {text: o.message, error: !o.ok}};
+      const next = o.ok ? clearMarks(acted) : acted;
       return o.ok ? reduce(next, {type: 'refresh', what: 'all'}) : {state: next, effects: []};
     }
     case 'refresh': {

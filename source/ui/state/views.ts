@@ -4,6 +4,7 @@
 // ViewName, so a view without an entry, or an entry of the wrong kind, does not type-check.
 // Adding a view: docs/architecture.md ("Adding a console view").
 import {formatCount} from '../format.js';
+import {BUILD_SORTS} from '../../db/queries/windows.js';
 import {bodyLines, tableRows} from './layout.js';
 import type {Result, State} from './model.js';
 import {
@@ -141,7 +142,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     marks: true,
     refreshOn: ['queue', 'steps'],
     source: {
-      page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, anchor, limit}),
+      page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, reverse: s.reverse, anchor, limit}),
       count: (d, s) => d.countBuilds({filter: s.filters.builds, order: s.order}),
       countKey: (s) => `${s.order}\0${s.filters.builds ?? ''}`,
       key: (row, s) => buildKey(row, s.order),
@@ -153,11 +154,12 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     enter: {what: 'detail', go: (s) => goDetail(VIEWS.builds.selected!(s))},
     crumbTail: (s, c) => {
       const w = s.builds;
-      let text = s.order === 'queue' ? ' (queue order)' : ' (newest first)';
+      let text = ` (${sortLabel(s)})`;
       text += filterTail(s, 'builds', c);
       const pos = w.rows.length ? `${c.count(w.selected + 1)} of ${w.total === null ? '…' : c.count(w.total)}` : w.total !== null ? `0 of ${c.count(w.total)}` : '';
       if (pos) text += ` — ${pos}`;
-      if (s.marks.length) text += ` · ${s.marks.length} marked`;
+      if (s.markAll) text += ` · all ${s.markAll.count === null ? '…' : c.count(s.markAll.count)} matching marked`;
+      else if (s.marks.length) text += ` · ${s.marks.length} marked`;
       return text;
     },
   },
@@ -329,6 +331,12 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     crumbTitle: (s) => (s.log ? `log ${s.log.build}${s.log.stepnr !== null ? `/${s.log.stepnr}` : ''}` : 'Log'),
   },
 };
+
+/** How the crumb and the footer name the Builds view's sort: "newest first", "queue order, last first", … */
+export function sortLabel(s: Pick<State, 'order' | 'reverse'>): string {
+  const o = BUILD_SORTS[s.order];
+  return s.reverse ? o.reversed : o.label;
+}
 
 function goDetail(sel: Selection | null): Go | null {
   return sel ? {to: 'detail', id: sel.build} : null;
