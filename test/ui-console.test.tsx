@@ -778,3 +778,33 @@ test('ctrl-space marks a range from the last mark; a marks every build matching 
   for (const l of b.frame().split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
   await b.unmount();
 });
+
+test('d opens the diff of the selected build\'s last check in the log viewer; no check or no diff is a clear refusal; 60×15', async () => {
+  const data = new FakeData({
+    checks: [
+      {id: 9, build: 500, drvPath: '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-pkg500.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'not-reproducible', differing: ['out'], diffLogPath: '/tmp/checks/9/diff.log', startedAt: '2026-01-15T11:00:00Z'},
+      {id: 4, build: 500, drvPath: '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-pkg500.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'not-reproducible', differing: ['out'], diffLogPath: '/tmp/checks/4/diff.log', startedAt: '2026-01-15T10:00:00Z'},
+      {id: 3, build: 498, drvPath: '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-pkg498.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'reproducible', differing: [], diffLogPath: null, startedAt: '2026-01-15T10:00:00Z'},
+    ],
+  });
+  const r = await renderConsole(data, {columns: 60, rows: 15});
+  await r.press('2');
+  await r.waitFor((f) => /^>\s+500 /m.test(f), 'builds');
+  await r.press('d');
+  await r.waitFor(() => data.calls.includes('openFile /tmp/checks/9/diff.log'), 'the latest check\'s diff opened');
+  await r.waitFor((f) => f.includes('log of build 500'), 'log viewer');
+  await r.press(KEYS.esc);
+  await r.waitFor((f) => /^>\s+500 /m.test(f), 'back');
+  await r.press('j');
+  await r.press('d');
+  await r.waitFor((f) => f.includes('diff: build 499 has no reproducibility'), 'no check');
+  await r.press('j');
+  await r.press('d');
+  await r.waitFor((f) => f.includes('check 3: reproducible — no diff to show'), 'no diff');
+  for (const l of r.frame().split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
+  // Where no build is selected (machines), d says so.
+  await r.press('4');
+  await r.press('d');
+  await r.waitFor((f) => f.includes('diff: no build selected here'), 'elsewhere');
+  await r.unmount();
+});

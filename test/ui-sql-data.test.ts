@@ -249,6 +249,15 @@ test('reproducibility checks page from hydra_ops.repro_checks', async () => {
   assert.equal(rows.length, 1);
   assert.deepEqual(rows[0]!.differing, ['out']);
   assert.equal(rows[0]!.verdict, 'not-reproducible');
+  // d: the latest check of a build (a second, newer one wins), null for a build never checked.
+  await pool.query(
+    `INSERT INTO hydra_ops.repro_checks (build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path, started_at)
+     VALUES (1, '/nix/store/aaaa-x.drv', 'm1', 'm2', 'not-reproducible', '[]', '/var/lib/hydra/checks/2/diff.log', now())`,
+  );
+  const last = await d.lastCheck(1);
+  assert.equal(last!.diffLogPath, '/var/lib/hydra/checks/2/diff.log');
+  assert.ok(last!.id > rows[0]!.id);
+  assert.equal(await d.lastCheck(2), null);
 });
 
 test('LISTEN: a queued build and a started step reach subscribers; busy-phase changes are found by polling', async () => {

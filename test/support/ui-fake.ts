@@ -273,6 +273,10 @@ export class FakeData implements ConsoleData {
   async pageChecks(): Promise<CheckEntry[]> {
     return this.o.checks ?? [];
   }
+  async lastCheck(build: number): Promise<CheckEntry | null> {
+    this.calls.push(`lastCheck ${build}`);
+    return (this.o.checks ?? []).filter((c) => c.build === build).sort((a, b) => b.id - a.id)[0] ?? null;
+  }
   async countChecks() {
     return this.o.checks?.length ?? 0;
   }

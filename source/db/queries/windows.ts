@@ -257,6 +257,17 @@ export async function pageReproChecks(db: Queryable, anchor: Anchor, limit: numb
   return rows as CheckWindowRow[];
 }
 
+/** The latest check of one build (highest id), or null. */
+export async function lastReproCheck(db: Queryable, build: number): Promise<CheckWindowRow | null> {
+  const {rows} = await db.query(
+    `SELECT id::float8 AS id, build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path,
+            to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at
+       FROM hydra_ops.repro_checks WHERE build = $1 ORDER BY id DESC LIMIT 1`,
+    [build],
+  );
+  return (rows[0] as CheckWindowRow | undefined) ?? null;
+}
+
 export async function countReproChecks(db: Queryable): Promise<number> {
   const {rows} = await db.query('SELECT count(*)::int AS n FROM hydra_ops.repro_checks');
   return (rows[0] as {n: number}).n;

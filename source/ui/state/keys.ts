@@ -208,6 +208,20 @@ export const KEYS: readonly KeySpec[] = [
     run: (s) => buildAction(s, 'check'),
   },
   {
+    keys: ['d'],
+    label: 'd',
+    section: 'Actions',
+    help: "diff of the build's last reproducibility check (in the log viewer)",
+    views: BUILD_VIEWS,
+    elsewhere: noBuild('diff'),
+    hints: [{what: 'diff', in: ['checks']}],
+    run: (s) => {
+      const sel = VIEWS[s.view].selected?.(s);
+      if (!sel) return refuse(s, 'diff', 'no build selected here');
+      return {state: {...s, message: {text: `diff: looking up the last check of build ${sel.build}…`, error: false}}, effects: [{type: 'lastCheck', build: sel.build}]};
+    },
+  },
+  {
     keys: ['r', 'ctrl-d'],
     label: 'r ctrl-d',
     section: 'Actions',

@@ -9,6 +9,7 @@ import type {
   BuildDetail,
   BuildOrder,
   Capabilities,
+  CheckEntry,
   FilterView,
   HeaderData,
   ListName,
@@ -150,6 +151,8 @@ export type Effect =
   | {type: 'preview'; req: ActionRequest}
   | {type: 'act'; req: ActionRequest}
   | {type: 'pause'; paused: boolean}
+  /** `d`: find the build's latest reproducibility check and open its diff. */
+  | {type: 'lastCheck'; build: number}
   /** `a`: count the builds a filter selection names (the exact count bulk actions confirm). */
   | {type: 'countMarked'; selection: string}
   /** `y`: put text on the terminal's clipboard (OSC 52); `what` names it in the message. */
@@ -165,6 +168,7 @@ export type Action =
   | {type: 'caps'; caps: Capabilities}
   | {type: 'page'; list: WindowName; gen: number; merge: Merge; anchor: Anchor; limit: number; rows: unknown[]; jump?: boolean}
   | {type: 'count'; list: WindowName; gen: number; total: number}
+  | {type: 'lastCheck'; build: number; check: CheckEntry | null}
   | {type: 'markCount'; selection: string; count: number}
   | {type: 'pageError'; list: WindowName; gen: number; error: string}
   | {type: 'list'; list: ListName; rows: unknown[]}

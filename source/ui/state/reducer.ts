@@ -7,7 +7,8 @@ import {clearMarks, emptyList, emptyWindow, listOf, windowOf, type Action, type 
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
 import {menuKey, pressKey} from './keys.js';
-import {LIST_NAMES, WINDOW_NAMES} from './views.js';
+import {checkDiff, LIST_NAMES, WINDOW_NAMES} from './views.js';
+import {go} from './navigation.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
 import type {FilterView, ViewName} from './types.js';
@@ -83,6 +84,12 @@ export function reduce(state: State, action: Action): Result {
       const w = windowOf(state, action.list);
       if (action.gen !== w.gen) return {state, effects: []};
       return {state: {...state, [action.list]: {...w, total: w.atEnd ? w.offset + w.rows.length : action.total}}, effects: []};
+    }
+    case 'lastCheck': {
+      // Only while the operator is still where `d` was pressed.
+      if (state.view === 'log') return {state, effects: []};
+      if (!action.check) return {state: {...state, message: {text: `diff: build ${action.build} has no reproducibility check (c starts one)`, error: true}}, effects: []};
+      return go(state, checkDiff(action.check));
     }
     case 'markCount': {
       const all = state.markAll;

@@ -9,7 +9,7 @@ import {buildDrv, buildOutputs, buildProducts} from '../../db/queries/builds.js'
 import {buildSteps, busySteps, busyStepsSignature, stepForLog} from '../../db/queries/steps.js';
 import {listJobsets} from '../../db/queries/jobsets.js';
 import {finishedPerMinute, queueSummary, queuedAndBusySteps, queuedBySystem} from '../../db/queries/queue.js';
-import {buildDetailRow, buildsScope, countAuditLog, countBuildWindow, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
+import {buildDetailRow, buildsScope, countAuditLog, countBuildWindow, lastReproCheck, type CheckWindowRow, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
 import {cancelEval, restartFailed} from '../../actions/eval-actions.js';
 import {PgListener} from '../../db/listener.js';
 import {drvLogBucketPath, findDrvLog} from '../../nix/store.js';
@@ -394,19 +394,12 @@ export class SqlConsoleData implements ConsoleData {
 
   async pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]> {
     const rows = await pageReproChecks(this.pool, anchor, limit);
-    return rows.map((r) => ({
-      id: r.id,
-      build: r.build,
-      drvPath: r.drv_path,
-      originalMachine: r.original_machine,
-      checkMachine: r.check_machine,
-      verdict: r.verdict,
-      differing: (Array.isArray(r.outputs) ? r.outputs : [])
-        .filter((o: {expected?: string; got?: string}) => o && o.expected !== undefined && o.got !== undefined && o.expected !== o.got)
-        .map((o: {name?: string}) => String(o.name ?? '?')),
-      diffLogPath: r.diff_log_path,
-      startedAt: r.started_at,
-    }));
+    return rows.map(checkEntry);
+  }
+
+  async lastCheck(build: number): Promise<CheckEntry | null> {
+    const row = await lastReproCheck(this.pool, build);
+    return row ? checkEntry(row) : null;
   }
 
   countChecks(): Promise<number> {
@@ -645,6 +638,23 @@ export class SqlConsoleData implements ConsoleData {
     await this.listener?.stop();
     this.listener = null;
   }
+}
+
+/** A row of hydra_ops.repro_checks as the Checks view shows it (differing outputs from the outputs jsonb). */
+function checkEntry(r: CheckWindowRow): CheckEntry {
+  return {
+    id: r.id,
+    build: r.build,
+    drvPath: r.drv_path,
+    originalMachine: r.original_machine,
+    checkMachine: r.check_machine,
+    verdict: r.verdict,
+    differing: (Array.isArray(r.outputs) ? r.outputs : [])
+      .filter((o: {expected?: string; got?: string}) => o && o.expected !== undefined && o.got !== undefined && o.expected !== o.got)
+      .map((o: {name?: string}) => String(o.name ?? '?')),
+    diffLogPath: r.diff_log_path,
+    startedAt: r.started_at,
+  };
 }
 
 /** One line for the footer: the ping verdict of a machine. */

@@ -274,6 +274,8 @@ export interface ConsoleData {
   countAudit(): Promise<number>;
   pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]>;
   countChecks(): Promise<number>;
+  /** The latest reproducibility check of a build (`d`), or null when it has none. */
+  lastCheck(build: number): Promise<CheckEntry | null>;
   /** Evaluations newest first; throws FilterError for a bad filter. */
   pageEvals(q: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]>;
   countEvals(filter: string | null): Promise<number>;

@@ -11,6 +11,7 @@ import {
   buildKey,
   type Anchor,
   type ChangeKind,
+  type CheckEntry,
   type ConsoleData,
   type FilterView,
   type ListName,
@@ -233,9 +234,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
       what: 'diff',
       go: (s) => {
         const c = selectedRow(s, 'checks');
-        if (!c) return null;
-        if (!c.diffLogPath) return {to: 'message', text: `check ${c.id}: ${c.verdict} — no diff to show`};
-        return {to: 'log', build: c.build ?? 0, file: c.diffLogPath};
+        return c ? checkDiff(c) : null;
       },
     },
     crumbTail: (s, c) => (s.checks.total !== null ? ` — ${c.count(s.checks.total)}` : ''),
@@ -336,6 +335,12 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
 export function sortLabel(s: Pick<State, 'order' | 'reverse'>): string {
   const o = BUILD_SORTS[s.order];
   return s.reverse ? o.reversed : o.label;
+}
+
+/** A check's diff log in the log viewer (Checks' `enter`, and `d` for a build's last check), or why there is none. */
+export function checkDiff(c: CheckEntry): Go {
+  if (!c.diffLogPath) return {to: 'message', text: `check ${c.id}: ${c.verdict} — no diff to show`};
+  return {to: 'log', build: c.build ?? 0, file: c.diffLogPath};
 }
 
 function goDetail(sel: Selection | null): Go | null {
