@@ -680,3 +680,131 @@ test('x opens the action menu of the view; enter runs the chosen line; y copies 
   await bare.waitFor((f) => !f.includes('Actions — enter'), 'menu closed');
   await bare.unmount();
 });
+
+test('s cycles the sort column, S reverses it: every order is read from the source, never sorted here; 60×15 and 80×24', async () => {
+  for (const size of [{columns: 80, rows: 24}, {columns: 60, rows: 15}]) {
+    const data = new FakeData({builds: 300});
+    const r = await renderConsole(data, size);
+    await r.press('2');
+    await r.waitFor((f) => f.includes('Builds (newest first)') && /^>\s+300 /m.test(f), 'newest first');
+    await r.press('s');
+    // queue order: bumped builds (every 11th) first, lowest id first among them
+    await r.waitFor((f) => f.includes('(queue order)') && /^>\s+22 /m.test(f), 'queue order');
+    assert.ok(data.calls.includes('pageBuilds start  [queue]'), data.calls.join('\n'));
+    await r.press('S');
+    await r.waitFor((f) => f.includes('(queue order, last first)') && /^>\s+300 /m.test(f), 'queue order reversed');
+    await r.press('s');
+    await r.waitFor((f) => f.includes('(finished, latest first)') && /^>\s+299 /m.test(f), 'latest finished');
+    // G in a reversed order is a page read from the other end, and paging down crosses pages by keyset.
+    await r.press('S');
+    await r.waitFor((f) => f.includes('(finished, earliest first)') && /^>\s+1 /m.test(f), 'earliest finished');
+    for (let i = 0; i < 12; i++) await r.press(KEYS.pgdn);
+    await r.waitFor(() => data.calls.some((c) => c.startsWith('pageBuilds after') && c.endsWith('[stoptime reversed]')), 'keyset page in reversed order');
+    await r.press('s');
+    await r.waitFor((f) => f.includes('(newest first)') && /^>\s+300 /m.test(f), 'back to newest first');
+    const lines = r.frame().split('\n');
+    assert.ok(lines.length <= size.rows);
+    for (const l of lines) assert.ok(l.length <= size.columns, `too wide: ${l}`);
+    // s in a view without sorting says where it works.
+    await r.press('4');
+    await r.press('s');
+    await r.waitFor((f) => f.includes('sorting works in the Builds view'), 'refusal elsewhere');
+    await r.unmount();
+  }
+});
+
+test('ctrl-space marks a range from the last mark; a marks every build matching the filter, counted in the source; bulk actions confirm the exact count', async () => {
+  const data = new FakeData({builds: 500});
+  const r = await renderConsole(data, {columns: 80, rows: 24});
+  await r.press('2');
+  await r.waitFor((f) => /^>\s+500 /m.test(f), 'builds');
+  // No mark yet: ctrl-space (NUL from the terminal) starts the range here.
+  await r.press('\u0000');
+  await r.waitFor((f) => f.includes('range starts here') && f.includes('1 marked'), 'range start');
+  await r.press('j', 'j', 'j', '\u0000');
+  await r.waitFor((f) => f.includes('marked 4 rows (4 marked)'), 'range marked');
+  await r.press(KEYS.ctrlD);
+  await r.waitFor((f) => f.includes('Cancel 4 builds'), 'cancel dialog for the range');
+  assert.deepEqual(data.acts.at(-1)!.ids, [497, 498, 499, 500]);
+  await r.press(KEYS.esc, KEYS.esc);
+  await r.waitFor((f) => !f.includes('marked'), 'esc clears the marks');
+  // a: the selection is the filter (here with queue order's scope), counted in the source.
+  await r.press('/');
+  await r.type('project:beta');
+  await r.press(KEYS.enter);
+  await r.waitFor((f) => f.includes('filter: project:beta'), 'filtered');
+  await r.press('s');
+  await r.waitFor((f) => f.includes('(queue order)'), 'queue order');
+  await r.press('a');
+  const expected = data.builds.filter((b) => b.project === 'beta' && b.finished === 0).length;
+  await r.waitFor((f) => f.includes(`all ${expected} matching marked`), 'mark-all count');
+  assert.ok(data.calls.includes('countBuilds project:beta status:queued [id-desc]'), data.calls.join('\n'));
+  // space and ctrl-space say what is marked instead of changing it
+  await r.press(' ');
+  await r.waitFor((f) => f.includes('every build matching the filter is marked'), 'space while all are marked');
+  // bump: previewed on the filter, then the exact count typed (above 100? here below: y/N)
+  await r.press('b');
+  await r.waitFor((f) => f.includes(`Bump ${expected} builds`), 'bump dialog');
+  const preview = data.acts.at(-1)!;
+  assert.deepEqual({filter: preview.filter, dryRun: preview.dryRun, ids: preview.ids}, {filter: 'project:beta status:queued', dryRun: true, ids: undefined});
+  assert.match(r.frame(), /all builds matching: project:beta status:queued/);
+  await r.press('y');
+  await r.waitFor(() => data.acts.some((a) => !a.dryRun), 'bumped');
+  assert.equal(data.acts.at(-1)!.ids!.length, expected);
+  assert.equal(data.acts.at(-1)!.filter, undefined, 'the confirmed action runs on the ids counted');
+  await r.waitFor((f) => !f.includes('matching marked'), 'marks cleared after the action');
+  // c refuses a mark-all (one build at a time)
+  await r.press('a');
+  await r.waitFor((f) => f.includes('matching marked'), 'marked again');
+  await r.press('c');
+  await r.waitFor((f) => /check: /.test(f), 'check refused');
+  await r.unmount();
+
+  // Above the threshold the count must be typed: all 500 builds with no filter.
+  const big = new FakeData({builds: 500});
+  const b = await renderConsole(big, {columns: 60, rows: 15});
+  await b.press('2');
+  await b.waitFor((f) => /^>\s+500 /m.test(f), 'builds');
+  await b.press('a');
+  await b.waitFor((f) => f.includes('all 500 matching marked'), 'all marked at 60×15');
+  await b.press('r');
+  await b.waitFor((f) => f.includes('Type 500 to confirm'), 'typed confirmation');
+  await b.press('y');
+  assert.equal(big.acts.filter((a) => !a.dryRun).length, 0, 'y does not confirm a typed dialog');
+  await b.type('500');
+  await b.press(KEYS.enter);
+  await b.waitFor(() => big.acts.some((a) => !a.dryRun), 'restarted');
+  assert.equal(big.acts.at(-1)!.ids!.length, 500);
+  for (const l of b.frame().split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
+  await b.unmount();
+});
+
+test('d opens the diff of the selected build\'s last check in the log viewer; no check or no diff is a clear refusal; 60×15', async () => {
+  const data = new FakeData({
+    checks: [
+      {id: 9, build: 500, drvPath: '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-pkg500.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'not-reproducible', differing: ['out'], diffLogPath: '/tmp/checks/9/diff.log', startedAt: '2026-01-15T11:00:00Z'},
+      {id: 4, build: 500, drvPath: '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-pkg500.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'not-reproducible', differing: ['out'], diffLogPath: '/tmp/checks/4/diff.log', startedAt: '2026-01-15T10:00:00Z'},
+      {id: 3, build: 498, drvPath: '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-pkg498.drv', originalMachine: 'ssh://b1', checkMachine: 'ssh://b2', verdict: 'reproducible', differing: [], diffLogPath: null, startedAt: '2026-01-15T10:00:00Z'},
+    ],
+  });
+  const r = await renderConsole(data, {columns: 60, rows: 15});
+  await r.press('2');
+  await r.waitFor((f) => /^>\s+500 /m.test(f), 'builds');
+  await r.press('d');
+  await r.waitFor(() => data.calls.includes('openFile /tmp/checks/9/diff.log'), 'the latest check\'s diff opened');
+  await r.waitFor((f) => f.includes('log of build 500'), 'log viewer');
+  await r.press(KEYS.esc);
+  await r.waitFor((f) => /^>\s+500 /m.test(f), 'back');
+  await r.press('j');
+  await r.press('d');
+  await r.waitFor((f) => f.includes('diff: build 499 has no reproducibility'), 'no check');
+  await r.press('j');
+  await r.press('d');
+  await r.waitFor((f) => f.includes('check 3: reproducible — no diff to show'), 'no diff');
+  for (const l of r.frame().split('\n')) assert.ok(l.length <= 60, `too wide: ${l}`);
+  // Where no build is selected (machines), d says so.
+  await r.press('4');
+  await r.press('d');
+  await r.waitFor((f) => f.includes('diff: no build selected here'), 'elsewhere');
+  await r.unmount();
+});

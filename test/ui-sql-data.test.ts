@@ -18,9 +18,11 @@ import {drvLogBucketPath} from '../source/nix/store.js';
 import {SqlConsoleData} from '../source/ui/state/sql-data.js';
 import {LogFile} from '../source/ui/state/log-file.js';
 import {externalSource, parseCppStatus, parseRestStatus, type RunnerSource} from '../source/ui/state/runner-source.js';
-import {pageEvals} from '../source/db/queries/windows.js';
+import {BUILD_SORT_CYCLE, pageEvals} from '../source/db/queries/windows.js';
+import {markAllSelection} from '../source/ui/state/acting.js';
+import {initialState} from '../source/ui/state/reducer.js';
 import type {Queryable} from '../source/db/queryable.js';
-import type {Anchor, BuildListRow, BuildOrder} from '../source/ui/state/types.js';
+import {buildKey, type Anchor, type BuildListRow, type BuildOrder} from '../source/ui/state/types.js';
 import type {MachineSpec} from '../source/fleet/machines-file.js';
 
 let db: TestDatabase;
@@ -247,6 +249,15 @@ test('reproducibility checks page from hydra_ops.repro_checks', async () => {
   assert.equal(rows.length, 1);
   assert.deepEqual(rows[0]!.differing, ['out']);
   assert.equal(rows[0]!.verdict, 'not-reproducible');
+  // d: the latest check of a build (a second, newer one wins), null for a build never checked.
+  await pool.query(
+    `INSERT INTO hydra_ops.repro_checks (build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path, started_at)
+     VALUES (1, '/nix/store/aaaa-x.drv', 'm1', 'm2', 'not-reproducible', '[]', '/var/lib/hydra/checks/2/diff.log', now())`,
+  );
+  const last = await d.lastCheck(1);
+  assert.equal(last!.diffLogPath, '/var/lib/hydra/checks/2/diff.log');
+  assert.ok(last!.id > rows[0]!.id);
+  assert.equal(await d.lastCheck(2), null);
 });
 
 test('LISTEN: a queued build and a started step reach subscribers; busy-phase changes are found by polling', async () => {
@@ -515,5 +526,78 @@ test('runner internals: null without a runner; from a REST /status document with
   const cpp = parseCppStatus({status: 'up', time: 1, nrDispatcherWakeups: 3, dispatchTimeMs: 9, dispatchTimeAvgMs: 3, nrDbConnections: 4, nrActiveDbUpdates: 1, nrQueueWakeups: 2, nrRetries: 0, maxNrRetries: 0, nrUnsupportedSteps: 1}, 0);
   assert.deepEqual(cpp.stats.dispatch, {rounds: 3, totalMs: 9, avgMs: 3, lastMs: null, busyShare: null});
   assert.deepEqual(cpp.stats.dbPool, {total: 4, idle: 3, waiting: null});
+  await d.close();
+});
+
+test('every sort column of the Builds view pages in SQL both ways, forwards and reversed, ties broken by id; mark-all counts are the action’s', async () => {
+  // A jobset of its own with many ties: 3 priorities, 4 stop times, unfinished and finished rows.
+  const js = await insertJobset(pool, {name: 'sorts'});
+  const M = 61;
+  await pool.query(
+    `INSERT INTO Builds (finished, timestamp, jobset_id, job, nixName, drvPath, system, maxsilent, timeout, isCurrent, priority, globalPriority,
+                         startTime, stopTime, isCachedBuild, buildStatus, keep)
+     SELECT CASE WHEN i % 3 = 0 THEN 0 ELSE 1 END, 1700000000 + i, $1, 'sort' || i, 'sort' || i, '/nix/store/' || lpad(i::text, 32, 'c') || '-sort' || i || '.drv',
+            'x86_64-linux', 7200, 36000, 1, 100, (i % 3) * 1000,
+            CASE WHEN i % 3 != 0 THEN 1700001000 END, CASE WHEN i % 3 != 0 THEN 1700002000 + (i % 4) * 10 END,
+            CASE WHEN i % 3 != 0 THEN 0 END, CASE WHEN i % 3 != 0 THEN i % 2 END, 0
+       FROM generate_series(1, ${M}) AS i`,
+    [js.id],
+  );
+  const d = source({admin: true});
+  const filter = 'jobset:sorts';
+  const reference: Record<BuildOrder, string> = {
+    'id-desc': 'TRUE ORDER BY b.id DESC',
+    queue: 'b.finished = 0 ORDER BY b.globalpriority DESC, b.id ASC',
+    stoptime: 'b.finished = 1 AND b.stoptime IS NOT NULL ORDER BY b.stoptime DESC, b.id DESC',
+  };
+  const flip = (sql: string) => sql.replace(/\b(DESC|ASC)\b/g, (m) => (m === 'DESC' ? 'ASC' : 'DESC'));
+  for (const order of BUILD_SORT_CYCLE) {
+    for (const reverse of [false, true]) {
+      const sql = reverse ? flip(reference[order]) : reference[order];
+      const {rows} = await pool.query(`SELECT b.id FROM Builds b WHERE b.jobset_id = $1 AND ${sql}`, [js.id]);
+      const want = rows.map((r) => r.id as number);
+      assert.ok(want.length > 10, `${order}: enough rows`);
+      for (const dir of ['down', 'up'] as const) {
+        const seen: number[] = [];
+        let anchor: Anchor = {kind: dir === 'down' ? 'start' : 'end'};
+        for (let i = 0; i < 50; i++) {
+          const page = await d.pageBuilds({filter, order, reverse, anchor, limit: 7});
+          assert.ok(page.length <= 7, 'a page is bounded');
+          if (page.length === 0) break;
+          if (dir === 'down') {
+            seen.push(...page.map((r) => r.id));
+            anchor = {kind: 'after', key: buildKey(page[page.length - 1]!, order)};
+          } else {
+            seen.unshift(...page.map((r) => r.id));
+            anchor = {kind: 'before', key: buildKey(page[0]!, order)};
+          }
+          if (page.length < 7) break;
+        }
+        assert.deepEqual(seen, want, `${order}${reverse ? ' reversed' : ''} paged ${dir}`);
+      }
+      // A refresh in place ('from') starts at the same row, in the middle of a run of ties.
+      const mid = await d.pageBuilds({filter, order, reverse, anchor: {kind: 'start'}, limit: 12});
+      const again = await d.pageBuilds({filter, order, reverse, anchor: {kind: 'from', key: buildKey(mid[5]!, order)}, limit: 3});
+      assert.deepEqual(again.map((r) => r.id), want.slice(5, 8), `${order}${reverse ? ' reversed' : ''} from`);
+      assert.equal(await d.countBuilds({filter, order}), want.length, `${order}: count`);
+    }
+  }
+  // Mark-all: the selection is the filter plus the sort's scope; its SQL count is exactly what the action previews.
+  for (const order of BUILD_SORT_CYCLE) {
+    const selection = markAllSelection({...initialState({size: {columns: 80, rows: 24}}), order, filters: {builds: filter, steps: null, machines: null, evals: null}});
+    const count = await d.countBuilds({filter: selection, order: 'id-desc'});
+    assert.equal(count, await d.countBuilds({filter, order}), `${order}: the mark-all count is the view's`);
+    // restart's targets are the whole selection (it changes the finished ones); bump's the unfinished ones.
+    const restart = await d.act({kind: 'restart', filter: selection, dryRun: true});
+    const bump = await d.act({kind: 'bump', filter: selection, dryRun: true});
+    assert.ok(bump.ok && restart.ok, `${bump.message} / ${restart.message}`);
+    assert.equal(restart.targets!.length, count, `${order}: restart dry run over the selection`);
+    assert.equal(bump.targets!.length, await d.countBuilds({filter: `${selection} status:queued`, order: 'id-desc'}), `${order}: bump dry run`);
+  }
+  const cancel = await d.act({kind: 'cancel', filter: `${filter} status:queued`, dryRun: true});
+  assert.equal(cancel.changed!.length, Math.floor(M / 3));
+  const {rows: still} = await pool.query('SELECT count(*)::int AS n FROM Builds WHERE jobset_id = $1 AND finished = 0', [js.id]);
+  assert.equal(still[0].n, Math.floor(M / 3), 'a dry run changes nothing');
+  await assert.rejects(() => d.countBuilds({filter: 'jobset:sorts colour:red', order: 'id-desc'}), FilterError);
   await d.close();
 });

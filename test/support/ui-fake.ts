@@ -1,6 +1,8 @@
 // A fake ConsoleData for the console's key-path tests: builds generated in memory and paged exactly
 // like the SQL source (keyset anchors in both orders), with every call and action recorded.
 import {parseFilter} from '../../source/db/filter.js';
+import {BUILD_SORTS} from '../../source/db/queries/windows.js';
+import {buildKey} from '../../source/ui/state/types.js';
 import type {
   ActionOutcome,
   ActionRequest,
@@ -50,15 +52,14 @@ export function fakeBuild(id: number, over: Partial<BuildListRow> = {}): BuildLi
   };
 }
 
-function cmp(order: BuildOrder, a: BuildListRow, b: BuildListRow): number {
-  if (order === 'id-desc') return b.id - a.id;
-  return b.globalpriority - a.globalpriority || a.id - b.id;
-}
-
-function keyCmp(order: BuildOrder, row: BuildListRow, key: number[]): number {
-  // <0: row sorts before the key.
-  if (order === 'id-desc') return key[0]! - row.id;
-  return key[0]! - row.globalpriority || row.id - key[1]!;
+/** <0: key a sorts before key b in this order (the SQL source's columns and directions, ties by id). */
+function keyOrder(order: BuildOrder, reverse: boolean, a: number[], b: number[]): number {
+  const desc = BUILD_SORTS[order].cols.map((c) => c.desc !== reverse);
+  for (let i = 0; i < desc.length; i++) {
+    const d = a[i]! - b[i]!;
+    if (d !== 0) return desc[i] ? -d : d;
+  }
+  return 0;
 }
 
 export class FakeLog implements LogHandle {
@@ -189,8 +190,8 @@ export class FakeData implements ConsoleData {
       queueHistory: [5, 8, 13, 21, 34],
     };
   }
-  private matching(filter: string | null, order: BuildOrder): BuildListRow[] {
-    let rows = order === 'queue' ? this.builds.filter((b) => b.finished === 0) : [...this.builds];
+  matching(filter: string | null, order: BuildOrder, reverse = false): BuildListRow[] {
+    let rows = order === 'queue' ? this.builds.filter((b) => b.finished === 0) : order === 'stoptime' ? this.builds.filter((b) => b.finished === 1 && b.stoptime !== null) : [...this.builds];
     if (filter) {
       const ast = parseFilter(filter);
       for (const t of ast.terms) {
@@ -198,13 +199,17 @@ export class FakeData implements ConsoleData {
         const v = t.items.map((i) => (i.type === 'string' ? i.pattern.value : i.type === 'status' ? i.name : '')).join(',');
         if (t.field === 'project') rows = rows.filter((b) => b.project === v);
         if (t.field === 'status' && v === 'queued') rows = rows.filter((b) => b.finished === 0);
+        if (t.field === 'status' && v === 'finished') rows = rows.filter((b) => b.finished === 1);
       }
     }
-    return rows.sort((a, b) => cmp(order, a, b));
+    return rows.sort((a, b) => keyOrder(order, reverse, buildKey(a, order), buildKey(b, order)));
   }
-  async pageBuilds(q: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
-    this.calls.push(`pageBuilds ${q.anchor.kind} ${q.filter ?? ''}`);
-    const rows = this.matching(q.filter, q.order);
+  async pageBuilds(q: {filter: string | null; order: BuildOrder; reverse?: boolean; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
+    this.calls.push(`pageBuilds ${q.anchor.kind} ${q.filter ?? ''}${q.order !== 'id-desc' || q.reverse ? ` [${q.order}${q.reverse ? ' reversed' : ''}]` : ''}`);
+    const rev = q.reverse === true;
+    const rows = this.matching(q.filter, q.order, rev);
+    // >0: the row sorts after the anchor's key.
+    const keyCmp = (_o: BuildOrder, r: BuildListRow, key: number[]) => keyOrder(q.order, rev, buildKey(r, q.order), key);
     const a = q.anchor;
     switch (a.kind) {
       case 'start':
@@ -222,6 +227,7 @@ export class FakeData implements ConsoleData {
     }
   }
   async countBuilds(q: {filter: string | null; order: BuildOrder}) {
+    this.calls.push(`countBuilds ${q.filter ?? ''} [${q.order}]`);
     return this.matching(q.filter, q.order).length;
   }
   async runningSteps(filter: string | null): Promise<RunningStep[]> {
@@ -290,6 +296,10 @@ export class FakeData implements ConsoleData {
   async pageChecks(): Promise<CheckEntry[]> {
     return this.o.checks ?? [];
   }
+  async lastCheck(build: number): Promise<CheckEntry | null> {
+    this.calls.push(`lastCheck ${build}`);
+    return (this.o.checks ?? []).filter((c) => c.build === build).sort((a, b) => b.id - a.id)[0] ?? null;
+  }
   async countChecks() {
     return this.o.checks?.length ?? 0;
   }
@@ -333,7 +343,7 @@ export class FakeData implements ConsoleData {
   async act(req: ActionRequest): Promise<ActionOutcome> {
     this.acts.push(req);
     if (this.o.act) return this.o.act(req);
-    const ids = req.ids ?? [];
+    const ids = req.ids ?? (req.filter !== undefined ? this.matching(req.filter || null, 'id-desc').map((b) => b.id).sort((x, y) => x - y) : []);
     return {ok: true, message: `${req.dryRun ? 'would ' : ''}${req.kind} ${ids.length} of ${ids.length} build(s)`, changed: ids, targets: ids, scope: 'in alpha:main (1 not running, 0 running)'};
   }
   subscribe(fn: (w: ChangeKind) => void) {

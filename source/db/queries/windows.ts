@@ -40,43 +40,80 @@ export interface BuildWindowRow {
 const LIST_COLUMNS = `b.id, j.project, j.name AS jobset, b.job, b.system, b.drvpath, b.finished, b.buildstatus, b.iscachedbuild,
   b.priority, b.globalpriority, b.timestamp, b.starttime, b.stoptime`;
 
-/** ORDER BY and keyset conditions for both build orders, forwards and backwards. */
-function keyset(order: BuildOrder, anchor: Anchor, q: QueryBuilder): {orderBy: string; reverse: boolean} {
-  if (order === 'id-desc') {
-    const fwd = 'b.id DESC';
-    const bwd = 'b.id ASC';
-    switch (anchor.kind) {
-      case 'start':
-        return {orderBy: fwd, reverse: false};
-      case 'end':
-        return {orderBy: bwd, reverse: true};
-      case 'after':
-        q.where(`b.id < ${q.param(anchor.key[0])}`);
-        return {orderBy: fwd, reverse: false};
-      case 'from':
-        q.where(`b.id <= ${q.param(anchor.key[0])}`);
-        return {orderBy: fwd, reverse: false};
-      case 'before':
-        q.where(`b.id > ${q.param(anchor.key[0])}`);
-        return {orderBy: bwd, reverse: true};
+/**
+ * The Builds view's sort columns (`s` cycles them, `S` reverses): each is a list of columns ending in
+ * b.id, so ties are broken by id and every row has one place (keyset paging stays exact), and each is
+ * backed by an index of Hydra's schema (or the partial index of unfinished builds): `id-desc` newest
+ * first (the primary key); `queue` Hydra's /queue order, globalPriority DESC, id (unfinished builds:
+ * IndexBuildsOnFinished); `stoptime` the most recently finished first (finished builds:
+ * IndexBuildsOnFinishedStopTime).
+ */
+export type BuildSortColumn = BuildOrder | 'stoptime';
+
+export const BUILD_SORTS: Record<BuildSortColumn, {cols: {expr: string; desc: boolean; of: (r: BuildWindowRow) => number}[]; scope: string | null; label: string; reversed: string}> = {
+  'id-desc': {cols: [{expr: 'b.id', desc: true, of: (r) => r.id}], scope: null, label: 'newest first', reversed: 'oldest first'},
+  queue: {
+    cols: [
+      {expr: 'b.globalpriority', desc: true, of: (r) => r.globalpriority},
+      {expr: 'b.id', desc: false, of: (r) => r.id},
+    ],
+    scope: 'b.finished = 0',
+    label: 'queue order',
+    reversed: 'queue order, last first',
+  },
+  stoptime: {
+    cols: [
+      {expr: 'b.stoptime', desc: true, of: (r) => r.stoptime ?? 0},
+      {expr: 'b.id', desc: true, of: (r) => r.id},
+    ],
+    // Hydra sets stopTime whenever it sets finished = 1; a row without one has no place in this order.
+    scope: 'b.finished = 1 AND b.stoptime IS NOT NULL',
+    label: 'finished, latest first',
+    reversed: 'finished, earliest first',
+  },
+};
+
+/** The cycle `s` walks through. */
+export const BUILD_SORT_CYCLE: readonly BuildSortColumn[] = ['id-desc', 'queue', 'stoptime'];
+
+/** The keyset key of a row in a sort order (the values of its sort columns). */
+export function buildSortKey(row: BuildWindowRow, order: BuildSortColumn): number[] {
+  return BUILD_SORTS[order].cols.map((c) => c.of(row));
+}
+
+/**
+ * ORDER BY and keyset condition for a sort, forwards or backwards from an anchor: "after key k" is
+ * the lexicographic comparison over the sort columns, each in its own direction (mixed directions,
+ * as in queue order, rule out a row-value comparison).
+ */
+function keyset(order: BuildSortColumn, reverseSort: boolean, anchor: Anchor, q: QueryBuilder): {orderBy: string; reverse: boolean} {
+  const cols = BUILD_SORTS[order].cols.map((c) => ({expr: c.expr, desc: c.desc !== reverseSort}));
+  const orderBy = (flip: boolean) => cols.map((c) => `${c.expr} ${c.desc !== flip ? 'DESC' : 'ASC'}`).join(', ');
+  const cond = (key: number[], backwards: boolean, inclusive: boolean): string => {
+    const ps = cols.map((_, i) => q.param(key[i]));
+    const ors: string[] = [];
+    for (let i = 0; i < cols.length; i++) {
+      const eq = cols.slice(0, i).map((c, j) => `${c.expr} = ${ps[j]}`);
+      const later = cols[i]!.desc !== backwards ? '<' : '>';
+      ors.push([...eq, `${cols[i]!.expr} ${later} ${ps[i]}`].join(' AND '));
     }
-  }
-  const fwd = 'b.globalpriority DESC, b.id ASC';
-  const bwd = 'b.globalpriority ASC, b.id DESC';
-  if (anchor.kind === 'start') return {orderBy: fwd, reverse: false};
-  if (anchor.kind === 'end') return {orderBy: bwd, reverse: true};
-  const g = q.param(anchor.key[0]);
-  const id = q.param(anchor.key[1]);
+    if (inclusive) ors.push(cols.map((c, j) => `${c.expr} = ${ps[j]}`).join(' AND '));
+    return `(${ors.map((o) => `(${o})`).join(' OR ')})`;
+  };
   switch (anchor.kind) {
+    case 'start':
+      return {orderBy: orderBy(false), reverse: false};
+    case 'end':
+      return {orderBy: orderBy(true), reverse: true};
     case 'after':
-      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id > ${id}))`);
-      return {orderBy: fwd, reverse: false};
+      q.where(cond(anchor.key, false, false));
+      return {orderBy: orderBy(false), reverse: false};
     case 'from':
-      q.where(`(b.globalpriority < ${g} OR (b.globalpriority = ${g} AND b.id >= ${id}))`);
-      return {orderBy: fwd, reverse: false};
+      q.where(cond(anchor.key, false, true));
+      return {orderBy: orderBy(false), reverse: false};
     case 'before':
-      q.where(`(b.globalpriority > ${g} OR (b.globalpriority = ${g} AND b.id < ${id}))`);
-      return {orderBy: bwd, reverse: true};
+      q.where(cond(anchor.key, true, false));
+      return {orderBy: orderBy(true), reverse: true};
   }
 }
 
@@ -114,16 +151,32 @@ async function busyOf(db: Queryable, ids: number[]): Promise<Map<number, {busy: 
 }
 
 /** A page of builds in display order; `filter` is the shared filter grammar (throws FilterError). */
-export async function pageBuilds(db: Queryable, req: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildWindowRow[]> {
-  const q = new QueryBuilder();
-  if (req.order === 'queue') q.where('b.finished = 0');
-  q.filter(req.filter && req.filter.trim() !== '' ? req.filter : null, 'builds');
-  const {orderBy, reverse} = keyset(req.order, req.anchor, q);
+export async function pageBuilds(
+  db: Queryable,
+  req: {filter: string | null; order: BuildSortColumn; reverse?: boolean; anchor: Anchor; limit: number},
+): Promise<BuildWindowRow[]> {
+  const q = buildWindowQuery(req.filter, req.order);
+  const {orderBy, reverse} = keyset(req.order, req.reverse === true, req.anchor, q);
   const sql = `SELECT ${LIST_COLUMNS} FROM ${FILTER_FROM.builds} ${q.whereClause()} ORDER BY ${orderBy} LIMIT ${q.param(req.limit)}`;
   const rows = await runQuery<Omit<BuildWindowRow, 'busy' | 'machine'>>(db, q, sql);
   if (reverse) rows.reverse();
   const busy = await busyOf(db, rows.filter((r) => r.finished === 0).map((r) => r.id));
   return rows.map((r) => ({...r, busy: busy.get(r.id)?.busy ?? 0, machine: busy.get(r.id)?.machine ?? null}));
+}
+
+function buildWindowQuery(filter: string | null, order: BuildSortColumn): QueryBuilder {
+  const q = new QueryBuilder();
+  const scope = BUILD_SORTS[order].scope;
+  if (scope) q.where(scope);
+  q.filter(filter && filter.trim() !== '' ? filter : null, 'builds');
+  return q;
+}
+
+/** How many builds the Builds view lists in this order with this filter (the order's scope and the filter). */
+export async function countBuildWindow(db: Queryable, filter: string | null, order: BuildSortColumn): Promise<number> {
+  const q = buildWindowQuery(filter, order);
+  const rows = await runQuery<{n: number}>(db, q, `SELECT count(*)::int AS n FROM ${FILTER_FROM.builds} ${q.whereClause()}`);
+  return rows[0]!.n;
 }
 
 export type BuildDetailRow = Omit<BuildWindowRow, 'busy' | 'machine'> & {
@@ -202,6 +255,17 @@ export async function pageReproChecks(db: Queryable, anchor: Anchor, limit: numb
   );
   if (k.reverse) rows.reverse();
   return rows as CheckWindowRow[];
+}
+
+/** The latest check of one build (highest id), or null. */
+export async function lastReproCheck(db: Queryable, build: number): Promise<CheckWindowRow | null> {
+  const {rows} = await db.query(
+    `SELECT id::float8 AS id, build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path,
+            to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at
+       FROM hydra_ops.repro_checks WHERE build = $1 ORDER BY id DESC LIMIT 1`,
+    [build],
+  );
+  return (rows[0] as CheckWindowRow | undefined) ?? null;
 }
 
 export async function countReproChecks(db: Queryable): Promise<number> {

@@ -14,7 +14,23 @@ export function targets(state: State): number[] {
   return id === null ? [] : [id];
 }
 
+/**
+ * What a mark-all (`a`) acts on, in the filter grammar: the Builds view's filter plus its sort's
+ * scope (queue order lists unfinished builds only, latest-finished finished ones only).
+ */
+export function markAllSelection(state: State): string {
+  const scope = state.order === 'queue' ? 'status:queued' : state.order === 'stoptime' ? 'status:finished' : '';
+  return [state.filters.builds?.trim() ?? '', scope].filter((t) => t !== '').join(' ');
+}
+
 export function buildAction(state: State, kind: 'restart' | 'cancel' | 'bump' | 'check', toFront = false): Result {
+  const all = VIEWS[state.view].marks ? state.markAll : null;
+  if (all) {
+    // The selection is the filter: previewed in SQL, then confirmed with the exact count.
+    if (kind === 'check') return refuse(state, kind, 'check one build at a time (esc clears the marks)');
+    const req: ActionRequest = {kind, filter: all.selection, dryRun: true, ...(toFront ? {toFront: true} : {})};
+    return {state: {...state, busyAction: true, message: {text: `${kind}: counting every build matching ${all.selection || 'no filter (all builds)'}…`, error: false}}, effects: [{type: 'preview', req}]};
+  }
   const ids = targets(state);
   if (ids.length === 0) return refuse(state, kind, 'no build selected here');
   const req: ActionRequest = {kind, ids, ...(toFront ? {toFront: true} : {})};
@@ -84,9 +100,12 @@ export function previewed(state: State, req: ActionRequest, o: ActionOutcome): S
   lines.push(`builds: ${ids.slice(0, 12).join(', ')}${ids.length > 12 ? ` … and ${ids.length - 12} more` : ''}`);
   if (of > n) lines.push(`${of - n} of the ${of} selected are already in that state and stay as they are.`);
   const v = state.view;
-  if (VIEWS[v].marks && isFilterView(v) && state.filters[v]) lines.push(`filter: ${state.filters[v]}`);
+  if (req.filter === undefined && VIEWS[v].marks && isFilterView(v) && state.filters[v]) lines.push(`filter: ${state.filters[v]}`);
   const typed = needsTypedConfirm(n) ? n : null;
   // An eval action runs eval-wide again when confirmed (Hydra's semantics); a build action on the ids shown.
-  const confirmed: ActionRequest = isEval ? {...req, dryRun: false} : {...req, ids: o.changed, dryRun: false};
+  // A mark-all's filter was resolved by the preview: the confirmed action runs on exactly the ids counted.
+  if (req.filter !== undefined) lines.push(`all builds matching: ${req.filter || '(no filter: every build)'}`);
+  const {filter: _resolved, ...asIds} = req;
+  const confirmed: ActionRequest = isEval ? {...req, dryRun: false} : {...asIds, ids: o.changed, dryRun: false};
   return {...base, mode: 'dialog', message: null, dialog: {title, lines, req: confirmed, typed, input: '', error: null}};
 }

@@ -308,6 +308,12 @@ export class ConsoleController {
         case 'act':
           this.dispatch({type: 'acted', req: e.req, outcome: await d.act(e.req)}, true);
           return;
+        case 'lastCheck':
+          this.dispatch({type: 'lastCheck', build: e.build, check: await d.lastCheck(e.build)}, true);
+          return;
+        case 'countMarked':
+          this.dispatch({type: 'markCount', selection: e.selection, count: await d.countBuilds({filter: e.selection, order: 'id-desc'})});
+          return;
         case 'pause':
           if (!e.paused) {
             this.dirty.add('all');

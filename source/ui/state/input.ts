@@ -1,7 +1,7 @@
 // The console's text-entry modes: the `/` filter line, the `:` command line and the log search,
 // and the confirmation dialog (y/N, or the count typed for large actions).
 import {compileFilter, compileMachineFilter, formatFilterError, parseFilter, FilterError} from '../../db/filter.js';
-import type {Result, State} from './model.js';
+import {clearMarks, type Result, type State} from './model.js';
 import type {BuildOrder, ViewName} from './types.js';
 import {openDetail, openLog, switchView} from './navigation.js';
 import {isFilterView, TOP_VIEWS, VIEW_NAMES, VIEWS} from './views.js';
@@ -28,7 +28,7 @@ export function applyFilter(state: State, text: string): Result {
     }
   }
   const next: State = {...state, mode: 'normal', input: '', inputError: null, filters: {...state.filters, [view]: trimmed === '' ? null : trimmed}};
-  return reloadFiltered(VIEWS[view].marks ? {...next, marks: []} : next, view);
+  return reloadFiltered(VIEWS[view].marks ? clearMarks(next) : next, view);
 }
 
 export function runCommand(state: State, text: string): Result {
@@ -43,8 +43,8 @@ export function runCommand(state: State, text: string): Result {
   }
   if (cmd === 'quit' || cmd === 'q') return {state: {...base, quit: true}, effects: [{type: 'quit'}]};
   if (cmd === 'queue') {
-    const s = {...base, order: 'queue' as BuildOrder};
-    if (state.view === 'builds' && state.order === 'queue') return {state: s, effects: []};
+    const s = {...base, order: 'queue' as BuildOrder, reverse: false};
+    if (state.view === 'builds' && state.order === 'queue' && !state.reverse) return {state: s, effects: []};
     return reloadWindow({...s, view: 'builds', back: []}, 'builds');
   }
   const target = VIEW_COMMANDS.get(cmd);

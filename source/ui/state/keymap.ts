@@ -22,7 +22,7 @@ export interface InkKey {
   meta?: boolean;
 }
 
-/** Key names: printable characters as themselves, plus `up down left right pgup pgdn home end enter esc tab shift-tab backspace space ctrl-x`. */
+/** Key names: printable characters as themselves, plus `up down left right pgup pgdn home end enter esc tab shift-tab backspace space ctrl-space ctrl-x`. */
 export function toKeys(input: string, key: InkKey): string[] {
   if (key.upArrow) return ['up'];
   if (key.downArrow) return ['down'];
@@ -36,6 +36,8 @@ export function toKeys(input: string, key: InkKey): string[] {
   if (key.tab) return [key.shift ? 'shift-tab' : 'tab'];
   if (key.backspace || key.delete) return ['backspace'];
   if (key.escape && input === '') return ['esc'];
+  // ctrl-space arrives as NUL, which Ink names ctrl + "`" (NUL + 96); some terminals send ctrl-@ or ctrl + space.
+  if (key.ctrl && (input === '`' || input === '@' || input === ' ' || input === '\u0000')) return ['ctrl-space'];
   if (key.ctrl && input.length === 1) return [`ctrl-${input.toLowerCase()}`];
   if (input === '') return [];
   const out: string[] = [];
@@ -43,6 +45,7 @@ export function toKeys(input: string, key: InkKey): string[] {
     if (ch === '\r' || ch === '\n') out.push('enter');
     else if (ch === ' ') out.push('space');
     else if (ch === '\u007F' || ch === '\b') out.push('backspace');
+    else if (ch === '\u0000') out.push('ctrl-space');
     else if (ch === '\u0004') out.push('ctrl-d');
     else if (ch === '\u0003') out.push('ctrl-c');
     else if (ch === '\u001B') out.push('esc');

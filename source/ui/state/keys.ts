@@ -3,13 +3,14 @@
 // when it is disabled and why, its footer hints, and its action, which returns the next state and
 // effects as data. The reducer, the help overlay and the footer are all derived from KEYS.
 // Adding a key: docs/architecture.md ("Adding a key").
-import {say, stay, type Menu, type Result, type State} from './model.js';
-import {buildAction, evalAction, machineAction, pingAction} from './acting.js';
+import {clearMarks, refuse, say, stay, type Menu, type Result, type State} from './model.js';
+import {buildAction, evalAction, machineAction, markAllSelection, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
 import {DETAIL_TABS, switchTab} from './detail-tabs.js';
 import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
-import {FILTER_VIEWS, selectedEval, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
+import {FILTER_VIEWS, selectedEval, sortLabel, TOP_VIEWS, VIEW_NAMES, VIEWS, whereText} from './views.js';
+import {BUILD_SORT_CYCLE} from '../../db/queries/windows.js';
 import {currentIndex, cursorOf, jumpEdge, moveTo, reloadWindow, withEnsure} from './selection.js';
 
 export type Section = 'Global' | 'Lists' | 'Actions' | 'Detail' | 'Log';
@@ -148,19 +149,22 @@ export const KEYS: readonly KeySpec[] = [
     run: (s) => ({state: {...s, mode: 'filter', input: s.filters[s.view as (typeof FILTER_VIEWS)[number]] ?? '', inputError: null}, effects: []}),
   },
   {
-    keys: ['space'],
-    label: 'space',
+    keys: ['space', 'ctrl-space', 'a'],
+    label: 'space ^space a',
     section: 'Lists',
-    help: 'mark / unmark a build',
+    help: 'mark a build / from the last mark to here / all matching the filter (SQL)',
     views: MARK_VIEWS,
     elsewhere: () => ({text: `marking works in ${MARK_VIEWS.map(viewName).join(', ')}`, error: false}),
-    hints: [{what: 'mark'}],
-    run: (s) => {
-      const id = VIEWS[s.view].selected?.(s)?.build;
-      if (id === undefined) return stay(s);
-      const marks = s.marks.includes(id) ? s.marks.filter((m) => m !== id) : [...s.marks, id];
-      return withEnsure(moveTo({...s, marks}, currentIndex(s) + 1));
-    },
+    hints: [
+      {key: 'space', what: 'mark'},
+      {key: 'a', what: (s) => (s.markAll ? null : 'mark all')},
+    ],
+    menu: [
+      {key: 'space', what: 'mark / unmark this build'},
+      {key: 'ctrl-space', what: 'mark from the last mark to here'},
+      {key: 'a', what: 'mark every build matching the filter'},
+    ],
+    run: (s, key) => (key === 'a' ? markAll(s) : key === 'ctrl-space' ? markRange(s) : markOne(s)),
   },
   {
     keys: ['[', ']'],
@@ -222,6 +226,20 @@ export const KEYS: readonly KeySpec[] = [
     run: (s) => buildAction(s, 'check'),
   },
   {
+    keys: ['d'],
+    label: 'd',
+    section: 'Actions',
+    help: "diff of the build's last reproducibility check (in the log viewer)",
+    views: BUILD_VIEWS,
+    elsewhere: noBuild('diff'),
+    hints: [{what: 'diff', in: ['checks']}],
+    run: (s) => {
+      const sel = VIEWS[s.view].selected?.(s);
+      if (!sel) return refuse(s, 'diff', 'no build selected here');
+      return {state: {...s, message: {text: `diff: looking up the last check of build ${sel.build}…`, error: false}}, effects: [{type: 'lastCheck', build: sel.build}]};
+    },
+  },
+  {
     keys: ['r', 'ctrl-d'],
     label: 'r ctrl-d',
     section: 'Actions',
@@ -266,13 +284,23 @@ export const KEYS: readonly KeySpec[] = [
     run: pingAction,
   },
   {
-    keys: ['s'],
-    label: 's',
+    keys: ['s', 'S'],
+    label: 's S',
     section: 'Lists',
-    help: 'builds: newest first ↔ queue order',
+    help: 'builds: sort newest first → queue order → latest finished (in SQL) / reverse it',
     views: ['builds'],
-    hints: [{what: (s) => (s.order === 'queue' ? 'newest' : 'queue order')}],
-    run: (s) => reloadWindow({...s, order: s.order === 'queue' ? 'id-desc' : 'queue', marks: []}, 'builds'),
+    elsewhere: () => ({text: 'sorting works in the Builds view (2); other lists keep their fixed order', error: false}),
+    hints: [{key: 's/S', what: 'sort/rev'}],
+    menu: [
+      {key: 's', what: 'next sort column (newest, queue order, latest finished)'},
+      {key: 'S', what: 'reverse the sort'},
+    ],
+    run: (s, key) => {
+      const next: State =
+        key === 'S' ? {...s, reverse: !s.reverse} : {...s, order: BUILD_SORT_CYCLE[(BUILD_SORT_CYCLE.indexOf(s.order) + 1) % BUILD_SORT_CYCLE.length]!, reverse: false};
+      const r = reloadWindow(clearMarks(next), 'builds');
+      return {state: {...r.state, message: {text: `sorted: ${sortLabel(next)}`, error: false}}, effects: r.effects};
+    },
   },
   {
     keys: ['x'],
@@ -393,7 +421,7 @@ export const KEYS: readonly KeySpec[] = [
     run: (s) => {
       const v = s.view;
       if (VIEWS[v].filter && s.filters[v as (typeof FILTER_VIEWS)[number]] !== null) return applyFilter({...s, mode: 'filter'}, '');
-      if (VIEWS[v].marks && s.marks.length > 0) return {state: {...s, marks: []}, effects: []};
+      if (VIEWS[v].marks && (s.marks.length > 0 || s.markAll)) return {state: clearMarks(s), effects: []};
       return goBack(s);
     },
   },
@@ -414,6 +442,47 @@ export const KEYS: readonly KeySpec[] = [
     run: (s, key) => (key === 'q' && s.back.length > 0 ? goBack(s) : {state: {...s, quit: true}, effects: [{type: 'quit'}]}),
   },
 ];
+
+function markAllNote(s: State): string {
+  const n = s.markAll?.count;
+  return `every build matching the filter is marked (${n === null || n === undefined ? 'counting…' : n}); esc clears the marks`;
+}
+
+/** space: marks (or unmarks) the selected build and moves down; a marked row starts the next range. */
+function markOne(s: State): Result {
+  if (s.markAll) return say(s, markAllNote(s));
+  const id = VIEWS[s.view].selected?.(s)?.build;
+  if (id === undefined) return stay(s);
+  const marking = !s.marks.includes(id);
+  const marks = marking ? [...s.marks, id] : s.marks.filter((m) => m !== id);
+  return withEnsure(moveTo({...s, marks, markAnchor: marking ? id : s.markAnchor}, currentIndex(s) + 1));
+}
+
+/** a: the selection becomes the filter itself (every matching build, not only the loaded rows), counted in SQL. */
+function markAll(s: State): Result {
+  if (s.markAll) return say(s, markAllNote(s));
+  const selection = markAllSelection(s);
+  const next: State = {...s, marks: [], markAnchor: null, markAll: {selection, count: null}};
+  return {state: {...next, message: {text: `marked every build matching ${selection || 'no filter (all builds)'}: counting…`, error: false}}, effects: [{type: 'countMarked', selection}]};
+}
+
+/** ctrl-space: marks the loaded rows between the last mark and the cursor (both ends included). */
+function markRange(s: State): Result {
+  if (s.markAll) return say(s, markAllNote(s));
+  const w = s.builds;
+  const cur = w.rows[w.selected - w.offset];
+  if (!cur) return stay(s);
+  // No earlier mark: this row is marked and starts the range.
+  if (s.markAnchor === null) return {state: {...s, marks: s.marks.includes(cur.id) ? s.marks : [...s.marks, cur.id], markAnchor: cur.id, message: {text: 'range starts here: ctrl-space on its other end', error: false}}, effects: []};
+  const from = w.rows.findIndex((r) => r.id === s.markAnchor);
+  if (from < 0) return refuse(s, 'mark range', `the last mark (build ${s.markAnchor}) is no longer loaded; mark a row near here with space first`);
+  const to = w.selected - w.offset;
+  const [lo, hi] = from <= to ? [from, to] : [to, from];
+  const have = new Set(s.marks);
+  const added = w.rows.slice(lo, hi + 1).map((r) => r.id).filter((id) => !have.has(id));
+  const marks = [...s.marks, ...added];
+  return {state: {...s, marks, markAnchor: cur.id, message: {text: `marked ${hi - lo + 1} rows (${marks.length} marked)`, error: false}}, effects: []};
+}
 
 /** What `y` copies: the selected step's or build's drv path, else the build or eval id. */
 function copySelection(s: State): Result {

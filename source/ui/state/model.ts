@@ -9,6 +9,7 @@ import type {
   BuildDetail,
   BuildOrder,
   Capabilities,
+  CheckEntry,
   FilterView,
   HeaderData,
   ListName,
@@ -114,7 +115,9 @@ interface BaseState {
   input: string;
   inputError: string | null;
   filters: Record<FilterView, string | null>;
+  /** The Builds view's sort column (`s`) and whether it is reversed (`S`). */
   order: BuildOrder;
+  reverse: boolean;
   overview: OverviewData | null;
   overviewSelected: number;
   /** The Runner view's numbers (null until loaded, or when no runner publishes them). */
@@ -123,6 +126,14 @@ interface BaseState {
   log: LogState | null;
   /** Marked build ids (Builds view). */
   marks: number[];
+  /** The build last marked with space: ctrl-space marks the rows from it to the cursor. */
+  markAnchor: number | null;
+  /**
+   * `a`: every build matching the filter is marked, not only the loaded rows — the selection is the
+   * filter itself (`selection`: the filter plus the sort's scope, as the action will run it), its
+   * count read from SQL (null until it arrives).
+   */
+  markAll: {selection: string; count: number | null} | null;
   dialog: Dialog | null;
   menu: Menu | null;
   message: {text: string; error: boolean} | null;
@@ -151,6 +162,10 @@ export type Effect =
   | {type: 'preview'; req: ActionRequest}
   | {type: 'act'; req: ActionRequest}
   | {type: 'pause'; paused: boolean}
+  /** `d`: find the build's latest reproducibility check and open its diff. */
+  | {type: 'lastCheck'; build: number}
+  /** `a`: count the builds a filter selection names (the exact count bulk actions confirm). */
+  | {type: 'countMarked'; selection: string}
   /** `y`: put text on the terminal's clipboard (OSC 52); `what` names it in the message. */
   | {type: 'copy'; text: string; what: string}
   /** `o`: open a page of Hydra's web UI (a path below the hydraUrl setting). */
@@ -164,6 +179,8 @@ export type Action =
   | {type: 'caps'; caps: Capabilities}
   | {type: 'page'; list: WindowName; gen: number; merge: Merge; anchor: Anchor; limit: number; rows: unknown[]; jump?: boolean}
   | {type: 'count'; list: WindowName; gen: number; total: number}
+  | {type: 'lastCheck'; build: number; check: CheckEntry | null}
+  | {type: 'markCount'; selection: string; count: number}
   | {type: 'pageError'; list: WindowName; gen: number; error: string}
   | {type: 'list'; list: ListName; rows: unknown[]}
   | {type: 'listError'; list: ListName | 'overview' | 'runner'; error: string}
@@ -195,6 +212,11 @@ export function emptyWindow<T>(): Window<T> {
 
 export function emptyList<T>(): List<T> {
   return {rows: [], selected: 0, top: 0, loaded: false, error: null};
+}
+
+/** No marks: none marked, no range start, no mark-all. */
+export function clearMarks(state: State): State {
+  return state.marks.length === 0 && state.markAnchor === null && state.markAll === null ? state : {...state, marks: [], markAnchor: null, markAll: null};
 }
 
 /** The state as it is, nothing to run. */

@@ -3,11 +3,12 @@
 // run. Handlers never close over state, so fast typing always acts on the current row. Keys are
 // resolved through the key table (keys.ts), views through the views table (views.ts).
 import {bodyLines, scrollTop, tableRows, type Size} from './layout.js';
-import {emptyList, emptyWindow, listOf, windowOf, type Action, type Result, type State} from './model.js';
+import {clearMarks, emptyList, emptyWindow, listOf, windowOf, type Action, type Result, type State} from './model.js';
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
 import {menuKey, pressKey} from './keys.js';
-import {LIST_NAMES, WINDOW_NAMES} from './views.js';
+import {checkDiff, LIST_NAMES, WINDOW_NAMES} from './views.js';
+import {go} from './navigation.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
 import {loadDetail} from './detail-tabs.js';
@@ -34,12 +35,15 @@ export function initialState(o: InitOptions): State {
     inputError: null,
     filters: {builds: null, steps: null, machines: null, evals: null, ...o.filters},
     order: 'id-desc',
+    reverse: false,
     overview: null,
     overviewSelected: 0,
     runnerStats: {data: null, loaded: false, error: null},
     detail: null,
     log: null,
     marks: [],
+    markAnchor: null,
+    markAll: null,
     dialog: null,
     menu: null,
     message: null,
@@ -81,6 +85,17 @@ export function reduce(state: State, action: Action): Result {
       const w = windowOf(state, action.list);
       if (action.gen !== w.gen) return {state, effects: []};
       return {state: {...state, [action.list]: {...w, total: w.atEnd ? w.offset + w.rows.length : action.total}}, effects: []};
+    }
+    case 'lastCheck': {
+      // Only while the operator is still where `d` was pressed.
+      if (state.view === 'log') return {state, effects: []};
+      if (!action.check) return {state: {...state, message: {text: `diff: build ${action.build} has no reproducibility check (c starts one)`, error: true}}, effects: []};
+      return go(state, checkDiff(action.check));
+    }
+    case 'markCount': {
+      const all = state.markAll;
+      if (!all || all.selection !== action.selection) return {state, effects: []};
+      return {state: {...state, markAll: {...all, count: action.count}}, effects: []};
     }
     case 'pageError': {
       const w = windowOf(state, action.list);
@@ -163,7 +178,8 @@ export function reduce(state: State, action: Action): Result {
       return {state: previewed(state, action.req, action.outcome), effects: []};
     case 'acted': {
       const o = action.outcome;
-      const next: State = {...state, busyAction: false, message: {text: o.message, error: !o.ok}, marks: o.ok ? [] : state.marks};
+      const acted: State = {...state, busyAction: false, message: {text: o.message, error: !o.ok}};
+      const next = o.ok ? clearMarks(acted) : acted;
       return o.ok ? reduce(next, {type: 'refresh', what: 'all'}) : {state: next, effects: []};
     }
     case 'refresh': {

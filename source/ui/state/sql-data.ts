@@ -5,11 +5,11 @@
 // is the one implementation of the ConsoleData interface (types.ts); its SQL lives in db/queries/.
 import type pg from 'pg';
 import {compileMachineFilter, parseFilter} from '../../db/filter.js';
-import {buildDrv, buildOutputs, buildProducts, countBuilds} from '../../db/queries/builds.js';
+import {buildDrv, buildOutputs, buildProducts} from '../../db/queries/builds.js';
 import {buildSteps, busySteps, busyStepsSignature, stepForLog} from '../../db/queries/steps.js';
 import {listJobsets} from '../../db/queries/jobsets.js';
 import {finishedPerMinute, queueSummary, queuedAndBusySteps, queuedBySystem} from '../../db/queries/queue.js';
-import {buildDetailRow, buildsScope, countAuditLog, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
+import {buildDetailRow, buildsScope, countAuditLog, countBuildWindow, lastReproCheck, type CheckWindowRow, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
 import {cancelEval, restartFailed} from '../../actions/eval-actions.js';
 import {PgListener} from '../../db/listener.js';
 import {HISTORY_LIMIT, jobHistory, latestSuccessful} from '../../db/queries/job-history.js';
@@ -308,12 +308,12 @@ export class SqlConsoleData implements ConsoleData {
 
   // ---------------------------------------------------------------- builds
 
-  pageBuilds(req: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
+  pageBuilds(req: {filter: string | null; order: BuildOrder; reverse?: boolean; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
     return pageBuilds(this.pool, req);
   }
 
   countBuilds(req: {filter: string | null; order: BuildOrder}): Promise<number> {
-    return countBuilds(this.pool, req.filter && req.filter.trim() !== '' ? req.filter : null, {order: req.order});
+    return countBuildWindow(this.pool, req.filter, req.order);
   }
 
   // ---------------------------------------------------------------- steps and machines
@@ -463,19 +463,12 @@ export class SqlConsoleData implements ConsoleData {
 
   async pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]> {
     const rows = await pageReproChecks(this.pool, anchor, limit);
-    return rows.map((r) => ({
-      id: r.id,
-      build: r.build,
-      drvPath: r.drv_path,
-      originalMachine: r.original_machine,
-      checkMachine: r.check_machine,
-      verdict: r.verdict,
-      differing: (Array.isArray(r.outputs) ? r.outputs : [])
-        .filter((o: {expected?: string; got?: string}) => o && o.expected !== undefined && o.got !== undefined && o.expected !== o.got)
-        .map((o: {name?: string}) => String(o.name ?? '?')),
-      diffLogPath: r.diff_log_path,
-      startedAt: r.started_at,
-    }));
+    return rows.map(checkEntry);
+  }
+
+  async lastCheck(build: number): Promise<CheckEntry | null> {
+    const row = await lastReproCheck(this.pool, build);
+    return row ? checkEntry(row) : null;
   }
 
   countChecks(): Promise<number> {
@@ -573,7 +566,8 @@ export class SqlConsoleData implements ConsoleData {
         case 'cancel-eval':
           return await this.evalAction(req.kind, req.eval, dryRun);
       }
-      const r = await runBuildAction(this.pool, actor, req.kind, {kind: 'ids', ids: req.ids ?? []}, {dryRun, gcRootsDir: this.o.gcRootsDir, toFront: req.toFront === true});
+      const selection = req.filter !== undefined ? ({kind: 'filter', filter: req.filter} as const) : ({kind: 'ids', ids: req.ids ?? []} as const);
+      const r = await runBuildAction(this.pool, actor, req.kind, selection, {dryRun, gcRootsDir: this.o.gcRootsDir, toFront: req.toFront === true});
       this.emit('audit');
       if (!dryRun) this.emit('queue');
       const scope = dryRun ? await this.scopeOf(r.changed) : undefined;
@@ -719,6 +713,23 @@ export class SqlConsoleData implements ConsoleData {
     await this.listener?.stop();
     this.listener = null;
   }
+}
+
+/** A row of hydra_ops.repro_checks as the Checks view shows it (differing outputs from the outputs jsonb). */
+function checkEntry(r: CheckWindowRow): CheckEntry {
+  return {
+    id: r.id,
+    build: r.build,
+    drvPath: r.drv_path,
+    originalMachine: r.original_machine,
+    checkMachine: r.check_machine,
+    verdict: r.verdict,
+    differing: (Array.isArray(r.outputs) ? r.outputs : [])
+      .filter((o: {expected?: string; got?: string}) => o && o.expected !== undefined && o.got !== undefined && o.expected !== o.got)
+      .map((o: {name?: string}) => String(o.name ?? '?')),
+    diffLogPath: r.diff_log_path,
+    startedAt: r.started_at,
+  };
 }
 
 /** One line for the footer: the ping verdict of a machine. */

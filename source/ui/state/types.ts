@@ -23,10 +23,9 @@ export type ViewName = WindowName | ListName | 'overview' | 'detail' | 'log' | '
 /** Views with a `/` filter. */
 export type FilterView = 'builds' | 'steps' | 'machines' | 'evals';
 
-export type {BuildOrder} from '../../db/queries/builds.js';
+export type {BuildSortColumn as BuildOrder} from '../../db/queries/windows.js';
 export type {Anchor} from '../../db/queries/windows.js';
-import type {BuildOrder} from '../../db/queries/builds.js';
-import type {Anchor, BuildWindowRow, EvalWindowRow} from '../../db/queries/windows.js';
+import {buildSortKey, type Anchor, type BuildSortColumn as BuildOrder, type BuildWindowRow, type EvalWindowRow} from '../../db/queries/windows.js';
 
 /** A row of the Builds view (one page row of the builds window query). */
 export type BuildListRow = BuildWindowRow;
@@ -247,6 +246,8 @@ export interface ActionRequest {
   kind: ActionKind;
   /** Build ids (restart, cancel, bump, check). */
   ids?: number[];
+  /** Instead of ids: every build this filter matches (a mark-all, `a`; restart, cancel, bump). */
+  filter?: string;
   /** Machine name or URI (drain, enable). */
   machine?: string;
   /** Evaluation id (restart-failed, cancel-eval: Hydra's per-eval actions). */
@@ -304,7 +305,9 @@ export interface ConsoleData {
   header(): Promise<HeaderData>;
   overview(): Promise<OverviewData>;
   /** Builds in display order; throws FilterError for a bad filter. */
-  pageBuilds(q: {filter: string | null; order: BuildOrder; anchor: Anchor; limit: number}): Promise<BuildListRow[]>;
+  /** `reverse`: the sort order reversed (`S`). */
+  pageBuilds(q: {filter: string | null; order: BuildOrder; reverse?: boolean; anchor: Anchor; limit: number}): Promise<BuildListRow[]>;
+  /** Builds the view lists in this order with this filter: also the exact count of a mark-all (`a`). */
   countBuilds(q: {filter: string | null; order: BuildOrder}): Promise<number>;
   /** Busy steps, by machine, oldest first (a bounded set: at most the farm's job slots). */
   runningSteps(filter: string | null): Promise<RunningStep[]>;
@@ -315,6 +318,8 @@ export interface ConsoleData {
   countAudit(): Promise<number>;
   pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]>;
   countChecks(): Promise<number>;
+  /** The latest reproducibility check of a build (`d`), or null when it has none. */
+  lastCheck(build: number): Promise<CheckEntry | null>;
   /** Evaluations newest first; throws FilterError for a bad filter. */
   pageEvals(q: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]>;
   countEvals(filter: string | null): Promise<number>;
@@ -331,5 +336,5 @@ export interface ConsoleData {
 }
 
 export function buildKey(row: BuildListRow, order: BuildOrder): number[] {
-  return order === 'queue' ? [row.globalpriority, row.id] : [row.id];
+  return buildSortKey(row, order);
 }

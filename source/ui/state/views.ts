@@ -4,6 +4,7 @@
 // ViewName, so a view without an entry, or an entry of the wrong kind, does not type-check.
 // Adding a view: docs/architecture.md ("Adding a console view").
 import {formatCount} from '../format.js';
+import {BUILD_SORTS} from '../../db/queries/windows.js';
 import {bodyLines, tableRows} from './layout.js';
 import {DETAIL_TABS, detailCursor, loadDetail} from './detail-tabs.js';
 import type {Result, State} from './model.js';
@@ -11,6 +12,7 @@ import {
   buildKey,
   type Anchor,
   type ChangeKind,
+  type CheckEntry,
   type ConsoleData,
   type FilterView,
   type ListName,
@@ -143,7 +145,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     marks: true,
     refreshOn: ['queue', 'steps'],
     source: {
-      page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, anchor, limit}),
+      page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, reverse: s.reverse, anchor, limit}),
       count: (d, s) => d.countBuilds({filter: s.filters.builds, order: s.order}),
       countKey: (s) => `${s.order}\0${s.filters.builds ?? ''}`,
       key: (row, s) => buildKey(row, s.order),
@@ -155,11 +157,12 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     enter: {what: 'detail', go: (s) => goDetail(VIEWS.builds.selected!(s))},
     crumbTail: (s, c) => {
       const w = s.builds;
-      let text = s.order === 'queue' ? ' (queue order)' : ' (newest first)';
+      let text = ` (${sortLabel(s)})`;
       text += filterTail(s, 'builds', c);
       const pos = w.rows.length ? `${c.count(w.selected + 1)} of ${w.total === null ? '…' : c.count(w.total)}` : w.total !== null ? `0 of ${c.count(w.total)}` : '';
       if (pos) text += ` — ${pos}`;
-      if (s.marks.length) text += ` · ${s.marks.length} marked`;
+      if (s.markAll) text += ` · all ${s.markAll.count === null ? '…' : c.count(s.markAll.count)} matching marked`;
+      else if (s.marks.length) text += ` · ${s.marks.length} marked`;
       return text;
     },
   },
@@ -233,9 +236,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
       what: 'diff',
       go: (s) => {
         const c = selectedRow(s, 'checks');
-        if (!c) return null;
-        if (!c.diffLogPath) return {to: 'message', text: `check ${c.id}: ${c.verdict} — no diff to show`};
-        return {to: 'log', build: c.build ?? 0, file: c.diffLogPath};
+        return c ? checkDiff(c) : null;
       },
     },
     crumbTail: (s, c) => (s.checks.total !== null ? ` — ${c.count(s.checks.total)}` : ''),
@@ -325,6 +326,18 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     crumbTitle: (s) => (s.log ? `log ${s.log.build}${s.log.stepnr !== null ? `/${s.log.stepnr}` : ''}` : 'Log'),
   },
 };
+
+/** How the crumb and the footer name the Builds view's sort: "newest first", "queue order, last first", … */
+export function sortLabel(s: Pick<State, 'order' | 'reverse'>): string {
+  const o = BUILD_SORTS[s.order];
+  return s.reverse ? o.reversed : o.label;
+}
+
+/** A check's diff log in the log viewer (Checks' `enter`, and `d` for a build's last check), or why there is none. */
+export function checkDiff(c: CheckEntry): Go {
+  if (!c.diffLogPath) return {to: 'message', text: `check ${c.id}: ${c.verdict} — no diff to show`};
+  return {to: 'log', build: c.build ?? 0, file: c.diffLogPath};
+}
 
 function goDetail(sel: Selection | null): Go | null {
   return sel ? {to: 'detail', id: sel.build} : null;

@@ -61,14 +61,14 @@ export function BuildsView(p: ViewProps): React.ReactElement {
   return (
     <Table
       columns={BUILD_COLUMNS}
-      rows={rows.map((b) => buildRow(b, p, marks.has(b.id)))}
+      rows={rows.map((b) => buildRow(b, p, p.state.markAll !== null || marks.has(b.id)))}
       selected={w.selected - w.top}
       width={p.width}
       height={p.height}
       theme={p.theme}
       ellipsis={glyphs(p.theme).ellipsis}
       markGlyph={glyphs(p.theme).mark}
-      empty={!w.loaded ? 'loading…' : p.state.filters.builds ? 'no builds match the filter' : p.state.order === 'queue' ? 'the queue is empty' : 'no builds'}
+      empty={!w.loaded ? 'loading…' : p.state.filters.builds ? 'no builds match the filter' : p.state.order === 'queue' ? 'the queue is empty' : p.state.order === 'stoptime' ? 'no finished builds' : 'no builds'}
     />
   );
 }
