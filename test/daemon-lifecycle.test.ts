@@ -2,7 +2,6 @@
 // it is SIGKILLed in the middle of builds, five times in a row.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {spawn, type ChildProcess} from 'node:child_process';
 import {mkdtempSync, chmodSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -12,27 +11,13 @@ import {startFleet} from './support/fleet.js';
 import {nixFixture} from './support/nix-fixtures.js';
 import {mkPrelude} from './support/runner-rig.js';
 import {insertJobset} from './support/fixtures.js';
-import {cliArgs} from './support/cli.js';
+import {startDaemonProcess, type DaemonProcess} from './support/cli.js';
 import {initSchema} from '../source/db/schema.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
 import {waitFor} from './support/wait.js';
 
-interface Daemon {
-  child: ChildProcess;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function startDaemon(env: Record<string, string>, args: string[] = []): Daemon {
-  const child = spawn(process.execPath, [...cliArgs(), '--daemon', '--status-address', '127.0.0.1:0', '--grace', '2', ...args], {
-    env: {...process.env, ...env},
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {child, stderr: () => err, exited};
-}
+type Daemon = DaemonProcess;
+const startDaemon = startDaemonProcess;
 
 test('the daemon: single instance, REST status, and SIGKILL mid-build five times in a row', {timeout: 300_000}, async () => {
   const db = await freshDatabase('daemon');

@@ -6,7 +6,7 @@
 // holder and unlock refuses while it is held.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {execFileSync, spawn, type ChildProcess} from 'node:child_process';
+import {execFileSync} from 'node:child_process';
 import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {hostname, tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -17,29 +17,15 @@ import {startFleet} from './support/fleet.js';
 import {nixFixture} from './support/nix-fixtures.js';
 import {mkPrelude} from './support/runner-rig.js';
 import {insertJobset} from './support/fixtures.js';
-import {cliArgs, runCli} from './support/cli.js';
+import {cliArgs, runCli, startDaemonProcess, type DaemonProcess} from './support/cli.js';
 import {waitFor} from './support/wait.js';
 import {initSchema} from '../source/db/schema.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-interface Proc {
-  child: ChildProcess;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function startDaemon(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [...cliArgs(), '--daemon', '--status-address', '127.0.0.1:0', '--grace', '2'], {
-    env: {...process.env, ...env},
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {child, stderr: () => err, exited};
-}
+type Proc = DaemonProcess;
+const startDaemon = startDaemonProcess;
 
 const tmux = (...args: string[]) => execFileSync('tmux', args, {encoding: 'utf8'});
 

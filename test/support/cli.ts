@@ -2,7 +2,7 @@
 // The compiled dist/cli.js starts about twice as fast as the TypeScript sources under tsx; it is
 // used when it is at least as new as every source file (npm test builds it first), otherwise the
 // sources run through tsx so a stale build is never tested.
-import {execFile} from 'node:child_process';
+import {execFile, spawn, type ChildProcess} from 'node:child_process';
 import {existsSync, readdirSync, statSync} from 'node:fs';
 import {join} from 'node:path';
 
@@ -51,4 +51,23 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });
+}
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  /** Everything the daemon wrote to stderr so far. */
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `hydra-ops --daemon` (status on a free loopback port, 2 s grace) with `env` over this environment. */
+export function startDaemonProcess(env: Record<string, string>, args: string[] = []): DaemonProcess {
+  const child = spawn(process.execPath, [...cliArgs(), '--daemon', '--status-address', '127.0.0.1:0', '--grace', '2', ...args], {
+    env: {...process.env, ...env},
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {child, stderr: () => err, exited};
 }
