@@ -199,12 +199,12 @@ test('the closure size of a step\'s outputs is measured once', async () => {
   assert.equal(sizeCalls.length, 1, fileText(calls));
 });
 
-test('steps reuse one serve session per slot and reach the coordinator\'s store through long-lived nix-store --serve processes', async () => {
+test('with reuseSessions, steps reuse one serve session per slot and reach the coordinator\'s store through long-lived nix-store --serve processes', async () => {
   const calls = join(fx.dir, 'nix-store-serve-calls');
   const wrapper = join(fx.dir, 'nix-store-serve-logging');
   const real = (await execa('sh', ['-c', 'command -v nix-store'])).stdout.trim();
   writeFileSync(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${real}' "$@"\n`, {mode: 0o755});
-  const serving = new FleetExecutor({sshPool: pool, localStoreIsDestination: true, nixStoreBin: wrapper, localServe: {extraArgs: NO_BUILD_USERS}});
+  const serving = new FleetExecutor({sshPool: pool, localStoreIsDestination: true, nixStoreBin: wrapper, reuseSessions: true, localServe: {extraArgs: NO_BUILD_USERS}});
   try {
     // Two steps on machine 0 (the second reuses the first one's session), one on machine 1.
     const a = await instantiate(shDrv('serve-a', 'mkdir $out; echo a > $out/a'));

@@ -108,6 +108,8 @@ test('latest: the latest successful build of a job, its product path, and --down
     // Delete the output from the coordinator's store (its gc root first): --download fetches it from store_uri.
     const outPath = doc.outputs[0].path as string;
     await s.stop(5000);
+    // The executor's long-lived coordinator store sessions hold temporary roots on what they imported.
+    await rig.executor.close();
     for (const f of readdirSync(runner.gcRootsDir)) {
       const p = join(runner.gcRootsDir, f);
       if (lstatSync(p).isSymbolicLink()) unlinkSync(p);

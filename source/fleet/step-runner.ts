@@ -42,10 +42,12 @@ export interface FleetExecutorOptions {
    */
   localStore?: 'serve' | 'commands';
   /**
-   * Keep a step's serve session open for the machine's next step (default true): connecting, the remote
+   * Keep a step's serve session open for the machine's next step (default false): connecting, the remote
    * `nix-store --serve` start and the handshake are then paid once per slot, not per step. A session is retired after
    * `sessionMaxSteps` steps (default 100; its temporary roots on the builder go with it) or `sessionIdleMs` without
-   * a step (default 30 s), and whenever a step on it failed in transport or was aborted.
+   * a step (default 30 s), and whenever a step on it failed in transport or was aborted. Off by default: a kept
+   * session's temporary roots keep the builder's inputs and outputs alive, so a reproducibility check that deletes
+   * an output on that builder, or a GC there, is refused until the session is retired.
    */
   reuseSessions?: boolean;
   sessionMaxSteps?: number;
@@ -102,7 +104,7 @@ export class FleetExecutor implements StepExecutor {
     this.sendLockWaitMs = options.sendLockWaitMs ?? 600_000;
     this.closeWaitMs = options.closeWaitMs ?? 5000;
     this.wrapFs = options.wrapNixSupportFs ?? ((fs) => fs);
-    this.reuse = options.reuseSessions ?? true;
+    this.reuse = options.reuseSessions ?? false;
     this.sessionMaxSteps = options.sessionMaxSteps ?? 100;
     this.sessionIdleMs = options.sessionIdleMs ?? 30_000;
     this.store = options.localStore === 'commands' ? new StoreCommands(this.nixStore) : new StoreSessions({nixStore: this.nixStore});
