@@ -34,17 +34,10 @@ import {insertJobset} from '../test/support/fixtures.js';
 import {cliArgs} from '../test/support/cli.js';
 import {initSchema} from '../source/db/schema.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
-import {printTable} from './table.js';
+import {intArg, printTable} from './table.js';
 
 const execFileAsync = promisify(execFile);
 
-function intArg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return dflt;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got '${process.argv[i + 1]}'`);
-  return v;
-}
 const width = intArg('--width', 20);
 const depth = intArg('--depth', 10);
 const jobs = intArg('--jobs', 2);

@@ -38,3 +38,12 @@ export function percentile(sorted: readonly number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
+
+/** A positive whole-number command-line option `name N` (default `dflt`); a bad value is an error naming it. */
+export function intArg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return dflt;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got '${process.argv[i + 1]}'`);
+  return v;
+}

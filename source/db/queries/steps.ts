@@ -145,6 +145,7 @@ export interface BusyStepRow {
   drvpath: string | null;
   system: string | null;
   busy: number;
+  /** Unix seconds. */
   starttime: number | null;
   timeout: number | null;
 }

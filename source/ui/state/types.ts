@@ -26,6 +26,7 @@ export type FilterView = 'builds' | 'steps' | 'machines' | 'evals';
 export type {BuildSortColumn as BuildOrder} from '../../db/queries/windows.js';
 export type {Anchor} from '../../db/queries/windows.js';
 import {buildSortKey, type Anchor, type BuildSortColumn as BuildOrder, type BuildWindowRow, type EvalWindowRow} from '../../db/queries/windows.js';
+import type {BusyStepRow} from '../../db/queries/steps.js';
 
 /** A row of the Builds view (one page row of the builds window query). */
 export type BuildListRow = BuildWindowRow;
@@ -33,21 +34,10 @@ export type BuildListRow = BuildWindowRow;
 /** A row of the Evals view: an evaluation with its member counts. */
 export type EvalEntry = EvalWindowRow;
 
-export interface RunningStep {
-  build: number;
-  stepnr: number;
-  machine: string;
-  project: string;
-  jobset: string;
-  job: string;
-  drvpath: string | null;
-  system: string | null;
-  busy: number;
-  /** Unix seconds. */
-  starttime: number | null;
+/** A busy step as the Running steps view shows it: the row, and when it entered its current phase. */
+export interface RunningStep extends BusyStepRow {
   /** ms since epoch the step entered its current phase, when known. */
   phaseSince: number | null;
-  timeout: number | null;
 }
 
 export type MachineState = 'idle' | 'busy' | 'full' | 'backoff' | 'drained' | 'removed' | 'unknown';

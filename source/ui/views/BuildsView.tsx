@@ -1,12 +1,12 @@
 // Builds (`2`, `:builds`, `:queue`): a window onto the Builds table, keyset-paged from SQL.
 import React from 'react';
-import {Box, Text} from 'ink';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {formatDuration} from '../format.js';
 import {glyphs, statusStyle} from '../theme.js';
 import {tableRows} from '../state/layout.js';
 import type {BuildListRow} from '../state/types.js';
 import {ageSec, type ViewProps} from './common.js';
+import {ErrorLines} from './ErrorLines.js';
 
 export const BUILD_COLUMNS: Column[] = [
   {title: 'id', width: 8, align: 'right'},
@@ -47,16 +47,7 @@ export function BuildsView(p: ViewProps): React.ReactElement {
   const rows = w.rows.slice(Math.max(0, w.top - w.offset), Math.max(0, w.top - w.offset) + visible);
   const marks = new Set(p.state.marks);
   if (w.error) {
-    return (
-      <Box flexDirection="column" height={p.height}>
-        {w.error.split('\n').map((l, i) => (
-          <Text key={i} color={p.theme.color ? 'red' : undefined} wrap="truncate">
-            {l}
-          </Text>
-        ))}
-        <Text dimColor>/ edits the filter · esc clears it</Text>
-      </Box>
-    );
+    return <ErrorLines error={w.error} theme={p.theme} height={p.height} hint="/ edits the filter · esc clears it" />;
   }
   return (
     <Table

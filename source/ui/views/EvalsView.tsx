@@ -1,11 +1,11 @@
 // Evals (`8`, `:evals`): evaluations newest first, keyset-paged from JobsetEvals, with their member
 // counts (builds · new · succeeded · failed · queued) and the evaluation error, if any.
 import React from 'react';
-import {Box, Text} from 'ink';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {formatCount, formatDuration} from '../format.js';
 import {glyphs} from '../theme.js';
 import {ageSec, type ViewProps} from './common.js';
+import {ErrorLines} from './ErrorLines.js';
 
 export const EVAL_COLUMNS: Column[] = [
   {title: 'id', width: 7, align: 'right'},
@@ -23,16 +23,7 @@ export function EvalsView(p: ViewProps): React.ReactElement {
   const w = p.state.evals;
   const u = p.theme.unicode;
   if (w.error) {
-    return (
-      <Box flexDirection="column" height={p.height}>
-        {w.error.split('\n').map((l, i) => (
-          <Text key={i} color={p.theme.color ? 'red' : undefined} wrap="truncate">
-            {l}
-          </Text>
-        ))}
-        <Text dimColor>/ edits the filter · esc clears it</Text>
-      </Box>
-    );
+    return <ErrorLines error={w.error} theme={p.theme} height={p.height} hint="/ edits the filter · esc clears it" />;
   }
   const visible = Math.max(0, p.height - 1);
   const start = Math.max(0, w.top - w.offset);

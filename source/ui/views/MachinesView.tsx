@@ -1,12 +1,12 @@
 // Machines (`4`): state, jobs/maxJobs, speed factor, score, systems, features, load, failures,
 // back-off countdown, drain, last error.
 import React from 'react';
-import {Box, Text} from 'ink';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {formatDuration} from '../format.js';
 import {glyphs} from '../theme.js';
 import type {MachineRow} from '../state/types.js';
 import type {ViewProps} from './common.js';
+import {ErrorLines} from './ErrorLines.js';
 
 export const MACHINE_COLUMNS: Column[] = [
   {title: 'machine', width: 16, flex: true, min: 10},
@@ -41,15 +41,7 @@ function stateColor(m: MachineRow): {color?: string; dim?: boolean} {
 export function MachinesView(p: ViewProps): React.ReactElement {
   const l = p.state.machines;
   if (l.error) {
-    return (
-      <Box flexDirection="column" height={p.height}>
-        {l.error.split('\n').map((t, i) => (
-          <Text key={i} color={p.theme.color ? 'red' : undefined} wrap="truncate">
-            {t}
-          </Text>
-        ))}
-      </Box>
-    );
+    return <ErrorLines error={l.error} theme={p.theme} height={p.height} />;
   }
   const visible = Math.max(0, p.height - 1);
   const rows: Row[] = l.rows.slice(l.top, l.top + visible).map((m) => {

@@ -1,12 +1,12 @@
 // Running steps (`3`): busy steps grouped by machine, oldest first, coloured by phase; transfer
 // phases turn orange after 5 min and red after 1 h, building past 80 % of the timeout.
 import React from 'react';
-import {Box, Text} from 'ink';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {drvName, formatDuration} from '../format.js';
 import {ageColor, glyphs, phaseStyle} from '../theme.js';
 import type {ViewProps} from './common.js';
 import {ageSec} from './common.js';
+import {ErrorLines} from './ErrorLines.js';
 
 export const STEP_COLUMNS: Column[] = [
   {title: 'machine', width: 14, flex: false},
@@ -22,15 +22,7 @@ export const STEP_COLUMNS: Column[] = [
 export function StepsView(p: ViewProps): React.ReactElement {
   const l = p.state.steps;
   if (l.error) {
-    return (
-      <Box flexDirection="column" height={p.height}>
-        {l.error.split('\n').map((t, i) => (
-          <Text key={i} color={p.theme.color ? 'red' : undefined} wrap="truncate">
-            {t}
-          </Text>
-        ))}
-      </Box>
-    );
+    return <ErrorLines error={l.error} theme={p.theme} height={p.height} />;
   }
   const visible = Math.max(0, p.height - 1);
   const slice = l.rows.slice(l.top, l.top + visible);
