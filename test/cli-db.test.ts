@@ -5,6 +5,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {runCli} from './support/cli.js';
 import {freshDatabase} from './support/pg.js';
+import {freePort} from './support/free-port.js';
 
 test('zero configuration: db init then db status on the embedded server', {timeout: 180_000}, async () => {
   const base = mkdtempSync(join(tmpdir(), 'hydra-ops-cli-'));
@@ -18,8 +19,8 @@ test('zero configuration: db init then db status on the embedded server', {timeo
     NIX_REMOTE_SYSTEMS: '',
   };
   try {
-    // A per-run port keeps parallel runs apart.
-    const port = String(59000 + (process.pid % 900));
+    // A port nothing listens on keeps parallel runs apart.
+    const port = String(await freePort());
     assert.equal((await runCli(['config', 'set', 'embeddedPort', port], env)).code, 0);
 
     const init = await runCli(['db', 'init'], env);

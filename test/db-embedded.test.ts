@@ -7,6 +7,7 @@ import {execFile} from 'node:child_process';
 import {promisify} from 'node:util';
 import pg from 'pg';
 import {connectOrStart, stopEmbedded, embeddedStatus} from '../source/db/embedded.js';
+import {freePort} from './support/free-port.js';
 
 const run = promisify(execFile);
 const childScript = new URL('./support/embedded-child.ts', import.meta.url).pathname;
@@ -15,7 +16,7 @@ test('two processes racing connect-or-start share one server, and data survives 
   const base = mkdtempSync(join(tmpdir(), 'hydra-ops-embedded-'));
   chmodSync(base, 0o755);
   const dir = join(base, 'pg');
-  const port = 58000 + (process.pid % 1000);
+  const port = await freePort();
   const password = 'secret with spaces & $';
   try {
     const racers = await Promise.all(

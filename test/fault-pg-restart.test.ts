@@ -1,6 +1,6 @@
 // Fault injection: the PostgreSQL server is stopped while steps build on a real sshd builder and started
-// again on the same port a few seconds later. The runner uses a private embedded server (temp directory,
-// own port) so the test can restart it. Expected: steps that end during the outage cannot be recorded, are
+// again on the same socket a few seconds later. The runner uses a private embedded server (temp directory,
+// its own Unix socket) so the test can restart it. Expected: steps that end during the outage cannot be recorded, are
 // marked aborted once the database is back and are run again; the LISTEN connection reconnects and re-reads
 // the queue; every build succeeds, no row stays busy, no derivation has two successful steps, and a build
 // queued after the restart is picked up through its NOTIFY.
@@ -16,7 +16,7 @@ import {waitFor} from './support/wait.js';
 test('PostgreSQL restarted during builds: the runner reconnects, resyncs and finishes every build once', {timeout: 90_000}, async () => {
   const base = mkdtempSync(join(tmpdir(), 'hydra-ops-fault-pg-'));
   chmodSync(base, 0o755);
-  const server = {dir: join(base, 'pg'), port: 59000 + (process.pid % 1000), password: 'fault-test', database: 'hydra'};
+  const server = {dir: join(base, 'pg'), password: 'fault-test', database: 'hydra'};
   let rig: Awaited<ReturnType<typeof runnerRig>> | undefined;
   try {
     const first = await connectOrStart(server);
@@ -48,7 +48,7 @@ test('PostgreSQL restarted during builds: the runner reconnects, resyncs and fin
       async () => (await rig!.pool.query('SELECT count(*)::int AS n FROM BuildSteps WHERE busy = 30')).rows[0].n === 4,
     );
 
-    // Outage: fast shutdown (every connection is terminated), 4 s down, then the same server on the same port.
+    // Outage: fast shutdown (every connection is terminated), 4 s down, then the same server on the same socket.
     const downAt = Date.now();
     assert.ok(await stopEmbedded(server.dir), 'the server was running');
     await new Promise((r) => setTimeout(r, 4000));

