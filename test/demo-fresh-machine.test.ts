@@ -166,3 +166,43 @@ test('a plain user whose store belongs to root, with no nix-daemon: the demo set
     await db.drop();
   }
 });
+
+test('a plain user with a nix-daemon (as nix-setup-systemd sets it up: build users, the sandbox on without /bin/sh): the demo builds through the daemon', {timeout: 300_000}, async () => {
+  const db = await freshDatabase('fresh_user_daemon');
+  const ids = claimBuildUserIds();
+  const home = join(dir, 'nobody-daemon');
+  mkdirSync(home, {mode: 0o755});
+  chownSync(home, NOBODY, NOBODY);
+  try {
+    // The daemon's machine: a private /nix (its own store), a build-users group with members and a nix.conf with
+    // Nix's defaults for the sandbox, the user trusted as README's quick start says. All of it exists only in the
+    // mount namespace of each command; the daemon dies with the command (PID namespace).
+    const nixDir = join(dir, 'daemon-nix');
+    mkdirSync(nixDir, {mode: 0o755});
+    const group = 'hydra-ops-dmn';
+    const users = [1, 2].map((k) => `${group}-${k}:x:${ids.base + k}:${ids.base}::/var/empty:/usr/sbin/nologin`);
+    writeFileSync(join(dir, 'passwd-dmn'), [readFileSync('/etc/passwd', 'utf8').trimEnd(), ...users].join('\n') + '\n');
+    writeFileSync(join(dir, 'group-dmn'), [readFileSync('/etc/group', 'utf8').trimEnd(), `${group}:x:${ids.base}:${[1, 2].map((k) => `${group}-${k}`).join(',')}`].join('\n') + '\n');
+    const confDir = join(dir, 'conf-daemon');
+    mkdirSync(confDir, {mode: 0o755});
+    writeFileSync(join(confDir, 'nix.conf'), `build-users-group = ${group}\nsandbox = true\nsandbox-paths =\nsubstituters =\ntrusted-users = root nobody\n`);
+    const withDaemon = [
+      'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--mount-proc', '--kill-child=SIGKILL', 'sh', '-c',
+      `mount --bind '${nixDir}' /nix && mount --bind '${dir}/passwd-dmn' /etc/passwd && mount --bind '${dir}/group-dmn' /etc/group && ` +
+        `{ NIX_CONF_DIR='${confDir}' nix-daemon >>'${dir}/nix-daemon.log' 2>&1 & } && ` +
+        `while [ ! -S /nix/var/nix/daemon-socket/socket ]; do sleep 0.05; done && ` +
+        `exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups "$@"`,
+      'ns',
+    ];
+    const env = {HOME: home, HYDRA_DATA: join(home, 'data'), HYDRA_OPS_CONFIG_DIR: join(home, 'config'), HYDRA_OPS_USER: 'demo', NIX_CONF_DIR: confDir, NIX_USER_CONF_FILES: ''};
+    const r = await demoBuilds(db, withDaemon, env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /local builds go through the nix-daemon/);
+    assert.match(r.stderr, /local builds get \/bin\/busybox/);
+    // The daemon built as its build users (a multi-user store), not as the plain user.
+    assert.doesNotMatch(r.stderr, /single-user/);
+  } finally {
+    ids.release();
+    await db.drop();
+  }
+});

@@ -59,7 +59,12 @@ test('a plain user: build users do not apply; a store owned by root without a da
   const daemon = planLocalNix({...user, daemon: true}, {implicit: true});
   assert.equal(daemon.mode, 'daemon');
   assert.equal(daemon.problem, null);
-  assert.deepEqual(daemon.options, []);
+  // The daemon's sandbox has no /bin/sh either (nix-setup-systemd keeps Nix's defaults): the static shell is passed
+  // on, which the daemon takes from a trusted user, and the notice says so.
+  assert.deepEqual(daemon.options, ['--option', 'extra-sandbox-paths', '/bin/sh=/bin/busybox']);
+  assert.match(daemon.notices[1]!, /\/bin\/busybox.*trusted-users = root alice/);
+  const configuredSandbox = planLocalNix({...user, daemon: true, sandboxPaths: ['/bin/sh=/some/busybox']}, {implicit: true});
+  assert.deepEqual(configuredSandbox.options, []);
 });
 
 test('Nix missing is a problem with the install command', () => {

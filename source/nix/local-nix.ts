@@ -77,7 +77,14 @@ export function planLocalNix(f: LocalNixFacts, o: PlanOptions): LocalNixPlan {
     };
   }
   if (!f.storeWritable) {
-    if (f.daemon) return {mode: 'daemon', options: [], notices: [`local builds go through the nix-daemon (the store ${f.storeDir} belongs to another user)`], problem: null};
+    if (f.daemon) {
+      const options: string[] = [];
+      const notices = [`local builds go through the nix-daemon (the store ${f.storeDir} belongs to another user)`];
+      // The daemon builds with its own sandbox settings; a trusted user's --option reaches it, an untrusted one's is
+      // ignored by the daemon (Nix then warns "ignoring the client-specified setting"), hence the hint.
+      sandboxShell(f, o, options, notices, ` (the daemon takes it from trusted users only: add "trusted-users = root ${f.user}" to /etc/nix/nix.conf)`);
+      return {mode: 'daemon', options, notices, problem: null};
+    }
     return {
       mode: 'none',
       options: [],
@@ -106,18 +113,22 @@ export function planLocalNix(f: LocalNixFacts, o: PlanOptions): LocalNixPlan {
       );
     }
   }
-  if (f.sandbox !== 'false' && !hasSandboxShell(f.sandboxPaths)) {
-    if (f.staticShell) {
-      options.push('--option', 'extra-sandbox-paths', `/bin/sh=${f.staticShell}`);
-      notices.push(`the sandbox has no /bin/sh: local builds get ${f.staticShell} (statically linked) as /bin/sh, as NixOS's Nix does`);
-    } else if (o.implicit) {
-      options.push('--option', 'sandbox', 'false');
-      notices.push('local builds run without the sandbox: it has no /bin/sh and no static shell was found (apt-get install busybox-static turns it back on)');
-    } else {
-      notices.push('the sandbox has no /bin/sh: derivations whose builder is /bin/sh fail on localhost (apt-get install busybox-static, or set sandbox-paths)');
-    }
-  }
+  sandboxShell(f, o, options, notices, '');
   return {mode: 'local', options, notices, problem: null};
+}
+
+/** A sandbox without /bin/sh: map a static shell there, or (implicit localhost only) turn the sandbox off. */
+function sandboxShell(f: LocalNixFacts, o: PlanOptions, options: string[], notices: string[], trustHint: string): void {
+  if (f.sandbox === 'false' || hasSandboxShell(f.sandboxPaths)) return;
+  if (f.staticShell) {
+    options.push('--option', 'extra-sandbox-paths', `/bin/sh=${f.staticShell}`);
+    notices.push(`the sandbox has no /bin/sh: local builds get ${f.staticShell} (statically linked) as /bin/sh, as NixOS's Nix does${trustHint}`);
+  } else if (o.implicit) {
+    options.push('--option', 'sandbox', 'false');
+    notices.push(`local builds run without the sandbox: it has no /bin/sh and no static shell was found (apt-get install busybox-static turns it back on)${trustHint}`);
+  } else {
+    notices.push('the sandbox has no /bin/sh: derivations whose builder is /bin/sh fail on localhost (apt-get install busybox-static, or set sandbox-paths)');
+  }
 }
 
 function writable(path: string): boolean {

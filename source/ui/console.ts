@@ -78,7 +78,7 @@ function fileLogger(dataDir: string): {log: Logger; stream: WriteStream | null; 
 }
 
 /** Opens the console; resolves when the operator quits. Same as runConsole (used by `demo`). */
-export async function openConsole(ctx: AppContext, opts: {scheduler: boolean; focus?: string}): Promise<number> {
+export async function openConsole(ctx: AppContext, opts: {scheduler?: boolean; focus?: string}): Promise<number> {
   return runConsole(ctx, {scheduler: opts.scheduler, focus: opts.focus});
 }
 

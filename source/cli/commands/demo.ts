@@ -26,7 +26,7 @@ export const NO_NIX_MESSAGE = [
 ].join('\n');
 
 /** The console, if this installation has it (it is loaded lazily: the demo works without it). */
-async function loadConsoleModule(): Promise<{openConsole: (ctx: AppContext, opts: {scheduler: boolean; focus: string}) => Promise<unknown>} | null> {
+async function loadConsoleModule(): Promise<{openConsole: (ctx: AppContext, opts: {scheduler?: boolean; focus: string}) => Promise<unknown>} | null> {
   try {
     return await loadConsole();
   } catch (e) {
@@ -97,7 +97,9 @@ export function registerDemoCommands(program: Command, ctx: AppContext): void {
           const consoleModule = await loadConsoleModule();
           if (consoleModule) {
             if (r.nixVersion === null) process.stderr.write(NO_NIX_MESSAGE + '\n');
-            await consoleModule.openConsole(ctx, {scheduler: ctx.globals.scheduler !== false, focus: DEMO_PROJECT});
+            // The console's own rule: the in-process scheduler on the embedded database, on a configured server
+            // only with --scheduler, and never beside another live runner.
+            await consoleModule.openConsole(ctx, {scheduler: ctx.globals.scheduler, focus: DEMO_PROJECT});
             return;
           }
         }
