@@ -301,6 +301,9 @@ async function main(): Promise<void> {
       {figure: 'RSS per 1k steps (after ingestion)', ours: rssIngested / (stepsInGraph / 1000), peer: RUST.rssMiB / (RUST.rssSteps / 1000), unit: 'MiB', digits: 2},
     ]);
     console.log('Rust figures: as published for Hydra\'s Rust queue runner (1.0 GB RSS at 273k steps; ~100 ms rounds at 35k runnable).');
+    // One line for bench/scheduler-scale-curve.ts, which runs this script at several sizes.
+    const summary = {builds: nBuilds, steps: stepsInGraph, firstDispatchS: firstDispatchMs === null ? null : firstDispatchMs / 1000, ingestS: ingestMs / 1000, fullRoundMs: percentile(full, 50), fullRunnable, roundMs: percentile(ms, 50), peakRssMiB: peak, rssIngestedMiB: rssIngested};
+    console.log(`B2-SUMMARY ${JSON.stringify(summary)}`);
   } finally {
     await scheduler?.stop(1000).catch(() => {});
     await executor.close();
