@@ -28,6 +28,67 @@ function stats(xs: number[]): string {
   return `median ${q(0.5).toFixed(1)} ms, p95 ${q(0.95).toFixed(1)} ms, max ${s[s.length - 1]!.toFixed(1)} ms (n=${s.length})`;
 }
 
+/**
+ * The real console (the compiled binary, as an operator runs it) in a tmux pane at 80×24 on the same database:
+ * first rows on screen, then the same kind of use (j, PgDn, G, g, a filter), then its peak RSS from /proc.
+ * This process's own RSS (above) also holds tsx, the bench's pool and ink-testing-library's frame history.
+ */
+async function realConsole(url: string): Promise<{firstRowsMs: number; peakMiB: number; rssMiB: number}> {
+  const {mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync} = await import('node:fs');
+  const {tmpdir} = await import('node:os');
+  const {join} = await import('node:path');
+  const {cliArgs} = await import('../test/support/cli.js');
+  let cli = cliArgs();
+  if (cli[0] === '--import') {
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], {cwd: new URL('../', import.meta.url).pathname, stdio: 'inherit'});
+    cli = [new URL('../dist/cli.js', import.meta.url).pathname];
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'hydra-ops-bench-console-'));
+  const session = `hydra-ops-bench-${process.pid}`;
+  const tmux = (...a: string[]) => execFileSync('tmux', a, {encoding: 'utf8'});
+  try {
+    const script = join(dir, 'console.sh');
+    const env = {HYDRA_DATA: join(dir, 'data'), HYDRA_OPS_CONFIG_DIR: join(dir, 'config'), HYDRA_OPS_USER: 'bench', LANG: 'C.UTF-8', PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir};
+    writeFileSync(script, ['#!/bin/sh', ...Object.entries(env).map(([k, v]) => `export ${k}='${v}'`), `exec '${process.execPath}' ${cli.map((a) => `'${a}'`).join(' ')} --database-url '${url}' --no-scheduler 2>'${dir}/stderr'`].join('\n') + '\n');
+    chmodSync(script, 0o755);
+    const t0 = performance.now();
+    tmux('new-session', '-d', '-s', session, '-x', '80', '-y', '24', script);
+    const pid = Number(tmux('display-message', '-p', '-t', session, '#{pane_pid}').trim());
+    const screen = () => tmux('capture-pane', '-p', '-t', session);
+    const waitScreen = async (pred: (s: string) => boolean, what: string) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const s = screen();
+        if (pred(s)) return;
+        if (Date.now() > deadline) throw new Error(`real console: timed out waiting for ${what}:\n${s}\n${readFileSync(join(dir, 'stderr'), 'utf8')}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await waitScreen((s) => new RegExp(`^>\\s+${N} `, 'm').test(s), 'the newest build');
+    const firstRowsMs = performance.now() - t0;
+    const keys = (...k: string[]) => tmux('send-keys', '-t', session, ...k);
+    for (let i = 0; i < 40; i++) keys('j');
+    for (let i = 0; i < 30; i++) keys('PageDown');
+    keys('G');
+    await waitScreen((s) => /^>\s+1 /m.test(s), 'the oldest build');
+    keys('g');
+    await waitScreen((s) => new RegExp(`^>\\s+${N} `, 'm').test(s), 'the newest build again');
+    keys('/', 'system:x86_64-linux', 'Enter');
+    await waitScreen((s) => new RegExp(`^>\\s+${N - 1} `, 'm').test(s), 'the filtered rows');
+    await new Promise((r) => setTimeout(r, 500));
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
+    return {firstRowsMs, peakMiB: kb('VmHWM'), rssMiB: kb('VmRSS')};
+  } finally {
+    try {
+      tmux('kill-session', '-t', session);
+    } catch {
+      // already gone
+    }
+    rmSync(dir, {recursive: true, force: true});
+  }
+}
+
 async function main(): Promise<void> {
   const db = await freshDatabase('console_scale');
   const pool = new pg.Pool({connectionString: db.url, max: 10});
@@ -181,6 +242,8 @@ async function main(): Promise<void> {
       `SELECT b.id, j.project || ':' || j.name, b.job, b.system, b.buildstatus, b.priority, b.timestamp FROM Builds b JOIN Jobsets j ON j.id = b.jobset_id ${where} ORDER BY b.id DESC LIMIT 20`;
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const f = new Map(filters);
+    const real = await realConsole(db.url);
+    console.log(`real console process (compiled binary in tmux, 80x24): first rows on screen ${real.firstRowsMs.toFixed(0)} ms after start; RSS ${real.rssMiB.toFixed(0)} MiB now, peak ${real.peakMiB.toFixed(0)} MiB`);
     printTable(`B3 console at scale: ${N} builds, 80x24`, 'psql', [
       {figure: 'first page with data (console: first frame; psql: page + count)', ours: withCount, peer: psql(`${page('')}; SELECT count(*) FROM Builds`), unit: 'ms'},
       {figure: 'next page (console: PgDn median; psql: keyset page)', ours: median(pg_), peer: psql(page(`WHERE b.id < ${N - 500}`)), unit: 'ms'},
@@ -188,7 +251,9 @@ async function main(): Promise<void> {
       {figure: `filter job:job${N - 7}`, ours: f.get(`job:job${N - 7}`) ?? null, peer: psql(page(`WHERE b.job = 'job${N - 7}'`)), unit: 'ms'},
       {figure: 'filter status:failed (no match: full scan)', ours: f.get('status:failed') ?? null, peer: psql(page('WHERE b.finished = 1 AND b.buildstatus = 1')), unit: 'ms'},
       {figure: 'j keypress to frame (median)', ours: median(j), peer: null, unit: 'ms'},
-      {figure: 'RSS', ours: kb('VmHWM'), peer: null, unit: 'MiB', digits: 0},
+      {figure: 'RSS of this bench process (tsx, test renderer, pool)', ours: kb('VmHWM'), peer: null, unit: 'MiB', digits: 0},
+      {figure: 'real console process: peak RSS after paging and a filter', ours: real.peakMiB, peer: null, unit: 'MiB', digits: 0},
+      {figure: 'real console process: start → first rows (psql: process, page + count)', ours: real.firstRowsMs, peer: psql(`${page('')}; SELECT count(*) FROM Builds`), unit: 'ms', digits: 0},
     ]);
     r.unmount();
     await controller.stop();

@@ -5,7 +5,9 @@
 // and never descends below a derivation whose outputs already exist.
 import {DrvAttributeError, DrvParseError, preferLocalBuild, isDeterministic, outputPathMap, requiredSystemFeatures, systemType, type Derivation} from '../nix/drv.js';
 import type {LocalNixSettings} from '../fleet/machines-file.js';
-import {Build, Jobset, Step, propagatePriorities} from './model.js';
+import {Build, Jobset, Step, detached, intern, propagatePriorities} from './model.js';
+
+const NO_FEATURES: readonly string[] = Object.freeze([]);
 
 export interface GraphStore {
   readDrv(path: string): Promise<Derivation>;
@@ -213,7 +215,10 @@ export class StepGraph {
   private makeStep(path: string, drv: Derivation): Step {
     const features = requiredSystemFeatures(drv);
     const preferLocal = preferLocalBuild(drv) && this.canBuildLocally(drv.platform, features);
-    return new Step(path, drv, drv.platform, features, preferLocal, isDeterministic(drv), systemType(drv, features, preferLocal), outputPathMap(drv));
+    // Long-lived strings are detached from the .drv text (model.ts, detached) and repeated ones shared.
+    const outputs = new Map<string, string | null>();
+    for (const [name, out] of outputPathMap(drv)) outputs.set(intern(name), out === null ? null : detached(out));
+    return new Step(detached(path), drv, intern(drv.platform), features.length === 0 ? NO_FEATURES : features.map(intern), preferLocal, isDeterministic(drv), intern(systemType(drv, features, preferLocal)), outputs);
   }
 
   /** A step succeeded: it leaves the graph; returns parents that became runnable. */

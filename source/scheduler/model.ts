@@ -64,6 +64,23 @@ export class Build {
   }
 }
 
+/**
+ * A copy of `s` that keeps nothing else alive. V8 represents a substring as a view into the string it was cut
+ * from: a step's drv path and output paths are cut from its .drv file's text, which would stay in memory for as
+ * long as the step does (about half of a loaded step's memory).
+ */
+export function detached(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
+}
+
+const interned = new Map<string, string>();
+/** One shared copy of a string that many steps repeat (platforms, system types, feature names). */
+export function intern(s: string): string {
+  let k = interned.get(s);
+  if (k === undefined) interned.set(s, (k = detached(s)));
+  return k;
+}
+
 let nextStepId = 1;
 
 export class Step {
