@@ -63,10 +63,15 @@ async function run(cmd: string, args: string[], o: NixCallOptions): Promise<{ok:
   return {ok: !r.failed, stderr: String(r.stderr ?? r.message ?? ''), exitCode: r.exitCode};
 }
 
-/** Copies `paths` and their closure from the local store to `uri`. Throws DestStoreError with Nix's message. */
-export async function copyClosureTo(uri: string, paths: readonly string[], o: NixCallOptions = {}): Promise<void> {
+/**
+ * Copies `paths` and their closure from the local store to `uri` (`nix copy` skips what the destination has).
+ * `checkSigs: false` is Nix's NoCheckSigs: a destination that requires signatures accepts unsigned paths (only
+ * stores that check signatures at all, such as a local store with `require-sigs`, tell the difference; binary
+ * caches never check). Throws DestStoreError with Nix's message.
+ */
+export async function copyClosureTo(uri: string, paths: readonly string[], o: NixCallOptions & {checkSigs: boolean}): Promise<void> {
   if (paths.length === 0) return;
-  const r = await run('nix', [...NIX_COMMAND, 'copy', '--no-check-sigs', ...optionArgs(o), '--to', uri, ...paths], o);
+  const r = await run('nix', [...NIX_COMMAND, 'copy', ...(o.checkSigs ? [] : ['--no-check-sigs']), ...optionArgs(o), '--to', uri, ...paths], o);
   if (!r.ok) {
     throw new DestStoreError(`cannot copy ${paths.length} output(s) to the destination store ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
   }

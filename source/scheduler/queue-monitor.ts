@@ -229,7 +229,7 @@ export class QueueMonitor {
   private async recordSubstitutions(buildId: number, result: LoadOutcome): Promise<void> {
     const {ctx} = this;
     const uri = ctx.options.runner.storeUri;
-    if (uri) await copyClosureTo(uri, result.substituted.flatMap((s) => [...s.outputs.values()]), ctx.options.nix ?? {});
+    if (uri) await copyClosureTo(uri, result.substituted.flatMap((s) => [...s.outputs.values()]), {...ctx.options.nix, checkSigs: false});
     await sql.withTransaction(ctx.pool, async (c) => {
       for (const s of result.substituted) {
         for (const [name, path] of s.outputs) {
