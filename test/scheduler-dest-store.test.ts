@@ -8,6 +8,7 @@ import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import {basename, join} from 'node:path';
 import {execa} from 'execa';
 import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
+import {waitFor} from './support/wait.js';
 import {defaultRunnerSettings, type RunnerSettings} from '../source/config/hydra-conf.js';
 import {queryValidPaths} from '../source/nix/store.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
@@ -191,6 +192,40 @@ test('use-substitutes off: the same cached output is built, not substituted', {t
     assert.equal(rows.get(ids[0]!)!.iscachedbuild, 0);
     const steps = await stepRows(rig, ids[0]!);
     assert.deepEqual(steps.map((r) => r.type), [0]);
+  } finally {
+    await rig.close();
+  }
+});
+
+test('upload_logs_to_binary_cache: a failed step\'s log is uploaded too; a log that cannot be uploaded changes no status', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({label: 'dest_logs'});
+  try {
+    const cache = join(rig.nix.dir, 'log-cache');
+    const [failing] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "dest-log-fails" [] "echo failing loudly; exit 1") ]`);
+    const failedOut = await outputOf(failing!);
+    const first = await buildWith(rig, [failing!], [rig.localhost()], {runner: runner(rig, {storeUri: `file://${cache}`, uploadLogsToBinaryCache: true}), maxTries: 1});
+    assert.equal(first.rows.get(first.ids[0]!)!.buildstatus, 1);
+    const steps = await stepRows(rig, first.ids[0]!);
+    assert.deepEqual(steps.map((r) => r.status), [1]);
+    const logFile = join(cache, 'log', basename(failing!));
+    await waitFor('the failed step\'s log in the cache', () => existsSync(logFile));
+    assert.match(readFileSync(logFile, 'utf8'), /failing loudly/);
+    assert.ok(!existsSync(join(cache, `${basename(failedOut).slice(0, 32)}.narinfo`)), 'a failed step publishes no output');
+
+    // A cache where the log's place is taken by a directory: the upload fails, is logged, and the step still succeeds.
+    const broken = join(rig.nix.dir, 'broken-log-cache');
+    const warnings: string[] = [];
+    const [fine] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "dest-log-refused" [] "echo fine; echo ok > $out") ]`);
+    mkdirSync(join(broken, 'log', basename(fine!), 'occupied'), {recursive: true});
+    const out = await outputOf(fine!);
+    const second = await buildWith(rig, [fine!], [rig.localhost()], {
+      runner: runner(rig, {storeUri: `file://${broken}`, uploadLogsToBinaryCache: true}),
+      log: (level, message) => void (level === 'warn' && warnings.push(message)),
+    });
+    assert.equal(second.rows.get(second.ids[0]!)!.buildstatus, 0, JSON.stringify(await stepRows(rig, second.ids[0]!)));
+    assert.deepEqual((await stepRows(rig, second.ids[0]!)).map((r) => r.status), [0]);
+    assert.ok(existsSync(join(broken, `${basename(out).slice(0, 32)}.narinfo`)), 'the outputs are published');
+    assert.ok(warnings.some((w) => w.includes('cannot upload the log of') && w.includes(fine!)), `the failed upload is logged: ${warnings.join(' | ')}`);
   } finally {
     await rig.close();
   }

@@ -289,6 +289,9 @@ export class StepExecution {
       step.running = false;
       ctx.requeue(step);
     }
+    // A failed (or cancelled, or retried) step's log goes to the binary cache too, once its end is recorded, as in
+    // Hydra's builder.cc; a succeeded step's went with its outputs, before its builds finished.
+    if (result.status !== STATUS.success) await this.destination.uploadLog(step.drvPath, result.logPath);
     ctx.emitEvent('step-finished', {build: accounting.id, stepnr, status: result.status});
     ctx.requestDispatch();
     return result.status;
