@@ -230,3 +230,68 @@ test('upload_logs_to_binary_cache: a failed step\'s log is uploaded too; a log t
     await rig.close();
   }
 });
+
+test('store_uri: an output valid locally but missing from the destination is copied there when a build uses it (type 1 row)', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({label: 'dest_local_valid'});
+  try {
+    const cache = join(rig.nix.dir, 'cache');
+    // The tool is needed only while building the app (its content is copied, its path not referenced), so publishing
+    // the app's closure alone would leave it out of the cache.
+    const expr = `${mkPrelude(rig.nix.nonce)}
+      let tool = mk "dest-tool" [] "echo tool > $out";
+      in [ tool (mk "dest-user" [tool] "cat \${tool} > $out") ]`;
+    const [toolDrv, appDrv] = await rig.nix.instantiate(expr);
+    const toolOut = await outputOf(toolDrv!);
+    const appOut = await outputOf(appDrv!);
+    await execa('nix-store', ['--realise', toolDrv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+    assert.equal((await queryValidPaths([toolOut])).size, 1, 'the tool is valid locally');
+    const narinfo = (p: string) => join(cache, `${basename(p).slice(0, 32)}.narinfo`);
+    const {ids, rows} = await buildWith(rig, [appDrv!], [rig.localhost()], {runner: runner(rig, {storeUri: `file://${cache}`})});
+    assert.equal(rows.get(ids[0]!)!.buildstatus, 0, JSON.stringify(await stepRows(rig, ids[0]!)));
+    assert.equal(readFileSync(appOut, 'utf8'), 'tool\n');
+    assert.ok(existsSync(narinfo(appOut)), 'the built output is published');
+    assert.ok(existsSync(narinfo(toolOut)), 'the locally valid build input is published too');
+    const steps = await stepRows(rig, ids[0]!);
+    const copied = steps.filter((r) => r.type === 1);
+    assert.equal(copied.length, 1, JSON.stringify(steps));
+    assert.equal(copied[0].drvpath, toolDrv);
+    assert.equal(copied[0].path, toolOut);
+    assert.equal(copied[0].status, 0);
+    assert.deepEqual(steps.filter((r) => r.type === 0).map((r) => r.drvpath), [appDrv]);
+
+    // A build of the tool itself, already in the cache now: a cached success with no further row or copy.
+    const again = await buildWith(rig, [toolDrv!], [rig.localhost()], {runner: runner(rig, {storeUri: `file://${cache}`})});
+    assert.equal(again.rows.get(again.ids[0]!)!.iscachedbuild, 1);
+    assert.deepEqual(await stepRows(rig, again.ids[0]!), []);
+  } finally {
+    await rig.close();
+  }
+});
+
+test('store_uri signatures: copies at load check them (refused: the derivation is built), the copy after a build does not', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({label: 'dest_sigs'});
+  try {
+    // A local store that requires signatures: unlike a binary cache, it tells CheckSigs from NoCheckSigs.
+    const root = join(rig.nix.dir, 'dest-root');
+    const uri = `local?root=${root}&require-sigs=true`;
+    const expr = `${mkPrelude(rig.nix.nonce)}
+      let tool = mk "sigs-tool" [] "echo tool > $out";
+      in [ (mk "sigs-user" [tool] "cat \${tool} > $out") ]`;
+    const [appDrv] = await rig.nix.instantiate(expr);
+    const toolDrv = [...(await readDrv(appDrv!)).inputDrvs.keys()][0]!;
+    const toolOut = await outputOf(toolDrv);
+    const appOut = await outputOf(appDrv!);
+    // Built locally, so unsigned.
+    await execa('nix-store', ['--realise', toolDrv, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+    const {ids, rows} = await buildWith(rig, [appDrv!], [rig.localhost()], {runner: runner(rig, {storeUri: uri})});
+    const steps = await stepRows(rig, ids[0]!);
+    assert.equal(rows.get(ids[0]!)!.buildstatus, 0, JSON.stringify(steps));
+    // The unsigned tool was refused at load, so it was built as a step and published after that build, unchecked.
+    assert.deepEqual(steps.filter((r) => r.type === 1), [], 'no copy at load succeeded');
+    assert.deepEqual(steps.map((r) => [r.type, r.drvpath, r.status]).sort(), [[0, appDrv, 0], [0, toolDrv, 0]].sort());
+    const invalid = await execa('nix-store', ['--store', uri, '--check-validity', '--print-invalid', toolOut, appOut]);
+    assert.equal(invalid.stdout.trim(), '', 'both outputs are valid in the destination');
+  } finally {
+    await rig.close();
+  }
+});

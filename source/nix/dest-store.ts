@@ -10,6 +10,7 @@ import {mkdtemp, mkdir, copyFile, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {basename, join} from 'node:path';
 import {storeDir} from './store-path.js';
+import {chunks} from './store.js';
 
 const NIX_COMMAND = ['--extra-experimental-features', 'nix-command'];
 
@@ -75,6 +76,26 @@ export async function copyClosureTo(uri: string, paths: readonly string[], o: Ni
   if (!r.ok) {
     throw new DestStoreError(`cannot copy ${paths.length} output(s) to the destination store ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
   }
+}
+
+/**
+ * The subset of `paths` the store `uri` lacks (Hydra's getMissingRemotePaths, queue-monitor.cc): one
+ * `nix-store --store <uri> --check-validity --print-invalid` per chunk of paths. Throws DestStoreError when the
+ * store cannot be asked.
+ */
+export async function missingPathsIn(uri: string, paths: readonly string[], o: NixCallOptions = {}): Promise<Set<string>> {
+  const missing = new Set<string>();
+  for (const chunk of chunks([...new Set(paths)])) {
+    const r = await execa('nix-store', ['--store', uri, ...optionArgs(o), '--check-validity', '--print-invalid', ...chunk], {
+      reject: false,
+      stdin: 'ignore',
+      env: {...o.env},
+      ...(o.signal ? {cancelSignal: o.signal} : {}),
+    });
+    if (r.failed) throw new DestStoreError(`cannot query the destination store ${displayStoreUri(uri)}: ${lastLines(String(r.stderr ?? r.message ?? ''))}`);
+    for (const line of String(r.stdout).split('\n')) if (line !== '') missing.add(line);
+  }
+  return missing;
 }
 
 /** Uploads a build log as `log/<drv basename>` of the binary cache `uri` (Hydra's layout). */
