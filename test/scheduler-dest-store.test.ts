@@ -10,7 +10,8 @@ import {execa} from 'execa';
 import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
 import {waitFor} from './support/wait.js';
 import {defaultRunnerSettings, type RunnerSettings} from '../source/config/hydra-conf.js';
-import {queryValidPaths} from '../source/nix/store.js';
+import {queryValidPaths, storeDir} from '../source/nix/store.js';
+import {substitutePaths} from '../source/nix/dest-store.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
 import type {SchedulerOptions} from '../source/scheduler/context.js';
 import type {MachineSpec} from '../source/fleet/machines-file.js';
@@ -291,6 +292,33 @@ test('store_uri signatures: copies at load check them (refused: the derivation i
     assert.deepEqual(steps.map((r) => [r.type, r.drvpath, r.status]).sort(), [[0, appDrv, 0], [0, toolDrv, 0]].sort());
     const invalid = await execa('nix-store', ['--store', uri, '--check-validity', '--print-invalid', toolOut, appOut]);
     assert.equal(invalid.stdout.trim(), '', 'both outputs are valid in the destination');
+  } finally {
+    await rig.close();
+  }
+});
+
+test('use-substitutes: paths are substituted in chunks, so 50 000 of them do not overflow the command line', {timeout: 180_000}, async () => {
+  const rig = await runnerRig({label: 'subst_chunks'});
+  try {
+    const keys = await cacheKey(rig.nix.dir, 'hydra-ops-subst-3');
+    const cache = join(rig.nix.dir, 'subst-cache');
+    const [drv] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "subst-chunked" [] "echo chunked > $out") ]`);
+    const out = await outputOf(drv!);
+    await execa('nix-store', ['--realise', drv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+    await execa('nix', [...NIX, 'copy', '--to', `file://${cache}?secret-key=${keys.secret}`, out]);
+    await execa('nix-store', ['--delete', out]);
+    // About 2.3 MB of arguments, above Linux's limit for one command line; the one real path comes last.
+    const letters = '0123456789abcdfghijklmnpqrsvwxyz';
+    const absent = Array.from({length: 50_000}, (_, i) => {
+      let h = '';
+      for (let n = i, k = 0; k < 32; k++, n = Math.floor(n / 32)) h += letters[n % 32];
+      return `${storeDir()}/${h}-absent`;
+    });
+    const nix = {options: [['substituters', `file://${cache}`], ['trusted-public-keys', keys.pub]] as Array<[string, string]>};
+    const r = await substitutePaths([...absent, out], nix);
+    assert.equal(r.ok, false, 'the absent paths cannot be substituted');
+    assert.doesNotMatch(r.message, /E2BIG|argument list too long/i);
+    assert.equal((await queryValidPaths([out])).size, 1, `the real path was substituted: ${r.message}`);
   } finally {
     await rig.close();
   }

@@ -115,10 +115,20 @@ export async function uploadBuildLog(uri: string, drvPath: string, logFile: stri
 
 /**
  * Substitutes output paths into the local store from the configured substituters (never builds: the arguments are
- * outputs, not derivations). Best effort with --keep-going: the caller re-checks which paths are valid now.
+ * outputs, not derivations). Best effort with --keep-going: the caller re-checks which paths are valid now. One
+ * `nix-store --realise` per chunk of paths, like the other store queries, so a large graph level cannot overflow
+ * the command line.
  */
 export async function substitutePaths(paths: readonly string[], o: NixCallOptions = {}): Promise<{ok: boolean; message: string}> {
-  if (paths.length === 0) return {ok: true, message: ''};
-  const r = await run('nix-store', ['--realise', '--keep-going', '--max-jobs', '0', ...optionArgs(o), ...paths], o);
-  return {ok: r.ok, message: r.ok ? '' : lastLines(r.stderr)};
+  let ok = true;
+  let message = '';
+  for (const chunk of chunks([...new Set(paths)])) {
+    if (o.signal?.aborted) return {ok: false, message: 'aborted'};
+    const r = await run('nix-store', ['--realise', '--keep-going', '--max-jobs', '0', ...optionArgs(o), ...chunk], o);
+    if (!r.ok) {
+      ok = false;
+      message = lastLines(r.stderr);
+    }
+  }
+  return {ok, message};
 }
