@@ -11,12 +11,15 @@ import * as sql from '../db/runner-sql.js';
 import {LookupBatcher} from './batcher.js';
 import type {GraphStore} from './graph.js';
 import type {SchedulerLog} from './context.js';
+import type {SchedulerStats} from './stats.js';
 
 export interface LoadStoreOptions {
   pool: pg.Pool;
   runner: Pick<RunnerSettings, 'useSubstitutes' | 'storeUri'>;
   nix?: Omit<NixCallOptions, 'signal'>;
   log: SchedulerLog;
+  /** The substitution counters (status documents, metrics). */
+  stats?: Pick<SchedulerStats, 'nrSubstitutesStarted' | 'nrSubstitutesSucceeded' | 'nrSubstitutesFailed'>;
 }
 
 class LoadStore {
@@ -50,6 +53,8 @@ class LoadStore {
     const mine = candidates.filter((p) => !already.has(p) && !this.substituting.has(p));
     const run = substitutePaths(mine, this.o.nix ?? {});
     for (const p of mine) this.substituting.set(p, run);
+    const stats = this.o.stats;
+    if (stats) stats.nrSubstitutesStarted += mine.length;
     let message = '';
     try {
       message = (await run).message;
@@ -59,6 +64,10 @@ class LoadStore {
     }
     const valid = await queryValidPaths(paths);
     const substituted = new Set(mine.filter((p) => valid.has(p)));
+    if (stats) {
+      stats.nrSubstitutesSucceeded += substituted.size;
+      stats.nrSubstitutesFailed += mine.length - substituted.size;
+    }
     if (substituted.size < mine.length) this.o.log('debug', `${mine.length - substituted.size} of ${mine.length} output(s) not substitutable: ${message}`);
     return {valid, substituted};
   }

@@ -72,7 +72,7 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
     super();
     this.graph = new StepGraph(options.localSystem, options.localNix ?? null);
     this.log = options.log ?? (() => {});
-    this.store = options.graphStore ?? loadStore({pool: options.pool, runner: options.runner, ...(options.nix ? {nix: options.nix} : {}), log: this.log});
+    this.store = options.graphStore ?? loadStore({pool: options.pool, runner: options.runner, ...(options.nix ? {nix: options.nix} : {}), log: this.log, stats: this.stats});
     this.outcomes = new Outcomes(this);
     this.monitor = new QueueMonitor(this, this.outcomes);
     this.execution = new StepExecution(this, this.outcomes);
