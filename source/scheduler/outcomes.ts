@@ -228,7 +228,6 @@ export class Outcomes {
     if (finished.length === 0) this.ctx.buildOneSettled(build.id, false);
   }
 
-  /** Success bookkeeping: GC roots, rows, then the graph releases what waited on the step. */
   /**
    * Success bookkeeping: GC roots, rows, then the graph releases what waited on the step. A build the queue monitor
    * attached to the step while the rows were being written is written too, in a further round, until a round finds
