@@ -1,7 +1,8 @@
 // store_uri and use-substitutes end to end: real PostgreSQL, real Nix, real sshd builders. Outputs of a finished
 // step are published to a signed file:// binary cache (log included) or to another builder's store over ssh://; a
-// destination that refuses them fails the step with the reason; outputs in a file:// substituter are substituted
-// (type 1 step rows) instead of built.
+// destination that refuses them fails the step with the reason; every step's log is uploaded, failed ones too;
+// outputs valid locally but missing at the destination are copied there at load (signatures checked, a refusal
+// means a build); outputs in a file:// substituter are substituted (type 1 step rows) instead of built, in chunks.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
