@@ -1,16 +1,20 @@
 // The REST status documents against the Rust queue runner's serde types (test/support/rust-status-schema.ts)
 // on the real parts: a scheduler on a fresh database building on a real sshd builder, its status
 // server asked while one step builds (held by a file in the fleet's shared directory) and after it
-// finished; `/metrics` is parsed by the reference Prometheus text parser (python3-prometheus-client).
+// finished; `/metrics` is parsed by the reference Prometheus text parser (python3-prometheus-client). The
+// substitution counters come from a build whose input is substituted from a signed file:// cache.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {execFile} from 'node:child_process';
-import {rmSync, writeFileSync} from 'node:fs';
+import {readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {Ajv, type ValidateFunction} from 'ajv';
 import {runnerRig, mkPrelude} from './support/runner-rig.js';
 import {rustRoutes, buildActiveResponse, errorResponse} from './support/rust-status-schema.js';
 import {startStatusServer} from '../source/daemon/http.js';
+import {defaultRunnerSettings} from '../source/config/hydra-conf.js';
+import {readDrv, outputPathMap} from '../source/nix/drv.js';
+import {execa} from 'execa';
 
 const ajv = new Ajv({allErrors: true, strict: true, allowUnionTypes: true});
 const compiled = new Map<object, ValidateFunction>();
@@ -144,6 +148,49 @@ test('REST status documents match the Rust runner types field by field, /metrics
   } finally {
     rmSync(hold, {force: true});
     await server.current?.close();
+    await rig.close();
+  }
+});
+
+test('substitution counters: /status nrSubstitutes* and /metrics hydraqueuerunner_substitutes_* count output paths as the Rust runner does', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({label: 'status_substitutes'});
+  let server: Awaited<ReturnType<typeof startStatusServer>> | null = null;
+  try {
+    const secret = join(rig.nix.dir, 'subst.sec');
+    const pub = join(rig.nix.dir, 'subst.pub');
+    await execa('nix-store', ['--generate-binary-cache-key', 'hydra-ops-status-subst', secret, pub]);
+    const cache = join(rig.nix.dir, 'subst-cache');
+    const [libDrv, appDrv] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)}
+      let lib = mk "status-subst-lib" [] "echo lib > $out";
+      in [ lib (mk "status-subst-app" [lib] "cat \${lib} > $out") ]`);
+    const libOut = outputPathMap(await readDrv(libDrv!)).get('out')!;
+    await execa('nix-store', ['--realise', libDrv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+    await execa('nix', ['--extra-experimental-features', 'nix-command', 'copy', '--to', `file://${cache}?secret-key=${secret}`, libOut]);
+    await execa('nix-store', ['--delete', libOut]);
+    // The app's output is asked of the substituter and is not there (failed); the lib's is (succeeded).
+    const [id] = await rig.queue([appDrv!]);
+    const s = rig.scheduler({
+      runner: {...defaultRunnerSettings(), useSubstitutes: true, gcRootsDir: join(rig.dataDir, 'gcroots')},
+      nix: {options: [['substituters', `file://${cache}`], ['trusted-public-keys', readFileSync(pub, 'utf8').trim()]]},
+    });
+    await s.start();
+    s.setMachines([rig.localhost()]);
+    s.requestScan();
+    assert.equal((await rig.waitFinished([id!])).get(id!)!.buildstatus, 0);
+    server = await startStatusServer(s, {host: '127.0.0.1', port: 0});
+    const base = `http://127.0.0.1:${server.port}`;
+    const status = await (await fetch(`${base}/status`)).json();
+    assertRust(rustRoutes['/status']!, status, '/status');
+    const q = status.queueRunner;
+    assert.deepEqual([q.nrSubstitutesStarted, q.nrSubstitutesSucceeded, q.nrSubstitutesFailed], [2, 1, 1]);
+    const families = await parsePrometheus(await (await fetch(`${base}/metrics`)).text());
+    const value = (f: string) => families[f]?.samples[0]?.[2];
+    assert.deepEqual(
+      ['started', 'succeeded', 'failed'].map((k) => value(`hydraqueuerunner_substitutes_${k}`)),
+      [2, 1, 1],
+    );
+  } finally {
+    await server?.close();
     await rig.close();
   }
 });

@@ -1,15 +1,18 @@
 // store_uri and use-substitutes end to end: real PostgreSQL, real Nix, real sshd builders. Outputs of a finished
 // step are published to a signed file:// binary cache (log included) or to another builder's store over ssh://; a
-// destination that refuses them fails the step with the reason; outputs in a file:// substituter are substituted
-// (type 1 step rows) instead of built.
+// destination that refuses them fails the step with the reason; every step's log is uploaded, failed ones too;
+// outputs valid locally but missing at the destination are copied there at load (signatures checked, a refusal
+// means a build); outputs in a file:// substituter are substituted (type 1 step rows) instead of built, in chunks.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import {basename, join} from 'node:path';
 import {execa} from 'execa';
 import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
+import {waitFor} from './support/wait.js';
 import {defaultRunnerSettings, type RunnerSettings} from '../source/config/hydra-conf.js';
-import {queryValidPaths} from '../source/nix/store.js';
+import {queryValidPaths, storeDir} from '../source/nix/store.js';
+import {substitutePaths} from '../source/nix/dest-store.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
 import type {SchedulerOptions} from '../source/scheduler/context.js';
 import type {MachineSpec} from '../source/fleet/machines-file.js';
@@ -191,6 +194,132 @@ test('use-substitutes off: the same cached output is built, not substituted', {t
     assert.equal(rows.get(ids[0]!)!.iscachedbuild, 0);
     const steps = await stepRows(rig, ids[0]!);
     assert.deepEqual(steps.map((r) => r.type), [0]);
+  } finally {
+    await rig.close();
+  }
+});
+
+test('upload_logs_to_binary_cache: a failed step\'s log is uploaded too; a log that cannot be uploaded changes no status', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({label: 'dest_logs'});
+  try {
+    const cache = join(rig.nix.dir, 'log-cache');
+    const [failing] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "dest-log-fails" [] "echo failing loudly; exit 1") ]`);
+    const failedOut = await outputOf(failing!);
+    const first = await buildWith(rig, [failing!], [rig.localhost()], {runner: runner(rig, {storeUri: `file://${cache}`, uploadLogsToBinaryCache: true}), maxTries: 1});
+    assert.equal(first.rows.get(first.ids[0]!)!.buildstatus, 1);
+    const steps = await stepRows(rig, first.ids[0]!);
+    assert.deepEqual(steps.map((r) => r.status), [1]);
+    const logFile = join(cache, 'log', basename(failing!));
+    await waitFor('the failed step\'s log in the cache', () => existsSync(logFile));
+    assert.match(readFileSync(logFile, 'utf8'), /failing loudly/);
+    assert.ok(!existsSync(join(cache, `${basename(failedOut).slice(0, 32)}.narinfo`)), 'a failed step publishes no output');
+
+    // A cache where the log's place is taken by a directory: the upload fails, is logged, and the step still succeeds.
+    const broken = join(rig.nix.dir, 'broken-log-cache');
+    const warnings: string[] = [];
+    const [fine] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "dest-log-refused" [] "echo fine; echo ok > $out") ]`);
+    mkdirSync(join(broken, 'log', basename(fine!), 'occupied'), {recursive: true});
+    const out = await outputOf(fine!);
+    const second = await buildWith(rig, [fine!], [rig.localhost()], {
+      runner: runner(rig, {storeUri: `file://${broken}`, uploadLogsToBinaryCache: true}),
+      log: (level, message) => void (level === 'warn' && warnings.push(message)),
+    });
+    assert.equal(second.rows.get(second.ids[0]!)!.buildstatus, 0, JSON.stringify(await stepRows(rig, second.ids[0]!)));
+    assert.deepEqual((await stepRows(rig, second.ids[0]!)).map((r) => r.status), [0]);
+    assert.ok(existsSync(join(broken, `${basename(out).slice(0, 32)}.narinfo`)), 'the outputs are published');
+    assert.ok(warnings.some((w) => w.includes('cannot upload the log of') && w.includes(fine!)), `the failed upload is logged: ${warnings.join(' | ')}`);
+  } finally {
+    await rig.close();
+  }
+});
+
+test('store_uri: an output valid locally but missing from the destination is copied there when a build uses it (type 1 row)', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({label: 'dest_local_valid'});
+  try {
+    const cache = join(rig.nix.dir, 'cache');
+    // The tool is needed only while building the app (its content is copied, its path not referenced), so publishing
+    // the app's closure alone would leave it out of the cache.
+    const expr = `${mkPrelude(rig.nix.nonce)}
+      let tool = mk "dest-tool" [] "echo tool > $out";
+      in [ tool (mk "dest-user" [tool] "cat \${tool} > $out") ]`;
+    const [toolDrv, appDrv] = await rig.nix.instantiate(expr);
+    const toolOut = await outputOf(toolDrv!);
+    const appOut = await outputOf(appDrv!);
+    await execa('nix-store', ['--realise', toolDrv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+    assert.equal((await queryValidPaths([toolOut])).size, 1, 'the tool is valid locally');
+    const narinfo = (p: string) => join(cache, `${basename(p).slice(0, 32)}.narinfo`);
+    const {ids, rows} = await buildWith(rig, [appDrv!], [rig.localhost()], {runner: runner(rig, {storeUri: `file://${cache}`})});
+    assert.equal(rows.get(ids[0]!)!.buildstatus, 0, JSON.stringify(await stepRows(rig, ids[0]!)));
+    assert.equal(readFileSync(appOut, 'utf8'), 'tool\n');
+    assert.ok(existsSync(narinfo(appOut)), 'the built output is published');
+    assert.ok(existsSync(narinfo(toolOut)), 'the locally valid build input is published too');
+    const steps = await stepRows(rig, ids[0]!);
+    const copied = steps.filter((r) => r.type === 1);
+    assert.equal(copied.length, 1, JSON.stringify(steps));
+    assert.equal(copied[0].drvpath, toolDrv);
+    assert.equal(copied[0].path, toolOut);
+    assert.equal(copied[0].status, 0);
+    assert.deepEqual(steps.filter((r) => r.type === 0).map((r) => r.drvpath), [appDrv]);
+
+    // A build of the tool itself, already in the cache now: a cached success with no further row or copy.
+    const again = await buildWith(rig, [toolDrv!], [rig.localhost()], {runner: runner(rig, {storeUri: `file://${cache}`})});
+    assert.equal(again.rows.get(again.ids[0]!)!.iscachedbuild, 1);
+    assert.deepEqual(await stepRows(rig, again.ids[0]!), []);
+  } finally {
+    await rig.close();
+  }
+});
+
+test('store_uri signatures: copies at load check them (refused: the derivation is built), the copy after a build does not', {timeout: 120_000}, async () => {
+  const rig = await runnerRig({label: 'dest_sigs'});
+  try {
+    // A local store that requires signatures: unlike a binary cache, it tells CheckSigs from NoCheckSigs.
+    const root = join(rig.nix.dir, 'dest-root');
+    const uri = `local?root=${root}&require-sigs=true`;
+    const expr = `${mkPrelude(rig.nix.nonce)}
+      let tool = mk "sigs-tool" [] "echo tool > $out";
+      in [ (mk "sigs-user" [tool] "cat \${tool} > $out") ]`;
+    const [appDrv] = await rig.nix.instantiate(expr);
+    const toolDrv = [...(await readDrv(appDrv!)).inputDrvs.keys()][0]!;
+    const toolOut = await outputOf(toolDrv);
+    const appOut = await outputOf(appDrv!);
+    // Built locally, so unsigned.
+    await execa('nix-store', ['--realise', toolDrv, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+    const {ids, rows} = await buildWith(rig, [appDrv!], [rig.localhost()], {runner: runner(rig, {storeUri: uri})});
+    const steps = await stepRows(rig, ids[0]!);
+    assert.equal(rows.get(ids[0]!)!.buildstatus, 0, JSON.stringify(steps));
+    // The unsigned tool was refused at load, so it was built as a step and published after that build, unchecked.
+    assert.deepEqual(steps.filter((r) => r.type === 1), [], 'no copy at load succeeded');
+    assert.deepEqual(steps.map((r) => [r.type, r.drvpath, r.status]).sort(), [[0, appDrv, 0], [0, toolDrv, 0]].sort());
+    const invalid = await execa('nix-store', ['--store', uri, '--check-validity', '--print-invalid', toolOut, appOut]);
+    assert.equal(invalid.stdout.trim(), '', 'both outputs are valid in the destination');
+  } finally {
+    await rig.close();
+  }
+});
+
+test('use-substitutes: paths are substituted in chunks, so 50 000 of them do not overflow the command line', {timeout: 180_000}, async () => {
+  const rig = await runnerRig({label: 'subst_chunks'});
+  try {
+    const keys = await cacheKey(rig.nix.dir, 'hydra-ops-subst-3');
+    const cache = join(rig.nix.dir, 'subst-cache');
+    const [drv] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "subst-chunked" [] "echo chunked > $out") ]`);
+    const out = await outputOf(drv!);
+    await execa('nix-store', ['--realise', drv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+    await execa('nix', [...NIX, 'copy', '--to', `file://${cache}?secret-key=${keys.secret}`, out]);
+    await execa('nix-store', ['--delete', out]);
+    // About 2.3 MB of arguments, above Linux's limit for one command line; the one real path comes last.
+    const letters = '0123456789abcdfghijklmnpqrsvwxyz';
+    const absent = Array.from({length: 50_000}, (_, i) => {
+      let h = '';
+      for (let n = i, k = 0; k < 32; k++, n = Math.floor(n / 32)) h += letters[n % 32];
+      return `${storeDir()}/${h}-absent`;
+    });
+    const nix = {options: [['substituters', `file://${cache}`], ['trusted-public-keys', keys.pub]] as Array<[string, string]>};
+    const r = await substitutePaths([...absent, out], nix);
+    assert.equal(r.ok, false, 'the absent paths cannot be substituted');
+    assert.doesNotMatch(r.message, /E2BIG|argument list too long/i);
+    assert.equal((await queryValidPaths([out])).size, 1, `the real path was substituted: ${r.message}`);
   } finally {
     await rig.close();
   }

@@ -107,9 +107,9 @@ export function renderMetrics(s: Scheduler, o: MetricsOptions = {}): string {
   e.add('steps_unfinished', 'gauge', 'Unfinished steps in memory.', s.graph.steps.size);
   e.add('steps_unsupported', 'gauge', 'Runnable steps no machine supports (last dispatch round).', st.nrUnsupportedSteps);
   e.add('steps_unsupported_aborted', 'gauge', 'Steps aborted as unsupported since start.', st.nrUnsupportedStepsAborted);
-  e.add('substitutes_started', 'gauge', 'Substitutions started (hydra-ops does not substitute).', 0);
-  e.add('substitutes_failed', 'gauge', 'Substitutions failed.', 0);
-  e.add('substitutes_succeeded', 'gauge', 'Substitutions succeeded.', 0);
+  e.add('substitutes_started', 'gauge', 'Output paths asked of the substituters since start (use-substitutes).', st.nrSubstitutesStarted);
+  e.add('substitutes_failed', 'gauge', 'Output paths the substituters did not provide since start.', st.nrSubstitutesFailed);
+  e.add('substitutes_succeeded', 'gauge', 'Output paths substituted since start.', st.nrSubstitutesSucceeded);
   e.add('steps_retries', 'gauge', 'Step retries since start.', st.nrRetries);
   e.add('steps_max_retries', 'gauge', 'Highest number of tries of any step.', st.maxNrRetries);
   e.add('steps_copying_to', 'gauge', 'Steps sending their inputs.', phase(BUSY.sending));

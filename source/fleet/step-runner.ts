@@ -1,25 +1,22 @@
 // Runs one build step on one machine over the serve protocol, in the order of Hydra's
 // build-remote.cc (docs/hydra-compat.md, "Running a step"):
 // connect + handshake, send the input closure (per-machine send lock), truncate the log, BuildDerivation with
-// the log streaming to a file, map the BuildResult, then copy the outputs back (size limit: docs/hydra-compat.md, "Limits"),
-// scan their nix-support files (docs/hydra-compat.md, "nix-support") and measure sizes. Transport failures become status 3 with a
-// machine fault; an aborted step kills the remote build and becomes status 4.
+// the log streaming to a file, map the BuildResult, then, under a local worker slot, the output side
+// (step-outputs.ts: copy back, nix-support, sizes). Transport failures become status 3 with a machine fault; an
+// aborted step kills the remote build and becomes status 4. Serve sessions may be kept for a machine's next step.
 
-import {rm} from 'node:fs/promises';
-import {outputPathMap, resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
-import {collectNixSupport, localNixSupportFs, type NixSupportFs} from '../nix/nix-support.js';
-import {mapBuildResult, ServeClient, type BuildResult, type PathInfo as RemotePathInfo} from '../nix/serve-client.js';
-import {escapeControl} from '../config/escape.js';
-import {isStorePath} from '../nix/store-path.js';
-import {createGcRoot, storeDir, queryPathInfos, topoSortPaths} from '../nix/store.js';
-import {KeyedLock, receiveOutputs, sendClosure} from './closure-copy.js';
+import {resolveFromDrvFiles, toBasicDerivation, type DrvFileResolver} from '../nix/drv.js';
+import type {NixSupportFs} from '../nix/nix-support.js';
+import {mapBuildResult, ServeClient, type BuildResult} from '../nix/serve-client.js';
+import {KeyedLock, sendClosure} from './closure-copy.js';
 import {StoreCommands, StoreSessions, type CoordinatorStore} from './local-store.js';
 import type {LocalTransportOptions} from './local-transport.js';
 import {LogWriter} from './log-writer.js';
 import type {MachineSpec} from './machines-file.js';
 import {SshConnectionPool} from './ssh-transport.js';
 import {openServeSession, type ServeSession} from './serve-session.js';
-import {blankStepResult, type StepExecutor, type StepOutput, type StepRequest, type StepResult} from './step-api.js';
+import {blankStepResult, type StepExecutor, type StepRequest, type StepResult} from './step-api.js';
+import {afterBuild, StepRefused, type OutputSide} from './step-outputs.js';
 
 export interface FleetExecutorOptions {
   /** Shared pool of SSH connections (one per machine); created (and closed by close()) when not given. */
@@ -56,22 +53,12 @@ export interface FleetExecutorOptions {
   wrapNixSupportFs?: (fs: NixSupportFs) => NixSupportFs;
 }
 
-/** The step cannot be run as asked (not the machine's fault): it fails without retry and without blame. */
-class StepRefused extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'StepRefused';
-  }
-}
-
 class StepAborted extends Error {
   constructor() {
     super('step aborted');
     this.name = 'StepAborted';
   }
 }
-
-
 
 export class FleetExecutor implements StepExecutor {
   private readonly pool: SshConnectionPool;
@@ -86,6 +73,7 @@ export class FleetExecutor implements StepExecutor {
   private readonly resolver: DrvFileResolver = resolveFromDrvFiles();
   /** The coordinator's store. */
   readonly store: CoordinatorStore;
+  private readonly outputSide: OutputSide;
   private readonly reuse: boolean;
   private readonly sessionMaxSteps: number;
   private readonly sessionIdleMs: number;
@@ -108,6 +96,7 @@ export class FleetExecutor implements StepExecutor {
     this.sessionMaxSteps = options.sessionMaxSteps ?? 100;
     this.sessionIdleMs = options.sessionIdleMs ?? 30_000;
     this.store = options.localStore === 'commands' ? new StoreCommands(this.nixStore) : new StoreSessions({nixStore: this.nixStore});
+    this.outputSide = {nixStore: this.nixStore, store: this.store, log: this.log, wrapFs: this.wrapFs};
   }
 
   /** The SSH pool in use (for connection statistics). */
@@ -324,139 +313,10 @@ export class FleetExecutor implements StepExecutor {
     try {
       check();
       request.onSlotReleased?.();
-      await this.afterBuild(request, client, result, built, check);
+      await afterBuild(this.outputSide, request, client, result, built, check);
     } finally {
       releaseLocal();
     }
-  }
-
-  /** Outputs back into the coordinator's store, nix-support files and sizes (under a local worker slot). */
-  private async afterBuild(request: StepRequest, client: ServeClient, result: StepResult, built: BuildResult, check: () => void): Promise<void> {
-    const {machine, drv, drvPath} = request;
-    const isLocal = machine.kind === 'local';
-
-    // Output paths: statically known ones, else what the builder reported.
-    const outputs = new Map<string, string>();
-    for (const [name, path] of outputPathMap(drv)) {
-      const p = path ?? built.builtOutputs.get(name);
-      if (!p) throw new Error(`output '${name}' of ${drvPath} has no known path after the build`);
-      // The derivation's own paths are the coordinator's (not the machine's fault); reported ones are checked by
-      // the serve client (decodeBuiltOutputs).
-      if (!isStorePath(p, storeDir())) throw new StepRefused(`output '${escapeControl(name)}' of ${drvPath} is not a store path: ${JSON.stringify(escapeControl(p))}`);
-      outputs.set(name, p);
-    }
-    const outputList = [...new Set(outputs.values())];
-
-    // Rooted before anything is imported (and, for a localhost build, while its serve session still holds the
-    // outputs as temporary roots): a garbage collection between the import and the recorded success cannot take
-    // them. Hydra's queue runner keeps them alive through its store connection's temporary roots instead.
-    const madeRoots: string[] = [];
-    const unroot = () => Promise.all(madeRoots.map((r) => rm(r, {force: true}).catch(() => undefined)));
-    try {
-      if (request.gcRootsDir) {
-        for (const p of outputList) {
-          const r = await createGcRoot(request.gcRootsDir, p);
-          if (r.created) madeRoots.push(r.root);
-        }
-      }
-      await this.outputsAndPostprocessing(request, client, result, check, outputs, outputList);
-    } catch (error) {
-      await unroot();
-      throw error;
-    }
-    if (result.status !== 0) await unroot();
-  }
-
-  /** Receiving (remote machines), nix-support files and sizes; fills `result`. */
-  private async outputsAndPostprocessing(
-    request: StepRequest,
-    client: ServeClient,
-    result: StepResult,
-    check: () => void,
-    outputs: ReadonlyMap<string, string>,
-    outputList: readonly string[],
-  ): Promise<void> {
-    const {machine, drvPath} = request;
-    const isLocal = machine.kind === 'local';
-    let infos: Map<string, {narHash: string; narSize: number; references: readonly string[]}>;
-    let fs: NixSupportFs;
-    if (isLocal) {
-      infos = await queryPathInfos(outputList);
-      for (const p of outputList) if (!infos.has(p)) throw new Error(`output ${p} is not valid after the build`);
-      request.mark?.('outputs-queried');
-      if (this.overOutputLimit(request, result, infos)) return;
-      fs = localNixSupportFs(outputList, request.signal);
-      request.mark?.('outputs-imported');
-    } else {
-      await request.onPhase('receiving');
-      check();
-      const receiveStart = performance.now();
-      const localCheck = this.store.validPaths(outputList);
-      localCheck.catch(() => undefined);
-      const remote: Map<string, RemotePathInfo> = await client.queryPathInfos(outputList);
-      for (const p of outputList) if (!remote.has(p)) throw new Error(`output ${p} is not valid on ${machine.uri} after the build`);
-      infos = remote;
-      request.mark?.('outputs-queried');
-      if (this.overOutputLimit(request, result, infos)) {
-        result.overheadMs += Math.round(performance.now() - receiveStart);
-        return;
-      }
-      const already = await localCheck;
-      const received = await receiveOutputs(client, topoSortPaths(outputList, (p) => remote.get(p)?.references), remote, {
-        nixStore: this.nixStore,
-        store: this.store,
-        skip: already,
-        signal: request.signal,
-      });
-      fs = received.fs;
-      result.overheadMs += Math.round(performance.now() - receiveStart);
-      request.mark?.('outputs-imported');
-    }
-    check();
-
-    // Postprocessing: nix-support files and sizes. A cancel stops it here too (hashing product files, the
-    // closure size query), not only the wait for it in run().
-    await request.onPhase('postprocessing');
-    check();
-    const named = [...outputs.entries()].map(([name, path]) => ({name, path}));
-    // Once, started here to overlap with the nix-support scan; a cancel stops it.
-    const closureSize = this.store.closureNarSize(outputList, request.signal);
-    closureSize.catch(() => undefined);
-    const support = await collectNixSupport(named, this.wrapFs(fs), {signal: request.signal});
-    check();
-    for (const w of support.warnings) this.log(`${drvPath}: ${w}`);
-    const stepOutputs = new Map<string, StepOutput>();
-    for (const [name, path] of outputs) {
-      const info = infos.get(path)!;
-      stepOutputs.set(name, {path, narHash: info.narHash, narSize: info.narSize});
-    }
-    result.outputs = stepOutputs;
-    result.products = support.products;
-    result.releaseName = support.releaseName;
-    result.metrics = [...support.metrics.values()];
-    result.failedMarker = support.failed;
-    result.size = outputList.reduce((n, p) => n + infos.get(p)!.narSize, 0);
-    // A size the coordinator cannot measure is not the builder's fault: the build stands, without a closure size.
-    result.closureSize = await closureSize.catch((e: unknown) => {
-      this.log(`${drvPath}: cannot measure the closure size: ${e instanceof Error ? e.message : String(e)}`);
-      return null;
-    });
-    request.mark?.('postprocessed');
-  }
-
-  /** docs/hydra-compat.md, "Limits": the sum of the outputs' NAR sizes over max_output_size fails the step with 11 (not retried, not cached). */
-  private overOutputLimit(
-    request: StepRequest,
-    result: StepResult,
-    infos: ReadonlyMap<string, {narSize: number}>,
-  ): boolean {
-    if (!(request.maxOutputSize > 0)) return false;
-    let total = 0;
-    for (const info of infos.values()) total += info.narSize;
-    if (total <= request.maxOutputSize) return false;
-    Object.assign(result, {status: 11, retry: false, cacheFailure: false, errorMsg: null, isCached: false, machineFault: false});
-    this.log(`${request.drvPath}: outputs are ${total} bytes, over the limit of ${request.maxOutputSize}`);
-    return true;
   }
 
   private connect(machine: MachineSpec, onStderr: (chunk: Buffer) => void): Promise<ServeSession> {

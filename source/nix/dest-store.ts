@@ -10,6 +10,7 @@ import {mkdtemp, mkdir, copyFile, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {basename, join} from 'node:path';
 import {storeDir} from './store-path.js';
+import {chunks} from './store.js';
 
 const NIX_COMMAND = ['--extra-experimental-features', 'nix-command'];
 
@@ -63,13 +64,38 @@ async function run(cmd: string, args: string[], o: NixCallOptions): Promise<{ok:
   return {ok: !r.failed, stderr: String(r.stderr ?? r.message ?? ''), exitCode: r.exitCode};
 }
 
-/** Copies `paths` and their closure from the local store to `uri`. Throws DestStoreError with Nix's message. */
-export async function copyClosureTo(uri: string, paths: readonly string[], o: NixCallOptions = {}): Promise<void> {
+/**
+ * Copies `paths` and their closure from the local store to `uri` (`nix copy` skips what the destination has).
+ * `checkSigs: false` is Nix's NoCheckSigs: a destination that requires signatures accepts unsigned paths (only
+ * stores that check signatures at all, such as a local store with `require-sigs`, tell the difference; binary
+ * caches never check). Throws DestStoreError with Nix's message.
+ */
+export async function copyClosureTo(uri: string, paths: readonly string[], o: NixCallOptions & {checkSigs: boolean}): Promise<void> {
   if (paths.length === 0) return;
-  const r = await run('nix', [...NIX_COMMAND, 'copy', '--no-check-sigs', ...optionArgs(o), '--to', uri, ...paths], o);
+  const r = await run('nix', [...NIX_COMMAND, 'copy', ...(o.checkSigs ? [] : ['--no-check-sigs']), ...optionArgs(o), '--to', uri, ...paths], o);
   if (!r.ok) {
     throw new DestStoreError(`cannot copy ${paths.length} output(s) to the destination store ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
   }
+}
+
+/**
+ * The subset of `paths` the store `uri` lacks (Hydra's getMissingRemotePaths, queue-monitor.cc): one
+ * `nix-store --store <uri> --check-validity --print-invalid` per chunk of paths. Throws DestStoreError when the
+ * store cannot be asked.
+ */
+export async function missingPathsIn(uri: string, paths: readonly string[], o: NixCallOptions = {}): Promise<Set<string>> {
+  const missing = new Set<string>();
+  for (const chunk of chunks([...new Set(paths)])) {
+    const r = await execa('nix-store', ['--store', uri, ...optionArgs(o), '--check-validity', '--print-invalid', ...chunk], {
+      reject: false,
+      stdin: 'ignore',
+      env: {...o.env},
+      ...(o.signal ? {cancelSignal: o.signal} : {}),
+    });
+    if (r.failed) throw new DestStoreError(`cannot query the destination store ${displayStoreUri(uri)}: ${lastLines(String(r.stderr ?? r.message ?? ''))}`);
+    for (const line of String(r.stdout).split('\n')) if (line !== '') missing.add(line);
+  }
+  return missing;
 }
 
 /** Uploads a build log as `log/<drv basename>` of the binary cache `uri` (Hydra's layout). */
@@ -89,10 +115,20 @@ export async function uploadBuildLog(uri: string, drvPath: string, logFile: stri
 
 /**
  * Substitutes output paths into the local store from the configured substituters (never builds: the arguments are
- * outputs, not derivations). Best effort with --keep-going: the caller re-checks which paths are valid now.
+ * outputs, not derivations). Best effort with --keep-going: the caller re-checks which paths are valid now. One
+ * `nix-store --realise` per chunk of paths, like the other store queries, so a large graph level cannot overflow
+ * the command line.
  */
 export async function substitutePaths(paths: readonly string[], o: NixCallOptions = {}): Promise<{ok: boolean; message: string}> {
-  if (paths.length === 0) return {ok: true, message: ''};
-  const r = await run('nix-store', ['--realise', '--keep-going', '--max-jobs', '0', ...optionArgs(o), ...paths], o);
-  return {ok: r.ok, message: r.ok ? '' : lastLines(r.stderr)};
+  let ok = true;
+  let message = '';
+  for (const chunk of chunks([...new Set(paths)])) {
+    if (o.signal?.aborted) return {ok: false, message: 'aborted'};
+    const r = await run('nix-store', ['--realise', '--keep-going', '--max-jobs', '0', ...optionArgs(o), ...chunk], o);
+    if (!r.ok) {
+      ok = false;
+      message = lastLines(r.stderr);
+    }
+  }
+  return {ok, message};
 }

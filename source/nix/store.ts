@@ -34,7 +34,8 @@ export class NixStoreError extends Error {
 /** Paths per invocation: keeps argv far below the kernel's limit. */
 const CHUNK = 2000;
 
-function chunks<T>(xs: readonly T[], size = CHUNK): T[][] {
+/** `xs` in pieces of at most `size` (default: the paths per store command line). */
+export function chunks<T>(xs: readonly T[], size = CHUNK): T[][] {
   const res: T[][] = [];
   for (let i = 0; i < xs.length; i += size) res.push(xs.slice(i, i + size));
   return res;

@@ -19,9 +19,18 @@ export interface GraphStore {
    * Absent when substitution is off.
    */
   substitute?(paths: string[]): Promise<{valid: Set<string>; substituted: Set<string>}>;
+  /**
+   * `store_uri`: copies these locally valid output paths (with their closures) to the destination store where it
+   * lacks them. `copied`: the paths this call found missing there and copied; `failed`: paths that are still not
+   * there (the copy was refused). Absent without a destination store.
+   */
+  publish?(paths: string[]): Promise<{copied: Set<string>; failed: Set<string>}>;
 }
 
-/** Outputs of one derivation that were substituted instead of built (a BuildSteps row of type 1 each). */
+/**
+ * Outputs of one derivation that were substituted, or copied from the local store to the destination store, instead
+ * of built: a BuildSteps row of type 1 each (Hydra's createSubstitutionStep, written for both in createStep).
+ */
 export interface Substitution {
   drvPath: string;
   /** Output name → path, the outputs that were missing and are valid now. */
@@ -121,6 +130,7 @@ export class StepGraph {
       }
       const valid = await store.validPaths(staticOutputs);
       if (store.substitute) await this.substituteMissing(loaded, valid, store.substitute.bind(store), substituted);
+      if (store.publish) await this.publishValid(loaded, valid, store.publish.bind(store), substituted);
       const next: string[] = [];
       for (const {path, drv} of loaded) {
         const outputs = [...outputPathMap(drv).values()];
@@ -202,6 +212,40 @@ export class StepGraph {
       const missing = [...w.missing.values()];
       for (const p of missing) if (got.valid.has(p)) valid.add(p);
       if (missing.every((p) => got.substituted.has(p))) substituted.push({drvPath: w.path, outputs: w.missing, startTime, stopTime});
+    }
+  }
+
+  /**
+   * Hydra's createStep decides against the destination store (getMissingRemotePaths): a derivation whose outputs are
+   * valid locally but missing there has them copied there, and counts as done; one whose copy is refused is built
+   * instead (its outputs leave `valid`), and a substitution recorded for it is dropped. One call per graph level.
+   */
+  private async publishValid(
+    loaded: Array<{path: string; drv: Derivation}>,
+    valid: Set<string>,
+    publish: NonNullable<GraphStore['publish']>,
+    substituted: Substitution[],
+  ): Promise<void> {
+    const done: Array<{path: string; outputs: Array<[string, string]>}> = [];
+    for (const {path, drv} of loaded) {
+      const outputs = [...outputPathMap(drv)];
+      if (outputs.length > 0 && outputs.every(([, p]) => p !== null && valid.has(p)) && !this.steps.has(path)) {
+        done.push({path, outputs: outputs as Array<[string, string]>});
+      }
+    }
+    if (done.length === 0) return;
+    const startTime = Math.floor(Date.now() / 1000);
+    const got = await publish([...new Set(done.flatMap((d) => d.outputs.map(([, p]) => p)))]);
+    const stopTime = Math.floor(Date.now() / 1000);
+    for (const d of done) {
+      const recorded = substituted.findIndex((s) => s.drvPath === d.path);
+      if (d.outputs.some(([, p]) => got.failed.has(p))) {
+        for (const [, p] of d.outputs) valid.delete(p);
+        if (recorded >= 0) substituted.splice(recorded, 1);
+        continue;
+      }
+      const copied = new Map(d.outputs.filter(([, p]) => got.copied.has(p)));
+      if (copied.size > 0 && recorded < 0) substituted.push({drvPath: d.path, outputs: copied, startTime, stopTime});
     }
   }
 

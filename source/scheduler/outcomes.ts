@@ -5,7 +5,6 @@
 import type pg from 'pg';
 import {readDrv, outputPathMap} from '../nix/drv.js';
 import {queryPathInfos, queryClosure, addGcRoot} from '../nix/store.js';
-import {copyClosureTo} from '../nix/dest-store.js';
 import {collectNixSupport, localNixSupportFs} from '../nix/nix-support.js';
 import type {StepResult} from '../fleet/step-api.js';
 import * as sql from '../db/runner-sql.js';
@@ -64,12 +63,10 @@ export async function recordCachedSuccess(
   build: Build,
   gcRootsDir: string | null | undefined,
   log: SchedulerLog,
-  publish?: (paths: string[]) => Promise<void>,
 ): Promise<FinishedBuild[]> {
   const drv = await readDrv(build.drvPath);
   const outputs = new Map([...outputPathMap(drv)].filter((e): e is [string, string] => e[1] !== null));
-  // store_uri: outputs valid only in the local store are copied to the destination first (Hydra's createStep).
-  if (publish) await publish([...outputs.values()]);
+  // With store_uri the load has put the outputs in the destination store already (StepGraph.publishValid).
   const now = nowSeconds();
   const first = [...outputs.values()][0];
   const earlier = first ? await sql.earlierSuccess(pool, first) : null;
@@ -220,9 +217,7 @@ export class Outcomes {
   constructor(private readonly ctx: SchedulerContext) {}
 
   async cachedSuccess(build: Build): Promise<void> {
-    const uri = this.ctx.options.runner.storeUri;
-    const publish = uri ? (paths: string[]) => copyClosureTo(uri, paths, this.ctx.options.nix ?? {}) : undefined;
-    const finished = await recordCachedSuccess(this.ctx.pool, build, this.ctx.options.runner.gcRootsDir, this.ctx.log, publish);
+    const finished = await recordCachedSuccess(this.ctx.pool, build, this.ctx.options.runner.gcRootsDir, this.ctx.log);
     this.ctx.buildsFinished(finished);
     if (finished.length === 0) this.ctx.buildOneSettled(build.id, true);
   }
@@ -233,7 +228,6 @@ export class Outcomes {
     if (finished.length === 0) this.ctx.buildOneSettled(build.id, false);
   }
 
-  /** Success bookkeeping: GC roots, rows, then the graph releases what waited on the step. */
   /**
    * Success bookkeeping: GC roots, rows, then the graph releases what waited on the step. A build the queue monitor
    * attached to the step while the rows were being written is written too, in a further round, until a round finds

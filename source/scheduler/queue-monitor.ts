@@ -3,7 +3,6 @@
 // applies cancellations, deletions, bumps and share changes.
 import {Build, DAY, Jobset, propagatePriorities} from './model.js';
 import type {LoadOutcome} from './graph.js';
-import {copyClosureTo} from '../nix/dest-store.js';
 import * as sql from '../db/runner-sql.js';
 import {STATUS, nowSeconds} from '../db/runner-sql.js';
 import {Coalesced} from './coalesce.js';
@@ -191,9 +190,9 @@ export class QueueMonitor {
         try {
           await this.outcomes.cachedSuccess(build);
         } catch (e) {
-          // The destination store refused the outputs: the build stays queued and is tried again later.
+          // The build stays queued and is tried again later.
           this.loadFailures.set(row.id, Date.now());
-          ctx.log('error', `build ${row.id}: ${(e as Error).message}`);
+          ctx.log('error', `build ${row.id}: cannot record its cached success: ${(e as Error).message}`);
         }
         return;
       case 'cached-failure':
@@ -223,13 +222,12 @@ export class QueueMonitor {
   }
 
   /**
-   * Substituted outputs (use-substitutes) go to the destination store, then each gets a finished substitution row
-   * for the build being loaded (Hydra's createSubstitutionStep: type 1, busy 0, status 0, start and stop time).
+   * Outputs substituted (use-substitutes) or copied to the destination store (store_uri) while loading, already in
+   * the destination: each gets a finished substitution row for the build being loaded (Hydra's
+   * createSubstitutionStep: type 1, busy 0, status 0, start and stop time).
    */
   private async recordSubstitutions(buildId: number, result: LoadOutcome): Promise<void> {
     const {ctx} = this;
-    const uri = ctx.options.runner.storeUri;
-    if (uri) await copyClosureTo(uri, result.substituted.flatMap((s) => [...s.outputs.values()]), ctx.options.nix ?? {});
     await sql.withTransaction(ctx.pool, async (c) => {
       for (const s of result.substituted) {
         for (const [name, path] of s.outputs) {
@@ -237,7 +235,7 @@ export class QueueMonitor {
         }
       }
     });
-    for (const s of result.substituted) ctx.log('info', `build ${buildId}: substituted ${[...s.outputs.values()].join(', ')} (${s.drvPath})`);
+    for (const s of result.substituted) ctx.log('info', `build ${buildId}: ${[...s.outputs.values()].join(', ')} (${s.drvPath}) substituted or copied to the destination store`);
   }
 
   private async reloadShares(): Promise<void> {

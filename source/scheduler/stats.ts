@@ -18,6 +18,13 @@ export interface SchedulerStats {
   lastDispatchMs: number;
   nrUnsupportedSteps: number;
   nrUnsupportedStepsAborted: number;
+  /**
+   * use-substitutes, counted per output path as the Rust runner counts them (substitute_missing_outputs): started
+   * for every missing path asked of the substituters, succeeded for every one valid afterwards, failed for the rest.
+   */
+  nrSubstitutesStarted: number;
+  nrSubstitutesSucceeded: number;
+  nrSubstitutesFailed: number;
   totalStepTimeMs: number;
   totalStepBuildTimeMs: number;
   bytesSent: number;
@@ -56,6 +63,9 @@ export function newSchedulerStats(now = Date.now()): SchedulerStats {
     lastDispatchMs: 0,
     nrUnsupportedSteps: 0,
     nrUnsupportedStepsAborted: 0,
+    nrSubstitutesStarted: 0,
+    nrSubstitutesSucceeded: 0,
+    nrSubstitutesFailed: 0,
     totalStepTimeMs: 0,
     totalStepBuildTimeMs: 0,
     bytesSent: 0,

@@ -5,7 +5,6 @@
 import {copyFile, mkdir, stat} from 'node:fs/promises';
 import {dirname, join, basename} from 'node:path';
 import {drvLogBucketPath} from '../nix/store.js';
-import {copyClosureTo, isBinaryCacheUri, uploadBuildLog} from '../nix/dest-store.js';
 import {blankStepResult, type StepPhase, type StepResult} from '../fleet/step-api.js';
 import * as sql from '../db/runner-sql.js';
 import {BUSY, STATUS, withTransaction, nowSeconds} from '../db/runner-sql.js';
@@ -13,6 +12,7 @@ import {dependentBuilds, type Build, type Step} from './model.js';
 import {machineName, noteJobEnd, noteJobStart, recordMachineFailure, type RunnerMachine} from './machines.js';
 import type {SlotLease} from './slot-lease.js';
 import {LocalWorkSlots} from './local-work.js';
+import {StepDestination} from './destination.js';
 import type {ActiveStep, SchedulerContext} from './context.js';
 import type {Outcomes} from './outcomes.js';
 
@@ -54,6 +54,7 @@ export class StepExecution {
   private readonly machineBackoffMs: number;
   /** Slots for local work after a build (max_local_worker_threads). */
   readonly localWork: LocalWorkSlots;
+  private readonly destination: StepDestination;
 
   constructor(
     private readonly ctx: SchedulerContext,
@@ -63,6 +64,7 @@ export class StepExecution {
     this.retryIntervalMs = ctx.options.retryIntervalMs ?? 60_000;
     this.machineBackoffMs = ctx.options.machineBackoffMs ?? 60_000;
     this.localWork = new LocalWorkSlots(ctx.options.runner.maxLocalWorkerThreads);
+    this.destination = new StepDestination(ctx);
   }
 
   /** Gives the slot back (once) and lets the dispatcher use it. */
@@ -179,7 +181,16 @@ export class StepExecution {
     const logPath = drvLogBucketPath(ctx.options.dataDir, step.drvPath);
     await this.archiveLog(logPath, accounting.id, stepnr, step.drvPath);
 
-    const destination = ctx.options.runner.storeUri;
+    const destination = this.destination.uri;
+    // A local worker slot: the executor takes it for the output copy into the local store; with a destination store
+    // it is kept (Hydra copies into its destStore under localWorkThrottler) until the outputs are published too.
+    const takeSlot = () =>
+      this.localWork.acquire(a.controller.signal, async () => {
+        a.phase = BUSY.waitingForSlot;
+        a.phaseSince = Date.now();
+        await sql.updateStepPhase(ctx.pool, a.build, a.stepnr, BUSY.waitingForSlot).catch((e) => ctx.log('error', `phase update failed: ${(e as Error).message}`));
+      });
+    let heldSlot: (() => void) | null = null;
     let result: StepResult;
     try {
       const drv = step.drv ?? (await ctx.store.readDrv(step.drvPath));
@@ -203,12 +214,12 @@ export class StepExecution {
           machine.rt.disabledUntil = 0;
         },
         onSlotReleased: () => this.release(lease),
-        localWorkSlot: () =>
-          this.localWork.acquire(a.controller.signal, async () => {
-            a.phase = BUSY.waitingForSlot;
-            a.phaseSince = Date.now();
-            await sql.updateStepPhase(ctx.pool, a.build, a.stepnr, BUSY.waitingForSlot).catch((e) => ctx.log('error', `phase update failed: ${(e as Error).message}`));
-          }),
+        localWorkSlot: async () => {
+          const release = await takeSlot();
+          if (!destination) return release;
+          heldSlot = release;
+          return () => undefined;
+        },
       });
     } catch (e) {
       // The executor reports builder trouble in its result; what is thrown here is ours (e.g. the
@@ -217,8 +228,19 @@ export class StepExecution {
     }
     marks?.push(['executed', performance.now()]);
     this.release(lease);
-    if (destination && result.status === STATUS.success && !a.controller.signal.aborted) {
-      result = await this.publish(a, step.drvPath, result);
+    try {
+      if (destination && result.status === STATUS.success && !a.controller.signal.aborted) {
+        // An executor that took no slot (the outputs were already local) still publishes under one.
+        heldSlot ??= await takeSlot().catch(() => null);
+        if (!a.controller.signal.aborted) {
+          await this.setPhase(a, 'receiving');
+          result = await this.destination.publishOutputs(step.drvPath, result, a.controller.signal);
+          if (result.status === STATUS.success) await this.destination.uploadLog(step.drvPath, result.logPath, a.controller.signal);
+          await this.setPhase(a, 'postprocessing');
+        }
+      }
+    } finally {
+      (heldSlot as (() => void) | null)?.();
     }
     ctx.active.delete(step);
     const stoppedAt = Date.now();
@@ -267,38 +289,12 @@ export class StepExecution {
       step.running = false;
       ctx.requeue(step);
     }
+    // A failed (or cancelled, or retried) step's log goes to the binary cache too, once its end is recorded, as in
+    // Hydra's builder.cc; a succeeded step's went with its outputs, before its builds finished.
+    if (result.status !== STATUS.success) await this.destination.uploadLog(step.drvPath, result.logPath);
     ctx.emitEvent('step-finished', {build: accounting.id, stepnr, status: result.status});
     ctx.requestDispatch();
     return result.status;
-  }
-
-  /**
-   * store_uri: the outputs' closure goes from the local store to the destination before the build may finish
-   * (Hydra's destStore copy, src/hydra-queue-runner/build-remote.cc). A destination that refuses them makes the
-   * step fail like any copy error in Hydra: status 3 (aborted, retried), the reason in errorMsg — not blamed on the
-   * builder. With upload_logs_to_binary_cache the log follows as `log/<drv basename>`; as in Hydra's builder.cc,
-   * a failed log upload does not fail the step (it is logged), and the local log stays where the console reads it.
-   */
-  private async publish(a: ActiveStep, drvPath: string, result: StepResult): Promise<StepResult> {
-    const {ctx} = this;
-    const uri = ctx.options.runner.storeUri;
-    const t0 = Date.now();
-    await this.setPhase(a, 'receiving');
-    try {
-      await copyClosureTo(uri, [...result.outputs.values()].map((o) => o.path), {...ctx.options.nix, signal: a.controller.signal});
-    } catch (e) {
-      if (a.controller.signal.aborted) return result; // the abort is recorded by the caller
-      const message = (e as Error).message;
-      ctx.log('warn', `step ${drvPath}: ${message}`);
-      return {...result, status: STATUS.aborted, retry: true, errorMsg: message, machineFault: false, cacheFailure: false, overheadMs: result.overheadMs + (Date.now() - t0)};
-    }
-    if (ctx.options.runner.uploadLogsToBinaryCache && isBinaryCacheUri(uri) && result.logPath) {
-      await uploadBuildLog(uri, drvPath, result.logPath, {...ctx.options.nix, signal: a.controller.signal}).catch((e) =>
-        ctx.log('warn', `step ${drvPath}: ${(e as Error).message}`),
-      );
-    }
-    await this.setPhase(a, 'postprocessing');
-    return {...result, overheadMs: result.overheadMs + (Date.now() - t0)};
   }
 
   private account(machine: RunnerMachine, result: StepResult, startedAt: number, stoppedAt: number): void {
