@@ -56,7 +56,7 @@ function populated(view: ViewName, caps: Capabilities = FULL): State {
       selected: 1,
       loading: false,
     },
-    log: {build: 2, stepnr: 1, path: '/tmp/log', total: 500, top: 100, lines: [], follow: false, wrap: false, search: 'x', match: 120, error: null, loading: false},
+    log: {build: 2, stepnr: 1, path: '/tmp/log', total: 500, top: 100, lines: [], times: [], openedAt: 1, timestamps: false, follow: false, wrap: false, search: 'x', match: 120, error: null, loading: false},
   };
 }
 

@@ -11,6 +11,12 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
 }
 
+/** The wall-clock time of `ms` (since epoch) as `HH:MM:SS`, in the console's time zone. */
+export function clockTime(ms: number): string {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+}
+
 /** Thousands separators (a thin space with Unicode, a comma without). */
 export function formatCount(n: number | null | undefined, unicode = true): string {
   if (n === null || n === undefined) return '?';

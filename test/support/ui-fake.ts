@@ -63,11 +63,25 @@ function keyOrder(order: BuildOrder, reverse: boolean, a: number[], b: number[])
 }
 
 export class FakeLog implements LogHandle {
+  /** Arrival times by line index (lines pushed straight onto `all` have none, like those there at opening). */
+  arrived = new Map<number, number>();
+  readonly openedAt = NOW - 60_000;
   constructor(
     readonly path: string,
     public stepnr: number | null,
     public all: string[],
   ) {}
+  /** Lines growing the log at `at` (ms since epoch), as a live log does. */
+  append(lines: string[], at: number) {
+    for (const l of lines) {
+      this.arrived.set(this.all.length, at);
+      this.all.push(l);
+    }
+    this.grown = true;
+  }
+  times(from: number, count: number) {
+    return Array.from({length: Math.max(0, Math.min(count, this.all.length - from))}, (_, i) => this.arrived.get(from + i) ?? null);
+  }
   lineCount() {
     return this.all.length;
   }

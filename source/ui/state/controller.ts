@@ -273,7 +273,7 @@ export class ConsoleController {
               return;
             }
             this.logHandle = handle;
-            this.dispatch({type: 'logOpened', build: e.build, stepnr: handle.stepnr, path: handle.path, total: handle.lineCount()});
+            this.dispatch({type: 'logOpened', build: e.build, stepnr: handle.stepnr, path: handle.path, total: handle.lineCount(), openedAt: handle.openedAt});
           } catch (err) {
             this.dispatch({type: 'logError', build: e.build, error: errorText(err)});
           }
@@ -292,7 +292,7 @@ export class ConsoleController {
           const seq = ++this.logReadSeq;
           const lines = await handle.lines(e.top, e.count);
           if (seq !== this.logReadSeq || handle !== this.logHandle) return;
-          this.dispatch({type: 'logLines', top: e.top, total: handle.lineCount(), lines}, true);
+          this.dispatch({type: 'logLines', top: e.top, total: handle.lineCount(), lines, times: handle.times(e.top, lines.length)}, true);
           return;
         }
         case 'searchLog': {

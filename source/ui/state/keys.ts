@@ -4,6 +4,7 @@
 // effects as data. The reducer, the help overlay and the footer are all derived from KEYS.
 // Adding a key: docs/architecture.md ("Adding a key").
 import {clearMarks, refuse, say, stay, type Menu, type Result, type State} from './model.js';
+import {clockTime} from '../format.js';
 import {buildAction, evalAction, machineAction, markAllSelection, pingAction} from './acting.js';
 import {applyFilter} from './input.js';
 import {DETAIL_TABS, switchTab} from './detail-tabs.js';
@@ -349,6 +350,15 @@ export const KEYS: readonly KeySpec[] = [
     run: (s) => (s.log ? {state: {...s, log: {...s.log, wrap: !s.log.wrap}}, effects: []} : stay(s)),
   },
   {
+    keys: ['t'],
+    label: 't',
+    section: 'Log',
+    help: 'timestamps: when each line arrived (lines already there when the log was opened have none)',
+    views: ['log'],
+    hints: [{what: (s) => (s.log?.timestamps ? 'no times' : 'times')}],
+    run: (s) => (s.log ? toggleTimestamps(s) : stay(s)),
+  },
+  {
     keys: ['/', 'n', 'N'],
     label: '/ n N',
     section: 'Log',
@@ -442,6 +452,15 @@ export const KEYS: readonly KeySpec[] = [
     run: (s, key) => (key === 'q' && s.back.length > 0 ? goBack(s) : {state: {...s, quit: true}, effects: [{type: 'quit'}]}),
   },
 ];
+
+/** `t`: the arrival time of each line on or off; says what the times mean and which lines have none. */
+function toggleTimestamps(s: State): Result {
+  const log = s.log!;
+  const on = !log.timestamps;
+  const since = log.openedAt !== null ? clockTime(log.openedAt) : null;
+  const text = on ? `timestamps on${since ? ` (--:--:--: already there when opened at ${since})` : ''}` : 'timestamps off';
+  return {state: {...s, log: {...log, timestamps: on}, message: {text, error: false}}, effects: []};
+}
 
 function markAllNote(s: State): string {
   const n = s.markAll?.count;

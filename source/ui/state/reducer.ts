@@ -144,7 +144,7 @@ export function reduce(state: State, action: Action): Result {
       if (!log || log.build !== action.build) return {state, effects: []};
       const page = bodyLines(state.size) - 1;
       const top = log.follow ? Math.max(0, action.total - page) : 0;
-      return {state: {...state, log: {...log, path: action.path, stepnr: action.stepnr, total: action.total, top, loading: false}}, effects: [{type: 'readLog', top, count: page}]};
+      return {state: {...state, log: {...log, path: action.path, stepnr: action.stepnr, total: action.total, openedAt: action.openedAt, top, loading: false}}, effects: [{type: 'readLog', top, count: page}]};
     }
     case 'logError': {
       const log = state.log;
@@ -154,7 +154,7 @@ export function reduce(state: State, action: Action): Result {
     case 'logLines': {
       const log = state.log;
       if (!log) return {state, effects: []};
-      return {state: {...state, log: {...log, lines: action.lines, top: action.top, total: action.total}}, effects: []};
+      return {state: {...state, log: {...log, lines: action.lines, times: action.times, top: action.top, total: action.total}}, effects: []};
     }
     case 'logGrew': {
       const log = state.log;

@@ -281,6 +281,13 @@ export interface LogHandle {
   lines(from: number, count: number): Promise<string[]>;
   /** Re-reads the file's growth; resolves to true when lines were added. */
   refresh(): Promise<boolean>;
+  /**
+   * When each of the lines [from, from + count) arrived: ms since epoch the console first read it, or null for a
+   * line that was already in the file when it was opened (its time is not recorded anywhere).
+   */
+  times(from: number, count: number): (number | null)[];
+  /** ms since epoch the log was opened: lines without a time were there by then. */
+  readonly openedAt: number;
   /** First line ≥ from (≤ from when backwards) containing `needle` (case-insensitive), or -1. */
   search(needle: string, from: number, backwards: boolean): Promise<number>;
   close(): Promise<void>;
