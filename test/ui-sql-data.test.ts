@@ -46,7 +46,7 @@ const machine: MachineSpec = {
   line: 1,
 };
 
-function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?: RunnerSource} = {}): SqlConsoleData {
+function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?: RunnerSource; now?: () => number} = {}): SqlConsoleData {
   return new SqlConsoleData({
     pool,
     connection: {connectionString: db.url},
@@ -58,6 +58,7 @@ function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?:
     modeNote: o.runner ? 'attached' : '--no-scheduler',
     machineSpecs: async () => [machine],
     stepsPollMs: 50,
+    now: o.now,
   });
 }
 
@@ -600,4 +601,50 @@ test('every sort column of the Builds view pages in SQL both ways, forwards and 
   assert.equal(still[0].n, Math.floor(M / 3), 'a dry run changes nothing');
   await assert.rejects(() => d.countBuilds({filter: 'jobset:sorts colour:red', order: 'id-desc'}), FilterError);
   await d.close();
+});
+
+test('the last hour by minute: each machine\'s jobs/maxJobs from the runner\'s reports, each system\'s queue from SQL; bounded to 60 minutes', async () => {
+  let jobs = 0;
+  const doc = () => ({
+    queueRunner: {status: 'up'},
+    machines: {
+      b1: {uri: 'ssh://b1', systems: ['x86_64-linux'], maxJobs: 4, stats: {currentJobs: jobs}},
+      gone: {uri: 'ssh://gone', systems: ['x86_64-linux'], maxJobs: 2, listed: false, stats: {currentJobs: 1}},
+    },
+    jobsets: {},
+  });
+  const runner = externalSource({address: '127.0.0.1:1', db: pool, fetch: (async () => new Response(JSON.stringify(doc()), {status: 200})) as typeof fetch});
+  const t0 = Math.floor(Date.now() / 3600_000) * 3600_000; // a minute boundary
+  let now = t0;
+  const d = source({runner, now: () => now});
+  // Minute 0: 0 of 4 and 2 of 4 (mean 0.25); minute 1: 4 of 4.
+  for (const [at, j] of [[0, 0], [20_000, 2], [60_000, 4]] as const) {
+    now = t0 + at;
+    jobs = j;
+    await d.machines(null);
+  }
+  const [b1, gone] = await d.machines(null);
+  assert.equal(b1!.usage!.length, 60);
+  assert.deepEqual(b1!.usage!.slice(-2), [0.25, 1]);
+  assert.deepEqual(b1!.usage!.slice(0, 58), Array(58).fill(null), 'minutes before the first report have no sample');
+  assert.equal(gone!.usage, undefined, 'a machine the runner no longer lists is not sampled');
+  // An hour later the old minutes have left the window.
+  now = t0 + 3600_000 + 60_000;
+  jobs = 1;
+  const [later] = await d.machines(null);
+  assert.deepEqual(later!.usage!.filter((v) => v !== null), [0.25], 'only this minute: the hour before is gone');
+
+  // Queues per system, from SQL (re-read at most every 10 s), one value a minute.
+  const {rows} = await pool.query<{system: string; n: number}>('SELECT system, count(*)::int AS n FROM Builds WHERE finished = 0 GROUP BY system');
+  const q = source({now: () => now});
+  await q.overview();
+  now += 60_000;
+  const o = await q.overview();
+  for (const r of rows) {
+    const s = o.systems.find((x) => x.system === r.system)!;
+    assert.deepEqual(s.history!.slice(-2), [r.n, r.n], r.system);
+    assert.equal(s.history!.length, 60);
+  }
+  await d.close();
+  await q.close();
 });

@@ -196,8 +196,9 @@ export class FakeData implements ConsoleData {
   async overview(): Promise<OverviewData> {
     return {
       systems: [
-        {system: 'x86_64-linux', runnable: 10, running: 3, capacity: 4, queued: 200, avgWait: 30},
-        {system: 'aarch64-linux', runnable: 2, running: 0, capacity: 0, queued: 50, avgWait: 600},
+        // x86_64-linux: sampled for the last 20 minutes, its queue growing; aarch64-linux: a flat queue all hour.
+        {system: 'x86_64-linux', runnable: 10, running: 3, capacity: 4, queued: 200, avgWait: 30, history: Array.from({length: 60}, (_, i) => (i < 40 ? null : (i - 39) * 10))},
+        {system: 'aarch64-linux', runnable: 2, running: 0, capacity: 0, queued: 50, avgWait: 600, history: Array.from({length: 60}, () => 50)},
       ],
       jobsets: await this.jobsets(),
       throughput: Array.from({length: 60}, (_, i) => i % 7),
@@ -256,7 +257,8 @@ export class FakeData implements ConsoleData {
   async machines(): Promise<MachineRow[]> {
     return (
       this.o.machines ?? [
-        {name: 'builder1', uri: 'ssh://builder1', state: 'busy', systems: ['x86_64-linux'], supportedFeatures: ['kvm'], mandatoryFeatures: [], currentJobs: 2, maxJobs: 4, speedFactor: 2, score: 0.5, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null},
+        // Idle for the first half hour, then every slot busy.
+        {name: 'builder1', uri: 'ssh://builder1', state: 'busy', systems: ['x86_64-linux'], supportedFeatures: ['kvm'], mandatoryFeatures: [], currentJobs: 2, maxJobs: 4, speedFactor: 2, score: 0.5, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null, usage: Array.from({length: 60}, (_, i) => (i < 30 ? 0 : 1))},
         {name: 'builder2', uri: 'ssh://builder2', state: 'backoff', systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: 0, load1: null, disabledUntil: NOW + 300_000, consecutiveFailures: 3, drained: false, lastError: 'connection refused'},
       ]
     );

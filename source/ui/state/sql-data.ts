@@ -23,6 +23,7 @@ import {drainedMachines, machineStates, setMachineDrained} from '../../actions/m
 import {runCheck} from '../../actions/check.js';
 import {CheckRunner} from '../../fleet/check-runner.js';
 import {LogFile} from './log-file.js';
+import {HourSeries} from './hour-series.js';
 import {machineState, type RunnerSnapshot, type RunnerSource} from './runner-source.js';
 import {pingMachines, type PingResult} from '../../actions/ping.js';
 import type {
@@ -129,6 +130,8 @@ export interface SqlDataOptions {
   /** gc_roots_dir for restarts. */
   gcRootsDir?: string;
   log?: (line: string) => void;
+  /** Clock of the samples of the last hour (tests move it); default Date.now. */
+  now?: () => number;
 }
 
 interface Observed {
@@ -148,7 +151,9 @@ function actionVerb(kind: string, dryRun: boolean): string {
 export class SqlConsoleData implements ConsoleData {
   private snapshotCache: {at: number; value: Promise<RunnerSnapshot | null>} | null = null;
   private observed = new Map<string, Observed>();
-  private queueSamples: {at: number; n: number}[] = [];
+  /** The last hour, by minute (hour-series.ts): queued builds in all (key '') and per system; jobs/maxJobs per machine. */
+  private queueSeries = new HourSeries();
+  private usageSeries = new HourSeries();
   private dbSystems: {at: number; rows: {system: string; queued: number}[]} | null = null;
   private listener: PgListener | null = null;
   private subscribers = new Set<(what: ChangeKind) => void>();
@@ -174,17 +179,43 @@ export class SqlConsoleData implements ConsoleData {
     for (const fn of this.subscribers) fn(what);
   }
 
-  /** The runner snapshot, shared by the calls of one refresh (cached ~1 s). */
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
+
+  /** The runner snapshot, shared by the calls of one refresh (cached ~1 s); each new one is a utilisation sample. */
   private snapshot(): Promise<RunnerSnapshot | null> {
-    const now = Date.now();
+    const now = this.now();
     if (!this.o.runner) return Promise.resolve(null);
     if (this.snapshotCache && now - this.snapshotCache.at < 1000) return this.snapshotCache.value;
-    const value = this.o.runner.snapshot().catch((e) => {
-      this.o.log?.(`runner status: ${(e as Error).message}`);
-      return null;
-    });
+    const value = this.o.runner.snapshot().then(
+      (snap) => {
+        if (snap) this.sampleUsage(snap.machines, now);
+        return snap;
+      },
+      (e) => {
+        this.o.log?.(`runner status: ${(e as Error).message}`);
+        return null;
+      },
+    );
     this.snapshotCache = {at: now, value};
     return value;
+  }
+
+  /** jobs/maxJobs of every listed machine the runner reports (one sample per snapshot, averaged by minute). */
+  private sampleUsage(machines: readonly MachineRow[], now: number): void {
+    for (const m of machines) {
+      if (m.state === 'removed' || m.currentJobs === null || m.maxJobs <= 0) continue;
+      this.usageSeries.add(m.uri, Math.min(1, m.currentJobs / m.maxJobs), now);
+    }
+    this.usageSeries.prune(now);
+  }
+
+  /** Queued builds per system (every system seen in the last hour: 0 when it has none queued now). */
+  private sampleQueues(rows: readonly {system: string; queued: number}[], now: number): void {
+    const queued = new Map(rows.map((r) => [r.system, r.queued]));
+    for (const system of new Set([...queued.keys(), ...this.queueSeries.keys().filter((k) => k !== '')])) this.queueSeries.add(system, queued.get(system) ?? 0, now);
+    this.queueSeries.prune(now);
   }
 
   async capabilities(): Promise<Capabilities> {
@@ -205,10 +236,11 @@ export class SqlConsoleData implements ConsoleData {
   // ---------------------------------------------------------------- header and overview
 
   private async dbSystemQueues(): Promise<{system: string; queued: number}[]> {
-    const now = Date.now();
+    const now = this.now();
     if (this.dbSystems && now - this.dbSystems.at < 10_000) return this.dbSystems.rows;
     const rows = await queuedBySystem(this.pool);
     this.dbSystems = {at: now, rows};
+    this.sampleQueues(rows, now);
     return rows;
   }
 
@@ -238,12 +270,7 @@ export class SqlConsoleData implements ConsoleData {
   async header(): Promise<HeaderData> {
     const [counts, snap, dbQueued] = await Promise.all([queuedAndBusySteps(this.pool), this.snapshot(), this.dbSystemQueues()]);
     const {queued, running} = counts;
-    const now = Date.now();
-    const last = this.queueSamples[this.queueSamples.length - 1];
-    if (!last || now - last.at >= 10_000) {
-      this.queueSamples.push({at: now, n: queued});
-      while (this.queueSamples.length > 0 && now - this.queueSamples[0]!.at > 3600_000) this.queueSamples.shift();
-    }
+    this.queueSeries.add('', queued, this.now());
     const machines = snap?.machines ?? [];
     const listed = machines.filter((m) => m.state !== 'removed');
     return {
@@ -280,11 +307,12 @@ export class SqlConsoleData implements ConsoleData {
     ]);
     const throughput = new Array<number>(60).fill(0);
     for (const r of through) if (r.m >= 0 && r.m < 60) throughput[r.m] = r.n;
+    const at = this.now();
     return {
-      systems: this.systemsFrom(snap, dbQueued),
+      systems: this.systemsFrom(snap, dbQueued).map((q) => ({...q, history: this.queueSeries.get(q.system, at)})),
       jobsets: jobsets.filter((j) => j.queued > 0 || j.running > 0).sort((a, b) => b.queued - a.queued || b.running - a.running),
       throughput,
-      queueHistory: this.queueSamples.map((s) => s.n),
+      queueHistory: this.queueSeries.get('', at).filter((n): n is number => n !== null),
     };
   }
 
@@ -370,7 +398,8 @@ export class SqlConsoleData implements ConsoleData {
       const pred = compileMachineFilter(parseFilter(filter));
       rows = rows.filter((m) => pred({name: m.name, uri: m.uri, systems: m.systems, supportedFeatures: m.supportedFeatures, mandatoryFeatures: m.mandatoryFeatures, state: m.state}));
     }
-    return rows;
+    const at = this.now();
+    return rows.map((m) => (this.usageSeries.has(m.uri) ? {...m, usage: this.usageSeries.get(m.uri, at)} : m));
   }
 
   // ---------------------------------------------------------------- build detail

@@ -59,6 +59,11 @@ export interface MachineRow {
   consecutiveFailures: number;
   drained: boolean;
   lastError: string | null;
+  /**
+   * jobs/maxJobs (0…1) per minute over the last hour, oldest first (60 values; null: no sample that minute), as the
+   * console sampled the runner's reports; absent when it has none for the machine.
+   */
+  usage?: (number | null)[];
 }
 
 export interface SystemQueue {
@@ -70,6 +75,8 @@ export interface SystemQueue {
   queued: number;
   /** Average seconds runnable steps have waited, when known. */
   avgWait: number | null;
+  /** Queued builds per minute over the last hour, oldest first (60 values; null: not sampled); Overview only. */
+  history?: (number | null)[];
 }
 
 export interface JobsetShare {

@@ -1,7 +1,8 @@
-// Machines (`4`): state, jobs/maxJobs, speed factor, score, systems, features, load, failures,
-// back-off countdown, drain, last error.
+// Machines (`4`): state, jobs/maxJobs and its strip over the last hour (one column a minute, ▁ idle … █ full,
+// blank: not sampled), speed factor, score, systems, features, load, failures, back-off countdown, drain, last error.
 import React from 'react';
-import {Table, type Column, type Row} from '../components/Table.js';
+import {Table, type Cell, type Column, type Row} from '../components/Table.js';
+import {sparkline} from '../components/Sparkline.js';
 import {formatDuration} from '../format.js';
 import {glyphs} from '../theme.js';
 import type {MachineRow} from '../state/types.js';
@@ -12,6 +13,7 @@ export const MACHINE_COLUMNS: Column[] = [
   {title: 'machine', width: 16, flex: true, min: 10},
   {title: 'state', width: 8},
   {title: 'jobs', width: 6, align: 'right'},
+  {title: 'last hour', width: 12, drop: 3.5},
   {title: 'speed', width: 5, align: 'right', drop: 4},
   {title: 'score', width: 6, align: 'right', drop: 5},
   {title: 'systems', width: 14, drop: 3},
@@ -38,6 +40,13 @@ function stateColor(m: MachineRow): {color?: string; dim?: boolean} {
   }
 }
 
+/** jobs/maxJobs over the last hour on a fixed scale (full = every slot busy), resampled to the column. */
+export function usageCell(m: MachineRow, p: ViewProps): Cell {
+  const usage = m.usage;
+  if (!usage) return {text: '', dim: true};
+  return {text: '', color: 'green', fit: (width) => sparkline(usage, width, p.theme, {max: 1})};
+}
+
 export function MachinesView(p: ViewProps): React.ReactElement {
   const l = p.state.machines;
   if (l.error) {
@@ -55,6 +64,7 @@ export function MachinesView(p: ViewProps): React.ReactElement {
         m.name,
         {text: m.state, color: sc.color},
         `${m.currentJobs ?? '?'}/${m.maxJobs}`,
+        usageCell(m, p),
         String(m.speedFactor),
         m.score === null ? '' : m.score.toFixed(2),
         m.systems.join(','),
