@@ -283,3 +283,35 @@ test('y copies the drv path (the build or eval id where there is none); o asks f
   assert.deepEqual(reduce(populated('machines'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/machines'}]);
   assert.deepEqual(reduce(populated('audit'), {type: 'key', key: 'y'}).state.message, {text: 'copy: nothing to copy here (select a build, step or eval)', error: false});
 });
+
+test('`:` commands come from the views table: every view with a `:` name is in the list, the help and the unknown-command message, and each one runs', async () => {
+  const {COMMAND_LIST, commandHelp} = await import('../source/ui/state/input.js');
+  const {HelpOverlay} = await import('../source/ui/components/HelpOverlay.js');
+  const {render} = await import('ink-testing-library');
+  const React = await import('react');
+  const withNames = VIEW_NAMES.filter((v) => VIEWS[v].commands.length > 0);
+  assert.ok(withNames.includes('runner'));
+  const help = commandHelp();
+  for (const v of withNames) {
+    assert.ok(COMMAND_LIST.includes(`:${VIEWS[v].commands[0]}`), `${v} missing from ${COMMAND_LIST.join(' ')}`);
+    assert.ok(help.some((h) => h.keys.split(' ').includes(`:${VIEWS[v].commands[0]}`) && h.what.includes(VIEWS[v].title)), `${v} missing from the help`);
+  }
+  // The `:` key's own help line is derived from the same list.
+  assert.ok(KEYS.find((k) => k.keys.includes(':'))!.help.includes(COMMAND_LIST[0]!));
+  // Every listed command runs (no "unknown command"); the unknown one lists them all, :runner among them.
+  for (const c of COMMAND_LIST) {
+    const typed = [...c.slice(1)].reduce((st, ch) => reduce(st, {type: 'key', key: ch === ' ' ? 'space' : ch}).state, reduce(populated('overview'), {type: 'key', key: ':'}).state);
+    const r = reduce(typed, {type: 'key', key: 'enter'});
+    assert.ok(!r.state.message?.error, `${c}: ${r.state.message?.text}`);
+  }
+  const typed = [...'nonsense'].reduce((st, ch) => reduce(st, {type: 'key', key: ch}).state, reduce(populated('overview'), {type: 'key', key: ':'}).state);
+  const unknown = reduce(typed, {type: 'key', key: 'enter'}).state.message!;
+  assert.equal(unknown.text, `unknown command :nonsense (try ${COMMAND_LIST.join(' ')})`);
+  assert.match(unknown.text, /:runner/);
+  // The help overlay shows the Commands section (on a screen tall enough for all of it).
+  const r = render(React.createElement(HelpOverlay, {width: 200, height: 80, database: 'test'}));
+  const frame = r.lastFrame() ?? '';
+  r.unmount();
+  assert.match(frame, /Commands/);
+  for (const h of help) assert.ok(frame.includes(h.keys), `help overlay lacks ${h.keys}`);
+});

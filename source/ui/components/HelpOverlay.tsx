@@ -1,7 +1,9 @@
-// `?`: the key bindings, by section (from the key table), in as many columns as fit.
+// `?`: the key bindings, by section (from the key table), then the `:` commands (from the views table and the
+// command table), in as many columns as fit.
 import React from 'react';
 import {Box, Text} from 'ink';
 import {helpSections} from '../state/keys.js';
+import {commandHelp} from '../state/input.js';
 import {pad} from '../format.js';
 
 export function HelpOverlay(p: {width: number; height: number; database: string}): React.ReactElement {
@@ -10,6 +12,8 @@ export function HelpOverlay(p: {width: number; height: number; database: string}
     lines.push({text: s.section, bold: true});
     for (const e of s.entries) lines.push({text: `  ${pad(e.keys, 14)} ${e.what}`});
   }
+  lines.push({text: 'Commands', bold: true});
+  for (const e of commandHelp()) lines.push({text: `  ${pad(e.keys, 20)} ${e.what}`});
   const colWidth = Math.min(p.width, 64);
   const perCol = Math.max(1, p.height - 1);
   const cols = Math.max(1, Math.floor(p.width / colWidth));

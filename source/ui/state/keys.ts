@@ -6,7 +6,7 @@
 import {clearMarks, refuse, say, stay, type Menu, type Result, type State} from './model.js';
 import {clockTime} from '../format.js';
 import {buildAction, evalAction, machineAction, markAllSelection, pingAction} from './acting.js';
-import {applyFilter} from './input.js';
+import {applyFilter, COMMAND_LIST} from './input.js';
 import {DETAIL_TABS, switchTab} from './detail-tabs.js';
 import {go, goBack, openLog, scrollLog, switchView} from './navigation.js';
 import type {ViewName} from './types.js';
@@ -410,7 +410,7 @@ export const KEYS: readonly KeySpec[] = [
     keys: [':'],
     label: ':',
     section: 'Global',
-    help: 'command: :builds :queue :steps :machines :evals :runner :log 12/3 :build 12 :q',
+    help: `command: ${COMMAND_LIST.slice(0, 3).join(' ')} … (every one under Commands)`,
     hints: [{what: 'command', in: BROWSE_VIEWS}],
     run: (s) => ({state: {...s, mode: 'command', input: '', inputError: null}, effects: []}),
   },
