@@ -309,7 +309,7 @@ test('`:` commands come from the views table: every view with a `:` name is in t
   assert.equal(unknown.text, `unknown command :nonsense (try ${COMMAND_LIST.join(' ')})`);
   assert.match(unknown.text, /:runner/);
   // The help overlay shows the Commands section (on a screen tall enough for all of it).
-  const r = render(React.createElement(HelpOverlay, {width: 200, height: 80, database: 'test'}));
+  const r = render(React.createElement(HelpOverlay, {width: 200, height: 80, database: 'test', view: 'overview'}));
   const frame = r.lastFrame() ?? '';
   r.unmount();
   assert.match(frame, /Commands/);

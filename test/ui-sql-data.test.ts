@@ -608,7 +608,7 @@ test('the last hour by minute: each machine\'s jobs/maxJobs from the runner\'s r
   const doc = () => ({
     queueRunner: {status: 'up'},
     machines: {
-      b1: {uri: 'ssh://b1', systems: ['x86_64-linux'], maxJobs: 4, stats: {currentJobs: jobs}},
+      b1: {uri: 'ssh://b1', systems: ['x86_64-linux'], maxJobs: 4, stats: {currentJobs: jobs, lastPing: 1700000000}},
       gone: {uri: 'ssh://gone', systems: ['x86_64-linux'], maxJobs: 2, listed: false, stats: {currentJobs: 1}},
     },
     jobsets: {},
@@ -628,6 +628,7 @@ test('the last hour by minute: each machine\'s jobs/maxJobs from the runner\'s r
   assert.deepEqual(b1!.usage!.slice(-2), [0.25, 1]);
   assert.deepEqual(b1!.usage!.slice(0, 58), Array(58).fill(null), 'minutes before the first report have no sample');
   assert.equal(gone!.usage, undefined, 'a machine the runner no longer lists is not sampled');
+  assert.deepEqual(b1!.lastPing, {at: 1700000000_000, ok: null}, "the runner's last ping (the Rust runner's stats.lastPing)");
   // An hour later the old minutes have left the window.
   now = t0 + 3600_000 + 60_000;
   jobs = 1;

@@ -95,7 +95,7 @@ export function App(p: AppProps): React.ReactElement {
   body = Math.max(1, body - errLines.length);
   const vp: ViewProps = {state, theme, width, height: body, now: t};
   let main: React.ReactElement;
-  if (state.mode === 'help') main = <HelpOverlay width={width} height={body} database={c.data.describe()} />;
+  if (state.mode === 'help') main = <HelpOverlay width={width} height={body} database={c.data.describe()} view={state.view} query={state.helpSearch?.query ?? null} />;
   else if (state.mode === 'menu' && state.menu) main = <ActionMenu menu={state.menu} width={width} height={body} />;
   else if (state.mode === 'dialog' && state.dialog) main = <Dialog dialog={state.dialog} width={width} height={body} theme={theme} />;
   else main = renderView(vp);

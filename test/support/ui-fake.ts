@@ -258,7 +258,7 @@ export class FakeData implements ConsoleData {
     return (
       this.o.machines ?? [
         // Idle for the first half hour, then every slot busy.
-        {name: 'builder1', uri: 'ssh://builder1', state: 'busy', systems: ['x86_64-linux'], supportedFeatures: ['kvm'], mandatoryFeatures: [], currentJobs: 2, maxJobs: 4, speedFactor: 2, score: 0.5, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null, usage: Array.from({length: 60}, (_, i) => (i < 30 ? 0 : 1))},
+        {name: 'builder1', uri: 'ssh://builder1', state: 'busy', systems: ['x86_64-linux'], supportedFeatures: ['kvm'], mandatoryFeatures: [], currentJobs: 2, maxJobs: 4, speedFactor: 2, score: 0.5, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null, usage: Array.from({length: 60}, (_, i) => (i < 30 ? 0 : 1)), lastPing: {at: NOW - 120_000, ok: true}},
         {name: 'builder2', uri: 'ssh://builder2', state: 'backoff', systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: 0, load1: null, disabledUntil: NOW + 300_000, consecutiveFailures: 3, drained: false, lastError: 'connection refused'},
       ]
     );

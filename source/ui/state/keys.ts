@@ -447,7 +447,7 @@ export const KEYS: readonly KeySpec[] = [
     keys: ['q', 'ctrl-c'],
     label: 'q ctrl-c',
     section: 'Global',
-    help: 'quit (q in a sub-view: back)',
+    help: 'quit (q in a sub-view: back; ctrl-c from anywhere, dialogs and text lines too)',
     hints: [{key: 'q', what: 'quit', in: BROWSE_VIEWS}],
     run: (s, key) => (key === 'q' && s.back.length > 0 ? goBack(s) : {state: {...s, quit: true}, effects: [{type: 'quit'}]}),
   },

@@ -140,6 +140,8 @@ interface BaseState {
   markAll: {selection: string; count: number | null} | null;
   dialog: Dialog | null;
   menu: Menu | null;
+  /** The help's search (`/` in the help): the text, and whether it is still being typed; null: none. */
+  helpSearch: {query: string; typing: boolean} | null;
   message: {text: string; error: boolean} | null;
   paused: boolean;
   header: HeaderData | null;

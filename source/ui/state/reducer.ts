@@ -7,6 +7,7 @@ import {clearMarks, emptyList, emptyWindow, listOf, windowOf, type Action, type 
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
 import {menuKey, pressKey} from './keys.js';
+import {helpKey} from './help.js';
 import {checkDiff, LIST_NAMES, WINDOW_NAMES} from './views.js';
 import {go} from './navigation.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
@@ -46,6 +47,7 @@ export function initialState(o: InitOptions): State {
     markAll: null,
     dialog: null,
     menu: null,
+    helpSearch: null,
     message: null,
     paused: false,
     header: null,
@@ -60,7 +62,9 @@ export function reduce(state: State, action: Action): Result {
   switch (action.type) {
     case 'key': {
       const key = action.key;
-      if (state.mode === 'help') return {state: {...state, mode: 'normal'}, effects: key === 'ctrl-c' ? [{type: 'quit'}] : []};
+      // ctrl-c quits whatever is open (a dialog, the menu, a text line, the help): raw mode turns it into a key.
+      if (key === 'ctrl-c') return pressKey({...state, mode: 'normal', dialog: null, menu: null, helpSearch: null, input: ''}, key);
+      if (state.mode === 'help') return helpKey(state, key);
       if (state.mode === 'dialog') return dialogKey(state, key);
       if (state.mode === 'menu') return menuKey(state, key);
       if (state.mode === 'filter' || state.mode === 'command' || state.mode === 'search') return inputKey(state, key);

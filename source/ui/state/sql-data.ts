@@ -154,6 +154,8 @@ export class SqlConsoleData implements ConsoleData {
   /** The last hour, by minute (hour-series.ts): queued builds in all (key '') and per system; jobs/maxJobs per machine. */
   private queueSeries = new HourSeries();
   private usageSeries = new HourSeries();
+  /** This console's `i` pings: machine URI → when, and whether it was usable. */
+  private pings = new Map<string, {at: number; ok: boolean}>();
   private dbSystems: {at: number; rows: {system: string; queued: number}[]} | null = null;
   private listener: PgListener | null = null;
   private subscribers = new Set<(what: ChangeKind) => void>();
@@ -399,7 +401,11 @@ export class SqlConsoleData implements ConsoleData {
       rows = rows.filter((m) => pred({name: m.name, uri: m.uri, systems: m.systems, supportedFeatures: m.supportedFeatures, mandatoryFeatures: m.mandatoryFeatures, state: m.state}));
     }
     const at = this.now();
-    return rows.map((m) => (this.usageSeries.has(m.uri) ? {...m, usage: this.usageSeries.get(m.uri, at)} : m));
+    return rows.map((m) => {
+      const mine = this.pings.get(m.uri);
+      const lastPing = mine && (!m.lastPing || mine.at >= m.lastPing.at) ? mine : m.lastPing;
+      return {...m, ...(this.usageSeries.has(m.uri) ? {usage: this.usageSeries.get(m.uri, at)} : {}), ...(lastPing ? {lastPing} : {})};
+    });
   }
 
   // ---------------------------------------------------------------- build detail
@@ -576,6 +582,8 @@ export class SqlConsoleData implements ConsoleData {
           const spec = specs.find((s) => s.uri === req.machine);
           if (!spec) return {ok: false, message: `ping: ${req.machine} is not in the machines file`};
           const [r] = await pingMachines([spec], {timeoutMs: 15_000});
+          this.pings.set(spec.uri, {at: this.now(), ok: r!.ok});
+          this.emit('runner');
           return {ok: r!.ok, message: pingSummary(r!)};
         }
         case 'drain':

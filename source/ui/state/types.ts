@@ -64,6 +64,11 @@ export interface MachineRow {
    * console sampled the runner's reports; absent when it has none for the machine.
    */
   usage?: (number | null)[];
+  /**
+   * The machine's last ping: the runner's (the Rust runner's `stats.lastPing`; ok unknown) or this console's `i`,
+   * whichever is newer (ms since epoch); absent: never pinged.
+   */
+  lastPing?: {at: number; ok: boolean | null};
 }
 
 export interface SystemQueue {

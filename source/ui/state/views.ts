@@ -310,7 +310,15 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
       go: (s) => (s.detail ? DETAIL_TABS[s.detail.tab].enter.go(s, s.detail) : null),
     },
     crumbTitle: (s) => (s.detail ? `build ${s.detail.id}` : 'Build'),
-    crumbTail: (s) => (s.detail ? ` · ${DETAIL_TABS[s.detail.tab].title}` : ''),
+    // The way back (the crumb), the tab, then where the build is: project:jobset › job › step (Summary and Steps).
+    crumbTail: (s, c) => {
+      const d = s.detail;
+      if (!d) return '';
+      const b = d.data?.build;
+      const step = d.tab === 'summary' || d.tab === 'steps' ? d.data?.steps[d.selected] : undefined;
+      const place = b ? ` · ${b.project}:${b.jobset} ${c.sep} ${b.job}${step ? ` ${c.sep} step ${step.stepnr}` : ''}` : '';
+      return ` · ${DETAIL_TABS[d.tab].title}${place}`;
+    },
   },
   log: {
     kind: 'screen',

@@ -14,6 +14,7 @@ export const MACHINE_COLUMNS: Column[] = [
   {title: 'state', width: 8},
   {title: 'jobs', width: 6, align: 'right'},
   {title: 'last hour', width: 12, drop: 3.5},
+  {title: 'ping', width: 9, drop: 4.2},
   {title: 'speed', width: 5, align: 'right', drop: 4},
   {title: 'score', width: 6, align: 'right', drop: 5},
   {title: 'systems', width: 14, drop: 3},
@@ -47,6 +48,15 @@ export function usageCell(m: MachineRow, p: ViewProps): Cell {
   return {text: '', color: 'green', fit: (width) => sparkline(usage, width, p.theme, {max: 1})};
 }
 
+/** How long ago the machine was last pinged, and its verdict when known (`i` here, or the runner's own pings). */
+export function pingCell(m: MachineRow, p: ViewProps): Cell {
+  const ping = m.lastPing;
+  if (!ping) return {text: ''};
+  const u = p.theme.unicode;
+  const verdict = ping.ok === null ? '' : ping.ok ? (u ? ' ✔' : ' ok') : u ? ' ✖' : ' x';
+  return {text: `${formatDuration(Math.max(0, (p.now - ping.at) / 1000))}${verdict}`, color: ping.ok === false ? 'red' : undefined};
+}
+
 export function MachinesView(p: ViewProps): React.ReactElement {
   const l = p.state.machines;
   if (l.error) {
@@ -65,6 +75,7 @@ export function MachinesView(p: ViewProps): React.ReactElement {
         {text: m.state, color: sc.color},
         `${m.currentJobs ?? '?'}/${m.maxJobs}`,
         usageCell(m, p),
+        pingCell(m, p),
         String(m.speedFactor),
         m.score === null ? '' : m.score.toFixed(2),
         m.systems.join(','),
