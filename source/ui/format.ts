@@ -32,6 +32,26 @@ export function truncate(text: string, width: number, ellipsis = '…'): string 
   return text.slice(0, width - ellipsis.length) + ellipsis;
 }
 
+/** `text` broken into lines of at most `width` columns, at spaces where it can; `indent` starts the lines after the first. */
+export function wrapText(text: string, width: number, indent = ''): string[] {
+  const out: string[] = [];
+  let rest = text;
+  let prefix = '';
+  while (rest.length > 0) {
+    const room = Math.max(1, width - prefix.length);
+    if (rest.length <= room) {
+      out.push(prefix + rest);
+      break;
+    }
+    const cut = rest.lastIndexOf(' ', room);
+    const at = cut > room / 3 ? cut : room;
+    out.push(prefix + rest.slice(0, at));
+    rest = rest.slice(at).replace(/^ +/, '');
+    prefix = indent;
+  }
+  return out;
+}
+
 /** `text` fitted to `width` columns; control characters (terminal escapes from names, messages) shown escaped. */
 export function pad(text: string, width: number, align: 'left' | 'right' = 'left', ellipsis = '…'): string {
   const t = truncate(escapeControl(text), width, ellipsis);
