@@ -1,7 +1,8 @@
 // The console's root component: header strip, crumb line, the active view (or help / a dialog),
 // footer. All keys go to the controller's reducer; the component only renders its state.
 import React, {useEffect, useState, useSyncExternalStore} from 'react';
-import {Box, Text, useInput, useStdin, useStdout} from 'ink';
+import {Box, useInput, useStdin, useStdout} from 'ink';
+import {Text} from './components/Text.js';
 import type {ConsoleController} from './state/controller.js';
 import type {State} from './state/model.js';
 import {besideWidths, bodyLines, headerLines, MIN_COLUMNS, MIN_ROWS, tooSmall, type Size} from './state/layout.js';

@@ -1,7 +1,7 @@
 // The footer hint bar (lazygit options line): the keys valid here, disabled ones dim with the
 // reason; a status message replaces it; in filter/command/search mode it is the input line.
 import React from 'react';
-import {Text} from 'ink';
+import {Text} from './Text.js';
 import {paint, type Theme} from '../theme.js';
 import type {State} from '../state/model.js';
 import {keyHints, type Hint} from '../state/keys.js';

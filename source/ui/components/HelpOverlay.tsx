@@ -1,7 +1,8 @@
 // `?`: the help (state/help.ts: the key table by section, then the `:` commands), in as many columns as fit;
 // keys that do not act in the current view are dim; `/` narrows it to the lines containing a text.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from './Text.js';
 import {helpLines} from '../state/help.js';
 import type {ViewName} from '../state/types.js';
 

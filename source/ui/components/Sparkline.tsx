@@ -3,7 +3,7 @@
 // "nothing known" never looks like "zero". The scale runs from 0 to the largest value, or to a fixed
 // `max` (utilisation strips: 1 = every slot busy).
 import React from 'react';
-import {Text} from 'ink';
+import {Text} from './Text.js';
 import {glyphs, paint, type Theme} from '../theme.js';
 
 export function sparkline(values: readonly (number | null)[], width: number, theme: Theme, o: {max?: number} = {}): string {

@@ -2,7 +2,8 @@
 // when narrow, the flexible column takes the slack), `…` truncation, right-aligned numbers, the
 // selected row in inverse video. It renders only the rows it is given: virtualisation is the caller's.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from './Text.js';
 import {pad} from '../format.js';
 import {paint, type Theme} from '../theme.js';
 

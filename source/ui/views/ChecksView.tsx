@@ -1,6 +1,7 @@
 // Reproducibility checks (`6`): hydra_ops.repro_checks, newest first.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {drvName} from '../format.js';
 import {glyphs} from '../theme.js';

@@ -2,7 +2,8 @@
 // whole), follow mode, wrap, search with n/N, and with `t` the time each line arrived (`--:--:--` for
 // lines that were in the file when it was opened: Nix logs carry no times of their own).
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import {clockTime, sanitize, truncate} from '../format.js';
 import {glyphs, paint} from '../theme.js';
 import type {ViewProps} from './common.js';

@@ -4,7 +4,8 @@
 import React from 'react';
 import {Table, type Cell, type Column, type Row} from '../components/Table.js';
 import {sparkline} from '../components/Sparkline.js';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import {formatDuration, truncate, wrapText} from '../format.js';
 import {glyphs, paint} from '../theme.js';
 import type {MachineRow} from '../state/types.js';

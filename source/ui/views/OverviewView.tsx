@@ -2,7 +2,8 @@
 // wait) and per jobset (queued, running, share used, oldest), with sparklines of the whole queue's length and of
 // throughput over the last hour.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {sparkline} from '../components/Sparkline.js';
 import {formatCount, formatDuration} from '../format.js';
