@@ -3,7 +3,6 @@
 // opens, which live changes refresh it and what the crumb line adds. VIEWS is a mapped type over
 // ViewName, so a view without an entry, or an entry of the wrong kind, does not type-check.
 // Adding a view: docs/architecture.md ("Adding a console view").
-import {formatCount} from '../format.js';
 import {BUILD_SORTS} from '../../db/queries/windows.js';
 import {bodyLines, tableRows} from './layout.js';
 import {DETAIL_TABS, detailCursor, loadDetail} from './detail-tabs.js';
