@@ -46,7 +46,7 @@ const machine: MachineSpec = {
   line: 1,
 };
 
-function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?: RunnerSource; now?: () => number} = {}): SqlConsoleData {
+function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?: RunnerSource; now?: () => number; machines?: MachineSpec[]} = {}): SqlConsoleData {
   return new SqlConsoleData({
     pool,
     connection: {connectionString: db.url},
@@ -56,7 +56,7 @@ function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?:
     runner: o.runner ?? null,
     mode: o.runner ? 'attached' : 'none',
     modeNote: o.runner ? 'attached' : '--no-scheduler',
-    machineSpecs: async () => [machine],
+    machineSpecs: async () => o.machines ?? [machine],
     stepsPollMs: 50,
     now: o.now,
   });
@@ -648,4 +648,15 @@ test('the last hour by minute: each machine\'s jobs/maxJobs from the runner\'s r
   }
   await d.close();
   await q.close();
+});
+
+test('capabilities: checks need a machine to rebuild on; read-only and unknown users are refused with the reason', async () => {
+  assert.deepEqual(await source({admin: true}).capabilities(), {readonly: null, admin: null, checks: null, user: 'nobody'});
+  const none = await source({admin: true, machines: []}).capabilities();
+  assert.equal(none.checks, 'no build machine to rebuild on: the machines files list none');
+  const ro = await source({readonly: true}).capabilities();
+  assert.match(ro.readonly!, /read-only/);
+  const unknown = await source({user: 'nobody-here'}).capabilities();
+  assert.match(unknown.readonly!, /Hydra user "nobody-here" is unknown/);
+  assert.equal(unknown.checks, null);
 });

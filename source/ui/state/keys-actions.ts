@@ -51,7 +51,7 @@ export const ACTION_KEYS: readonly KeySpec[] = [
     help: 'reproducibility check',
     views: BUILD_VIEWS,
     elsewhere: noBuild('check'),
-    disabled: (s) => (s.caps?.checks ? {hint: 'not available', text: `check: ${s.caps.checks}`} : null),
+    disabled: (s) => readonly('check')(s) ?? (s.caps?.checks ? {hint: 'not available', text: `check: ${s.caps.checks}`} : null),
     hints: [{what: 'check', in: ['builds']}],
     run: (s) => buildAction(s, 'check'),
   },

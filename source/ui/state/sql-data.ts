@@ -115,7 +115,9 @@ export class SqlConsoleData implements ConsoleData {
 
   async capabilities(): Promise<Capabilities> {
     const actor = this.o.actor;
-    const checks = null;
+    // A check rebuilds on a machine of the machines files (another one than the original where it can).
+    const specs = await this.o.machineSpecs().catch(() => []);
+    const checks = specs.length === 0 ? 'no build machine to rebuild on: the machines files list none' : null;
     if (actor.readonly) {
       const why = readonlyError(actor).message;
       return {readonly: why, admin: why, checks, user: actor.hydraUser};

@@ -277,7 +277,7 @@ export interface Capabilities {
   readonly: string | null;
   /** Why machine drain/enable are refused (needs admin), or null. */
   admin: string | null;
-  /** Why reproducibility checks are unavailable, or null. */
+  /** Why reproducibility checks are unavailable besides read-only mode (no machine to rebuild on), or null. */
   checks: string | null;
   user: string;
 }
