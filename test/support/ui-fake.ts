@@ -3,6 +3,7 @@
 import {parseFilter} from '../../source/db/filter.js';
 import {BUILD_SORTS} from '../../source/db/queries/windows.js';
 import {buildKey} from '../../source/ui/state/types.js';
+import type {JobHistoryRow} from '../../source/db/queries/job-history.js';
 import type {
   ActionOutcome,
   ActionRequest,
@@ -17,7 +18,6 @@ import type {
   ConsoleData,
   EvalEntry,
   HeaderData,
-  HistoryEntry,
   JobsetShare,
   LogHandle,
   MachineRow,
@@ -295,7 +295,7 @@ export class FakeData implements ConsoleData {
       latest: b.finished === 1 && b.buildstatus === 0 ? b.id : id > 2 ? id - 2 : null,
     };
   }
-  historyOf(b: BuildListRow): HistoryEntry[] {
+  historyOf(b: BuildListRow): JobHistoryRow[] {
     const n = this.o.history ?? 12;
     return Array.from({length: Math.min(n, 30)}, (_, i) => {
       const id = Math.max(1, b.id - i);

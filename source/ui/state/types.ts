@@ -27,6 +27,7 @@ export type {BuildSortColumn as BuildOrder} from '../../db/queries/windows.js';
 export type {Anchor} from '../../db/queries/windows.js';
 import {buildSortKey, type Anchor, type BuildSortColumn as BuildOrder, type BuildWindowRow, type EvalWindowRow} from '../../db/queries/windows.js';
 import type {BusyStepRow} from '../../db/queries/steps.js';
+import type {JobHistoryRow} from '../../db/queries/job-history.js';
 
 /** A row of the Builds view (one page row of the builds window query). */
 export type BuildListRow = BuildWindowRow;
@@ -175,8 +176,8 @@ export interface BuildDetail {
   deps: DepEntry[];
   /** Where the runner's view of the steps came from, or why there is none (shown in the Deps tab). */
   depsNote: string | null;
-  /** The job's last builds, newest first (at most 30; History tab). */
-  history: HistoryEntry[];
+  /** The job's last builds, newest first (at most 30; History tab): the rows of db/queries/job-history.ts. */
+  history: JobHistoryRow[];
   /** The latest successful build of the same job (Hydra's `/job/P/J/JOB/latest`), or null. */
   latest: number | null;
 }
@@ -194,16 +195,6 @@ export interface DepEntry {
   note: string | null;
   /** The build's own top-level step. */
   toplevel: boolean;
-}
-
-export interface HistoryEntry {
-  id: number;
-  buildstatus: number | null;
-  iscachedbuild: number | null;
-  system: string;
-  starttime: number | null;
-  stoptime: number | null;
-  machine: string | null;
 }
 
 /** One step as the runner holds it in memory (in-process scheduler or a runner's REST). */

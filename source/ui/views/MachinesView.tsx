@@ -2,7 +2,8 @@
 // blank: not sampled), last ping, speed factor, score, systems, features, load, failures, back-off countdown,
 // drain, last error; below the table the selected machine in full, its whole last error and the fixes included.
 import React from 'react';
-import {Table, type Cell, type Column, type Row} from '../components/Table.js';
+import type {Cell, Column, Row} from '../components/Table.js';
+import {ViewTable} from './ViewTable.js';
 import {sparkline} from '../components/Sparkline.js';
 import {Box} from 'ink';
 import {Text} from '../components/Text.js';
@@ -97,7 +98,7 @@ export function MachinesView(p: ViewProps): React.ReactElement {
   const visible = Math.max(1, tableHeight - 1);
   // The list scrolls for the whole body; with the detail below, keep the selection in the rows shown.
   const top = Math.max(0, Math.min(l.top, l.selected), l.selected - visible + 1);
-  const rows: Row[] = l.rows.slice(top, top + visible).map((m) => {
+  const row = (m: MachineRow): Row => {
     const sc = stateColor(m);
     const until = m.disabledUntil > p.now ? formatDuration((m.disabledUntil - p.now) / 1000) : '';
     return {
@@ -121,20 +122,12 @@ export function MachinesView(p: ViewProps): React.ReactElement {
         (m.lastError ?? '').split('\n')[0]!,
       ],
     };
-  });
+  };
   const ell = glyphs(p.theme).ellipsis;
+  const empty = !l.loaded ? 'loading…' : p.state.filters.machines ? 'no machine matches the filter' : 'no machines are configured';
   return (
     <Box flexDirection="column" height={p.height}>
-      <Table
-        columns={MACHINE_COLUMNS}
-        rows={rows}
-        selected={l.selected - top}
-        width={p.width}
-        height={tableHeight}
-        theme={p.theme}
-        ellipsis={ell}
-        empty={!l.loaded ? 'loading…' : p.state.filters.machines ? 'no machine matches the filter' : 'no machines are configured'}
-      />
+      <ViewTable view={p} columns={MACHINE_COLUMNS} rows={l.rows} top={top} selected={l.selected} row={row} height={tableHeight} empty={empty} />
       {detail.length ? <Text dimColor>{(p.theme.unicode ? '─' : '-').repeat(Math.max(0, p.width - 1))}</Text> : null}
       {detail.map((d, i) => (
         <Text key={i} wrap="truncate" color={paint(p.theme, d.color)} dimColor={d.dim}>
