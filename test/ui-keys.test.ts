@@ -315,3 +315,27 @@ test('`:` commands come from the views table: every view with a `:` name is in t
   assert.match(frame, /Commands/);
   for (const h of help) assert.ok(frame.includes(h.keys), `help overlay lacks ${h.keys}`);
 });
+
+test('y and o act where the views table gives them a copy / web entry, and nowhere else; no view falls back to another view\'s rows', () => {
+  for (const view of VIEW_NAMES) {
+    const s = populated(view);
+    const y = reduce(s, {type: 'key', key: 'y'});
+    const o = reduce(s, {type: 'key', key: 'o'});
+    if (VIEWS[view].copy) assert.deepEqual(y.effects, [{type: 'copy', ...VIEWS[view].copy!(s)!}], view);
+    else assert.deepEqual([y.effects, y.state.message?.text], [[], 'copy: nothing to copy here (select a build, step or eval)'], view);
+    if (VIEWS[view].web) assert.deepEqual(o.effects, [{type: 'open', path: VIEWS[view].web!(s)!}], view);
+    else assert.deepEqual([o.effects, o.state.message?.text], [[], 'open: nothing to open here'], view);
+  }
+  // The detail copies its selected step's drv path (the build's where the step has none); the log, its build id;
+  // a check, the checked derivation — none of them the Builds view's row of the same id.
+  const d = populated('detail');
+  const withDrv = {...d, detail: {...d.detail!, data: {...d.detail!.data!, steps: [d.detail!.data!.steps[0]!, {...d.detail!.data!.steps[1]!, drvpath: '/nix/store/s-step2.drv'}]}}};
+  assert.deepEqual(reduce(withDrv, {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/s-step2.drv', what: 'drv path'}]);
+  assert.deepEqual(reduce(d, {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/x-2.drv', what: 'drv path'}]);
+  assert.deepEqual(reduce({...populated('log'), builds: {...populated('log').builds, rows: []}}, {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '2', what: 'build id 2'}]);
+  assert.deepEqual(reduce(populated('checks'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/c.drv', what: 'drv path'}]);
+  // Nothing selected: said, nothing copied or opened.
+  const empty = {...populated('evals'), evals: {...populated('evals').evals, rows: []}};
+  assert.deepEqual(reduce(empty, {type: 'key', key: 'y'}).state.message, {text: 'copy: nothing selected', error: false});
+  assert.deepEqual(reduce(empty, {type: 'key', key: 'o'}).state.message, {text: 'open: nothing selected', error: false});
+});

@@ -1,9 +1,13 @@
 // The key table's entries for actions: on the selected (or marked) builds — restart, cancel, bump, check, the diff
 // of the last check —, on an evaluation, on a machine (enable, drain, ping), and copying or opening the selection.
-import {refuse, say, type Result, type State} from './model.js';
+import {refuse, say} from './model.js';
 import {buildAction, evalAction, machineAction, pingAction} from './acting.js';
-import {selectedEval, VIEWS} from './views.js';
+import {VIEW_NAMES, VIEWS} from './views.js';
 import {BUILD_HINTS, BUILD_VIEWS, machineKind, noBuild, readonly, viewName, type KeySpec} from './key-spec.js';
+
+/** Views where `y` copies and `o` opens (their entries in the views table say what). */
+const COPY_VIEWS = VIEW_NAMES.filter((v) => VIEWS[v].copy !== null);
+const WEB_VIEWS = VIEW_NAMES.filter((v) => VIEWS[v].web !== null);
 
 /** Actions on builds, evaluations and machines. */
 export const ACTION_KEYS: readonly KeySpec[] = [
@@ -122,54 +126,23 @@ export const COPY_KEYS: readonly KeySpec[] = [
     label: 'y',
     section: 'Actions',
     help: 'copy the drv path (build id where there is none) to the clipboard (OSC 52)',
-    views: [...BUILD_VIEWS, 'evals'],
+    views: COPY_VIEWS,
     elsewhere: () => ({text: 'copy: nothing to copy here (select a build, step or eval)', error: false}),
-    run: copySelection,
+    run: (s) => {
+      const c = VIEWS[s.view].copy?.(s);
+      return c ? {state: s, effects: [{type: 'copy', text: c.text, what: c.what}]} : say(s, 'copy: nothing selected');
+    },
   },
   {
     keys: ['o'],
     label: 'o',
     section: 'Actions',
     help: "open in Hydra's web UI (hydraUrl setting; shows the URL without a browser)",
-    views: [...BUILD_VIEWS, 'evals', 'machines', 'jobsets'],
+    views: WEB_VIEWS,
     elsewhere: () => ({text: 'open: nothing to open here', error: false}),
-    run: openWeb,
+    run: (s) => {
+      const path = VIEWS[s.view].web?.(s);
+      return path ? {state: s, effects: [{type: 'open', path}]} : say(s, 'open: nothing selected');
+    },
   },
 ];
-
-/** What `y` copies: the selected step's or build's drv path, else the build or eval id. */
-function copySelection(s: State): Result {
-  if (s.view === 'evals') {
-    const e = selectedEval(s);
-    return e ? {state: s, effects: [{type: 'copy', text: String(e.id), what: `eval id ${e.id}`}]} : say(s, 'copy: no eval selected');
-  }
-  const sel = VIEWS[s.view].selected?.(s);
-  if (!sel) return say(s, 'copy: nothing selected');
-  const drv = drvPathOf(s, sel.build, sel.stepnr);
-  return {state: s, effects: [drv ? {type: 'copy', text: drv, what: 'drv path'} : {type: 'copy', text: String(sel.build), what: `build id ${sel.build}`}]};
-}
-
-function drvPathOf(s: State, build: number, stepnr?: number): string | null {
-  if (s.view === 'steps') return s.steps.rows.find((r) => r.build === build && r.stepnr === stepnr)?.drvpath ?? null;
-  if (s.view === 'detail' && s.detail?.data) {
-    const step = stepnr !== undefined ? s.detail.data.steps.find((x) => x.stepnr === stepnr) : undefined;
-    return step?.drvpath ?? s.detail.data.build.drvpath;
-  }
-  if (s.view === 'checks') return s.checks.rows.find((c) => c.build === build)?.drvPath ?? null;
-  return s.builds.rows.find((b) => b.id === build)?.drvpath ?? null;
-}
-
-/** What `o` opens: the page of Hydra's web UI for the selection (paths as in Hydra's Root/Build/JobsetEval controllers). */
-function openWeb(s: State): Result {
-  if (s.view === 'evals') {
-    const e = selectedEval(s);
-    return e ? {state: s, effects: [{type: 'open', path: `/eval/${e.id}`}]} : say(s, 'open: no eval selected');
-  }
-  if (s.view === 'machines') return {state: s, effects: [{type: 'open', path: '/machines'}]};
-  if (s.view === 'jobsets') {
-    const j = s.jobsets.rows[s.jobsets.selected];
-    return j ? {state: s, effects: [{type: 'open', path: `/jobset/${encodeURIComponent(j.project)}/${encodeURIComponent(j.name)}`}]} : say(s, 'open: no jobset selected');
-  }
-  const sel = VIEWS[s.view].selected?.(s);
-  return sel ? {state: s, effects: [{type: 'open', path: `/build/${sel.build}`}]} : say(s, 'open: nothing selected');
-}

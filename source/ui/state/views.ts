@@ -6,116 +6,11 @@
 import {BUILD_SORTS} from '../../db/queries/windows.js';
 import {bodyLines, tableRows} from './layout.js';
 import {DETAIL_TABS, detailCursor, loadDetail} from './detail-tabs.js';
-import type {Result, State} from './model.js';
-import {
-  buildKey,
-  type Anchor,
-  type ChangeKind,
-  type CheckEntry,
-  type ConsoleData,
-  type FilterView,
-  type ListName,
-  type ListRows,
-  type ViewName,
-  type WindowName,
-  type WindowRows,
-} from './types.js';
+import type {State} from './model.js';
+import {buildKey, type CheckEntry, type FilterView, type ListName, type ViewName, type WindowName} from './types.js';
+import {buildPage, copyDrv, filterTail, idKey, listRow, selectedRow, type Go, type ListSource, type Selection, type ViewSpec, type WindowSource} from './view-spec.js';
 
-/** The build (and step) a view has selected: what actions act on and `l` opens. */
-export interface Selection {
-  build: number;
-  stepnr?: number;
-}
-
-/** Where `enter` goes, as data (navigation.ts carries it out). */
-export type Go =
-  /** `replace`: show another build in the detail that is open (History), not on top of it. */
-  | {to: 'detail'; id: number; replace?: boolean}
-  | {to: 'log'; build: number; stepnr?: number; file?: string}
-  /** Another view with its filter set (drill-down), pushing this view on the back stack. */
-  | {to: 'filtered'; view: FilterView; filter: string}
-  | {to: 'message'; text: string};
-
-/** How a view's selection moves. */
-export interface Cursor {
-  /** The selected row; while a page is on its way, where the earlier keys were heading. */
-  index(s: State): number;
-  /** Selectable rows [min, length); null when there is nothing to select. */
-  bounds(s: State): {min: number; length: number} | null;
-  /** Selects row `selected` (within bounds); `target` is where the key wanted to go. */
-  select(s: State, selected: number, target: number): State;
-  /** Rows a page key moves. */
-  page(s: State): number;
-}
-
-interface SpecBase<V extends ViewName> {
-  title: string;
-  /** Number key of a top-level view (their tab order too); null for sub-views. */
-  key: string | null;
-  /** `:` names, the canonical one first. */
-  commands: readonly string[];
-  /** `/` edits this view's filter (state.filters[view]). */
-  filter: V extends FilterView ? true : false;
-  /** `space` marks rows (build ids in state.marks), and actions take the marked builds. */
-  marks?: boolean;
-  /** Live changes that refresh the view while it is shown. */
-  refreshOn: readonly ChangeKind[];
-  /** The selected build, for actions and `l`; absent when the view has no builds. */
-  selected?(s: State): Selection | null;
-  /** What `enter` opens: the footer's word for it (null: not shown) and where it goes. */
-  enter?: {what: string | null | ((s: State) => string | null); go(s: State): Go | null};
-  /** The crumb's last part (default: the title). */
-  crumbTitle?(s: State): string;
-  /** Appended to the crumb line: order, filter, position. */
-  crumbTail?(s: State, c: CrumbText): string;
-}
-
-export interface CrumbText {
-  count(n: number): string;
-  sep: string;
-}
-
-/** A keyset-paged window: where pages and the count come from and how a row is keyed. */
-export interface WindowSource<V extends WindowName> {
-  page(d: ConsoleData, s: State, anchor: Anchor, limit: number): Promise<WindowRows[V][]>;
-  count(d: ConsoleData, s: State): Promise<number>;
-  /** What the count depends on: a cached count is reused while this stays the same. */
-  countKey(s: State): string;
-  key(row: WindowRows[V], s: State): number[];
-}
-
-export interface ListSource<V extends ListName> {
-  fetch(d: ConsoleData, s: State): Promise<ListRows[V][]>;
-}
-
-/** Views of their own shape (overview, build detail, log): they bring their cursor and loading. */
-export interface Screen {
-  cursor: Cursor | null;
-  load(s: State, fresh: boolean): Result;
-}
-
-export type ViewSpec<V extends ViewName = ViewName> = SpecBase<V> &
-  (V extends WindowName
-    ? {kind: 'window'; source: WindowSource<V>}
-    : V extends ListName
-      ? {kind: 'list'; source: ListSource<V>}
-      : {kind: 'screen'; screen: Screen});
-
-function selectedRow<V extends WindowName>(s: State, v: V): WindowRows[V] | undefined {
-  const w = s[v];
-  return w.rows[w.selected - w.offset] as WindowRows[V] | undefined;
-}
-
-function listRow<V extends ListName>(s: State, v: V): ListRows[V] | undefined {
-  const l = s[v];
-  return l.rows[l.selected] as ListRows[V] | undefined;
-}
-
-const idKey = (row: {id: number}): number[] => [row.id];
-
-function filterTail(s: State, v: FilterView, c: CrumbText): string {
-  return s.filters[v] ? ` ${c.sep} filter: ${s.filters[v]}` : '';
-}
+export type {Copy, CrumbText, Cursor, Go, ListSource, Screen, Selection, ViewSpec, WindowSource} from './view-spec.js';
 
 export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   overview: {
@@ -125,6 +20,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['overview', 'o'],
     filter: false,
     refreshOn: ['queue', 'runner'],
+    copy: null,
+    web: null,
     screen: {
       cursor: {
         index: (s) => s.overviewSelected,
@@ -143,6 +40,11 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     filter: true,
     marks: true,
     refreshOn: ['queue', 'steps'],
+    copy: (s) => {
+      const b = selectedRow(s, 'builds');
+      return b ? copyDrv(b.drvpath, b.id) : null;
+    },
+    web: (s) => buildPage(VIEWS.builds.selected!(s)),
     source: {
       page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, reverse: s.reverse, anchor, limit}),
       count: (d, s) => d.countBuilds({filter: s.filters.builds, order: s.order}),
@@ -172,6 +74,11 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['steps', 'running'],
     filter: true,
     refreshOn: ['steps', 'runner'],
+    copy: (s) => {
+      const r = listRow(s, 'steps');
+      return r ? copyDrv(r.drvpath, r.build) : null;
+    },
+    web: (s) => buildPage(VIEWS.steps.selected!(s)),
     source: {fetch: (d, s) => d.runningSteps(s.filters.steps)},
     selected: (s) => {
       const r = listRow(s, 'steps');
@@ -187,6 +94,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['machines', 'm'],
     filter: true,
     refreshOn: ['steps', 'runner'],
+    copy: null,
+    web: () => '/machines',
     source: {fetch: (d, s) => d.machines(s.filters.machines)},
     enter: {
       what: 'steps',
@@ -204,6 +113,11 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['jobsets', 'js'],
     filter: false,
     refreshOn: ['queue', 'runner'],
+    copy: null,
+    web: (s) => {
+      const j = listRow(s, 'jobsets');
+      return j ? `/jobset/${encodeURIComponent(j.project)}/${encodeURIComponent(j.name)}` : null;
+    },
     source: {fetch: (d) => d.jobsets()},
     enter: {
       what: 'builds',
@@ -220,6 +134,11 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['checks'],
     filter: false,
     refreshOn: ['checks'],
+    copy: (s) => {
+      const c = selectedRow(s, 'checks');
+      return c ? {text: c.drvPath, what: 'drv path'} : null;
+    },
+    web: (s) => buildPage(VIEWS.checks.selected!(s)),
     source: {
       page: (d, _s, anchor, limit) => d.pageChecks(anchor, limit),
       count: (d) => d.countChecks(),
@@ -247,6 +166,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['audit'],
     filter: false,
     refreshOn: ['audit'],
+    copy: null,
+    web: null,
     source: {
       page: (d, _s, anchor, limit) => d.pageAudit(anchor, limit),
       count: (d) => d.countAudit(),
@@ -262,6 +183,14 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['evals', 'ev'],
     filter: true,
     refreshOn: ['queue'],
+    copy: (s) => {
+      const e = selectedRow(s, 'evals');
+      return e ? {text: String(e.id), what: `eval id ${e.id}`} : null;
+    },
+    web: (s) => {
+      const e = selectedRow(s, 'evals');
+      return e ? `/eval/${e.id}` : null;
+    },
     source: {
       page: (d, s, anchor, limit) => d.pageEvals({filter: s.filters.evals, anchor, limit}),
       count: (d, s) => d.countEvals(s.filters.evals),
@@ -285,6 +214,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: ['runner', 'scheduler'],
     filter: false,
     refreshOn: ['runner'],
+    copy: null,
+    web: null,
     screen: {cursor: null, load: (s) => ({state: s, effects: [{type: 'load', what: 'runner'}]})},
   },
   detail: {
@@ -294,6 +225,13 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: [],
     filter: false,
     refreshOn: ['queue', 'steps'],
+    // The selected step's drv path, else the build's.
+    copy: (s) => {
+      const d = s.detail;
+      if (!d?.data) return d ? copyDrv(null, d.id) : null;
+      return copyDrv(d.data.steps[d.selected]?.drvpath ?? d.data.build.drvpath, d.id);
+    },
+    web: (s) => buildPage(VIEWS.detail.selected!(s)),
     // The tabs (detail-tabs.ts) bring their own rows and `enter`.
     screen: {
       cursor: detailCursor((s) => Math.max(1, Math.floor(bodyLines(s.size) / 2) - 1)),
@@ -326,6 +264,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     commands: [],
     filter: false,
     refreshOn: [],
+    copy: (s) => (s.log ? copyDrv(null, s.log.build) : null),
+    web: (s) => buildPage(VIEWS.log.selected!(s)),
     // The log scrolls with its own keys (keys.ts, section Log).
     screen: {cursor: null, load: (s) => ({state: s, effects: []})},
     selected: (s) => (s.log ? {build: s.log.build} : null),
