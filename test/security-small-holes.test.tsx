@@ -20,7 +20,7 @@ import {themeFromEnv} from '../source/ui/theme.js';
 import {FakeData, FakeLog} from './support/ui-fake.js';
 import {KEYS, renderConsole} from './support/ui-render.js';
 import {VIEW_NAMES} from '../source/ui/state/views.js';
-import type {ActionOutcome, ActionRequest, BuildDetail, ConsoleData, LogHandle} from '../source/ui/state/types.js';
+import type {ActionOutcome, ActionRequest, BuildDetail, LogHandle} from '../source/ui/state/types.js';
 
 const EVIL = 'job\x1b]0;pwned\x07\x1b[2J\x1b[31mred';
 let tdb: TestDatabase;
@@ -133,7 +133,7 @@ class EvilData extends FakeData {
     if (this.failing) throw new Error(`runner status: ${EVIL}`);
     return evil(await super.runnerStats());
   }
-  override async pageEvals(q: Parameters<ConsoleData['pageEvals']>[0]) {
+  override async pageEvals(q: Parameters<FakeData['pageEvals']>[0]) {
     if (this.failing) throw new Error(`evals: ${EVIL}\nsecond line ${EVIL}`);
     return super.pageEvals(q);
   }

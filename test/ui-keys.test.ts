@@ -9,14 +9,11 @@ import {FILTER_VIEWS, LIST_NAMES, TOP_VIEWS, VIEW_NAMES, VIEWS, WINDOW_NAMES} fr
 import {cursorOf, loadView} from '../source/ui/state/selection.js';
 import {VIEW_COMMANDS} from '../source/ui/state/input.js';
 import {newDetail} from '../source/ui/state/detail-tabs.js';
-import type {BuildListRow, Capabilities, ViewName} from '../source/ui/state/types.js';
+import type {Capabilities, ViewName} from '../source/ui/state/types.js';
+import {SAMPLE_ROWS, sampleBuild} from './support/ui-fake.js';
 
 const FULL: Capabilities = {readonly: null, admin: null, checks: null, user: 'alice'};
 const NONE: Capabilities = {readonly: 'read-only mode (--readonly)', admin: 'needs the admin role', checks: 'checks are off', user: 'bob'};
-
-function build(id: number): BuildListRow {
-  return {id, project: 'p', jobset: 'j', job: `job${id}`, system: 'x86_64-linux', drvpath: `/nix/store/x-${id}.drv`, finished: 0, buildstatus: null, iscachedbuild: null, priority: 100, globalpriority: 0, timestamp: 1, starttime: null, stoptime: null, busy: 0, machine: null};
-}
 
 function loadedWindow<T>(rows: T[]) {
   return {rows, offset: 0, selected: 1, top: 0, total: rows.length, atStart: true, atEnd: true, pending: null, loaded: true, error: null, gen: 1, want: null};
@@ -29,30 +26,20 @@ function loadedList<T>(rows: T[]) {
 /** A state in `view` with rows everywhere, a back stack and the given capabilities. */
 function populated(view: ViewName, caps: Capabilities = FULL): State {
   const s = initialState({size: {columns: 100, rows: 30}});
-  const machine = (name: string) => ({name, uri: `ssh://${name}`, state: 'idle' as const, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: null, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null});
-  const step = (b: number, n: number) => ({build: b, stepnr: n, machine: 'ssh://m1', project: 'p', jobset: 'j', job: 'x', drvpath: null, system: 'x86_64-linux', busy: 30, starttime: 1, phaseSince: null, timeout: null});
-  const jobset = (name: string) => ({project: 'p', name, enabled: 1, shares: 100, shareUsed: null, queued: 1, running: 0, oldest: null});
-  const check = (id: number) => ({id, build: id, drvPath: '/nix/store/c.drv', originalMachine: null, checkMachine: null, verdict: 'not-reproducible', differing: ['out'], diffLogPath: `/tmp/${id}.diff`, startedAt: null});
-  const audit = (id: number) => ({id, at: 'now', hydraUser: 'a', unixUser: 'a', action: 'restart', scope: '', targetCount: 1, resultCount: 1, outcome: 'ok', message: null});
-  const evalRow = (id: number) => ({id, project: 'p', jobset: 'j', timestamp: 1, evaltime: 1, hasnewbuilds: 1, error: null, builds: 3, new: 1, succeeded: 1, failed: 1, queued: 1});
   const detailStep = (n: number) => ({stepnr: n, drvpath: null, busy: 0, status: 0, machine: 'ssh://m1', starttime: 1, stoptime: 2, errormsg: null});
   return {
     ...s,
     view,
     back: ['overview'],
     caps,
-    builds: loadedWindow([build(3), build(2), build(1)]),
-    audit: loadedWindow([audit(2), audit(1)]),
-    checks: loadedWindow([check(2), check(1)]),
-    evals: loadedWindow([evalRow(3), evalRow(2), evalRow(1)]),
-    steps: loadedList([step(1, 1), step(2, 1)]),
-    machines: loadedList([machine('m1'), machine('m2')]),
-    jobsets: loadedList([jobset('a'), jobset('b')]),
-    overview: {systems: [], jobsets: [jobset('a'), jobset('b')], throughput: [], queueHistory: []},
+    // Every window and list view: the fake's sample rows (a view without them does not type-check there).
+    ...Object.fromEntries(WINDOW_NAMES.map((v) => [v, loadedWindow(SAMPLE_ROWS[v] as unknown[])])),
+    ...Object.fromEntries(LIST_NAMES.map((v) => [v, loadedList(SAMPLE_ROWS[v] as unknown[])])),
+    overview: {systems: [], jobsets: SAMPLE_ROWS.jobsets, throughput: [], queueHistory: []},
     overviewSelected: 1,
     detail: {
       ...newDetail(2),
-      data: {build: {...build(2), nixname: null, description: null, timeout: null, maxsilent: null, releasename: null}, steps: [detailStep(1), detailStep(2)], outputs: [], products: [], why: [], deps: [], depsNote: null, history: [], latest: null},
+      data: {build: {...sampleBuild(2), nixname: null, description: null, timeout: null, maxsilent: null, releasename: null}, steps: [detailStep(1), detailStep(2)], outputs: [], products: [], why: [], deps: [], depsNote: null, history: [], latest: null},
       selected: 1,
       loading: false,
     },

@@ -24,10 +24,37 @@ import type {
   OverviewData,
   RunnerStats,
   RunningStep,
+  ListName,
+  ListRows,
+  Read,
+  WindowName,
+  WindowRows,
 } from '../../source/ui/state/types.js';
+import type {CountQuery, WindowQuery} from '../../source/ui/state/view-spec.js';
 
 export const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 const NOW_S = Math.floor(NOW / 1000);
+
+/** A small queued build of project p, jobset j (the sample rows' builds). */
+export function sampleBuild(id: number): BuildListRow {
+  return {id, project: 'p', jobset: 'j', job: `job${id}`, system: 'x86_64-linux', drvpath: `/nix/store/x-${id}.drv`, finished: 0, buildstatus: null, iscachedbuild: null, priority: 100, globalpriority: 0, timestamp: 1, starttime: null, stoptime: null, busy: 0, machine: null};
+}
+
+const sampleMachine = (name: string): MachineRow => ({name, uri: `ssh://${name}`, state: 'idle', systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: null, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null});
+
+/**
+ * A few rows of every window and list view, for tests that need each view populated (test/ui-keys.test.ts). A
+ * mapped type over the views: a new window or list view does not type-check until it has sample rows here.
+ */
+export const SAMPLE_ROWS: {[V in WindowName]: WindowRows[V][]} & {[V in ListName]: ListRows[V][]} = {
+  builds: [sampleBuild(3), sampleBuild(2), sampleBuild(1)],
+  audit: [2, 1].map((id) => ({id, at: 'now', hydraUser: 'a', unixUser: 'a', action: 'restart', scope: '', targetCount: 1, resultCount: 1, outcome: 'ok', message: null})),
+  checks: [2, 1].map((id) => ({id, build: id, drvPath: '/nix/store/c.drv', originalMachine: null, checkMachine: null, verdict: 'not-reproducible', differing: ['out'], diffLogPath: `/tmp/${id}.diff`, startedAt: null})),
+  evals: [3, 2, 1].map((id) => ({id, project: 'p', jobset: 'j', timestamp: 1, evaltime: 1, hasnewbuilds: 1, error: null, builds: 3, new: 1, succeeded: 1, failed: 1, queued: 1})),
+  steps: [1, 2].map((b) => ({build: b, stepnr: 1, machine: 'ssh://m1', project: 'p', jobset: 'j', job: 'x', drvpath: null, system: 'x86_64-linux', busy: 30, starttime: 1, phaseSince: null, timeout: null})),
+  machines: [sampleMachine('m1'), sampleMachine('m2')],
+  jobsets: ['a', 'b'].map((name) => ({project: 'p', name, enabled: 1, shares: 100, shareUsed: null, queued: 1, running: 0, oldest: null})),
+};
 
 export function fakeBuild(id: number, over: Partial<BuildListRow> = {}): BuildListRow {
   const project = id % 3 === 0 ? 'beta' : 'alpha';
@@ -155,6 +182,16 @@ export const FAKE_RUNNER: RunnerStats = {
 
 export class FakeData implements ConsoleData {
   builds: BuildListRow[];
+  /**
+   * How the fake answers the views table's reads (ConsoleData.query; the reads are named `<view>.page` and
+   * `<view>.count`): a window view without its answers here does not type-check.
+   */
+  readonly answers: {[V in WindowName]: {page(q: WindowQuery): Promise<WindowRows[V][]>; count(q: CountQuery): Promise<number>}} = {
+    builds: {page: (q) => this.pageBuilds(q), count: (q) => this.countBuilds(q)},
+    audit: {page: () => this.pageAudit(), count: () => this.countAudit()},
+    checks: {page: () => this.pageChecks(), count: () => this.countChecks()},
+    evals: {page: (q) => this.pageEvals(q), count: (q) => this.countEvals(q.filter)},
+  };
   calls: string[] = [];
   acts: ActionRequest[] = [];
   subscribers = new Set<(w: ChangeKind) => void>();
@@ -170,6 +207,12 @@ export class FakeData implements ConsoleData {
 
   describe() {
     return 'fake database';
+  }
+  async query<A, T>(read: Read<A, T>, args: A): Promise<T> {
+    const [view, what] = read.name.split('.') as [WindowName, 'page' | 'count'];
+    const answer = this.answers[view]?.[what] as ((q: A) => Promise<unknown>) | undefined;
+    if (!answer) throw new Error(`the fake data source has no answer to ${read.name} (FakeData.answers in test/support/ui-fake.ts)`);
+    return (await answer(args)) as T;
   }
   async capabilities(): Promise<Capabilities> {
     return {readonly: null, admin: null, checks: 'reproducibility checks are not available yet', user: 'alice', ...this.o.caps};

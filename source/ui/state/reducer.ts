@@ -8,7 +8,7 @@ import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
 import {menuKey, pressKey} from './keys.js';
 import {helpKey} from './help.js';
-import {checkDiff, LIST_NAMES, WINDOW_NAMES} from './views.js';
+import {checkDiff, FILTER_VIEWS, LIST_NAMES, WINDOW_NAMES} from './views.js';
 import {go} from './navigation.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
@@ -34,7 +34,7 @@ export function initialState(o: InitOptions): State {
     mode: 'normal',
     input: '',
     inputError: null,
-    filters: {builds: null, steps: null, machines: null, evals: null, ...o.filters},
+    filters: {...(Object.fromEntries(FILTER_VIEWS.map((v) => [v, null])) as Record<FilterView, null>), ...o.filters},
     order: 'id-desc',
     reverse: false,
     overview: null,

@@ -9,7 +9,7 @@ import {buildDrv} from '../../db/queries/builds.js';
 import {busySteps, stepForLog} from '../../db/queries/steps.js';
 import {listJobsets} from '../../db/queries/jobsets.js';
 import {finishedPerMinute, queueSummary, queuedAndBusySteps} from '../../db/queries/queue.js';
-import {countAuditLog, countBuildWindow, lastReproCheck, type CheckWindowRow, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
+import {lastReproCheck} from '../../db/queries/windows.js';
 import {drvLogBucketPath, findDrvLog} from '../../nix/store.js';
 import type {MachineSpec} from '../../fleet/machines-file.js';
 import type {Actor} from '../../actions/actor.js';
@@ -24,21 +24,17 @@ import {machineState, type RunnerSnapshot, type RunnerSource} from './runner-sou
 import type {
   ActionOutcome,
   ActionRequest,
-  Anchor,
-  AuditEntry,
   BuildDetail,
-  BuildListRow,
-  BuildOrder,
   Capabilities,
   ChangeKind,
   CheckEntry,
   ConsoleData,
-  EvalEntry,
   HeaderData,
   JobsetShare,
   LogHandle,
   MachineRow,
   OverviewData,
+  Read,
   RunnerMode,
   RunnerStats,
   RunningStep,
@@ -196,14 +192,10 @@ export class SqlConsoleData implements ConsoleData {
     });
   }
 
-  // ---------------------------------------------------------------- builds
+  // ---------------------------------------------------------------- the views' own reads
 
-  pageBuilds(req: {filter: string | null; order: BuildOrder; reverse?: boolean; anchor: Anchor; limit: number}): Promise<BuildListRow[]> {
-    return pageBuilds(this.pool, req);
-  }
-
-  countBuilds(req: {filter: string | null; order: BuildOrder}): Promise<number> {
-    return countBuildWindow(this.pool, req.filter, req.order);
+  query<A, T>(read: Read<A, T>, args: A): Promise<T> {
+    return read.run(this.pool, args);
   }
 
   // ---------------------------------------------------------------- steps and machines
@@ -270,50 +262,10 @@ export class SqlConsoleData implements ConsoleData {
     return readBuildDetail({pool: this.pool, runner: this.o.runner, mode: this.o.mode, modeNote: this.o.modeNote, snapshot: () => this.snapshot()}, id);
   }
 
-  // ---------------------------------------------------------------- audit and checks
+  // ---------------------------------------------------------------- the last check of a build, runner internals
 
-  async pageAudit(anchor: Anchor, limit: number): Promise<AuditEntry[]> {
-    const rows = await pageAuditLog(this.pool, anchor, limit);
-    return rows.map((r) => ({
-      id: r.id,
-      at: r.at,
-      hydraUser: r.hydra_user ?? '',
-      unixUser: r.unix_user ?? '',
-      action: r.action,
-      scope: r.scope ?? '',
-      targetCount: r.target_count ?? 0,
-      resultCount: r.result_count,
-      outcome: r.outcome,
-      message: r.message,
-    }));
-  }
-
-  countAudit(): Promise<number> {
-    return countAuditLog(this.pool);
-  }
-
-  async pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]> {
-    const rows = await pageReproChecks(this.pool, anchor, limit);
-    return rows.map(checkEntry);
-  }
-
-  async lastCheck(build: number): Promise<CheckEntry | null> {
-    const row = await lastReproCheck(this.pool, build);
-    return row ? checkEntry(row) : null;
-  }
-
-  countChecks(): Promise<number> {
-    return countReproChecks(this.pool);
-  }
-
-  // ---------------------------------------------------------------- evals and runner internals
-
-  pageEvals(req: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]> {
-    return pageEvals(this.pool, req);
-  }
-
-  countEvals(filter: string | null): Promise<number> {
-    return countEvals(this.pool, filter);
+  lastCheck(build: number): Promise<CheckEntry | null> {
+    return lastReproCheck(this.pool, build);
   }
 
   async runnerStats(): Promise<RunnerStats | null> {
@@ -365,21 +317,4 @@ export class SqlConsoleData implements ConsoleData {
   close(): Promise<void> {
     return this.live.close();
   }
-}
-
-/** A row of hydra_ops.repro_checks as the Checks view shows it (differing outputs from the outputs jsonb). */
-function checkEntry(r: CheckWindowRow): CheckEntry {
-  return {
-    id: r.id,
-    build: r.build,
-    drvPath: r.drv_path,
-    originalMachine: r.original_machine,
-    checkMachine: r.check_machine,
-    verdict: r.verdict,
-    differing: (Array.isArray(r.outputs) ? r.outputs : [])
-      .filter((o: {expected?: string; got?: string}) => o && o.expected !== undefined && o.got !== undefined && o.expected !== o.got)
-      .map((o: {name?: string}) => String(o.name ?? '?')),
-    diffLogPath: r.diff_log_path,
-    startedAt: r.started_at,
-  };
 }

@@ -25,7 +25,8 @@ export type FilterView = 'builds' | 'steps' | 'machines' | 'evals';
 
 export type {BuildSortColumn as BuildOrder} from '../../db/queries/windows.js';
 export type {Anchor} from '../../db/queries/windows.js';
-import {buildSortKey, type Anchor, type BuildSortColumn as BuildOrder, type BuildWindowRow, type EvalWindowRow} from '../../db/queries/windows.js';
+import {buildSortKey, type Anchor, type AuditWindowRow, type BuildSortColumn as BuildOrder, type BuildWindowRow, type CheckWindowRow, type EvalWindowRow} from '../../db/queries/windows.js';
+import type {Queryable} from '../../db/queryable.js';
 import type {BusyStepRow} from '../../db/queries/steps.js';
 import type {JobHistoryRow} from '../../db/queries/job-history.js';
 
@@ -208,30 +209,11 @@ export interface RunnerStepView {
   toplevel: boolean;
 }
 
-export interface AuditEntry {
-  id: number;
-  at: string;
-  hydraUser: string;
-  unixUser: string;
-  action: string;
-  scope: string;
-  targetCount: number;
-  resultCount: number | null;
-  outcome: string;
-  message: string | null;
-}
+/** A row of the Audit view (db/queries/windows.ts). */
+export type AuditEntry = AuditWindowRow;
 
-export interface CheckEntry {
-  id: number;
-  build: number | null;
-  drvPath: string;
-  originalMachine: string | null;
-  checkMachine: string | null;
-  verdict: string;
-  differing: string[];
-  diffLogPath: string | null;
-  startedAt: string | null;
-}
+/** A row of the Checks view, and a build's last check (`d`) (db/queries/windows.ts). */
+export type CheckEntry = CheckWindowRow;
 
 export type ActionKind = 'restart' | 'cancel' | 'bump' | 'drain' | 'enable' | 'check' | 'ping' | 'restart-failed' | 'cancel-eval';
 
@@ -296,6 +278,12 @@ export interface LogHandle {
   close(): Promise<void>;
 }
 
+/** A read of the database, by name (so that a test source can answer it) and its SQL. */
+export interface Read<A, T> {
+  name: string;
+  run(db: Queryable, args: A): Promise<T>;
+}
+
 export type ChangeKind = 'queue' | 'steps' | 'runner' | 'audit' | 'checks' | 'all';
 
 export interface ConsoleData {
@@ -304,25 +292,18 @@ export interface ConsoleData {
   capabilities(): Promise<Capabilities>;
   header(): Promise<HeaderData>;
   overview(): Promise<OverviewData>;
-  /** Builds in display order; throws FilterError for a bad filter. */
-  /** `reverse`: the sort order reversed (`S`). */
-  pageBuilds(q: {filter: string | null; order: BuildOrder; reverse?: boolean; anchor: Anchor; limit: number}): Promise<BuildListRow[]>;
-  /** Builds the view lists in this order with this filter: also the exact count of a mark-all (`a`). */
-  countBuilds(q: {filter: string | null; order: BuildOrder}): Promise<number>;
+  /**
+   * Runs one of the database reads the views table names (a window's page or count, a list's rows): its SQL is in
+   * db/queries/; a test source answers it by name.
+   */
+  query<A, T>(read: Read<A, T>, args: A): Promise<T>;
   /** Busy steps, by machine, oldest first (a bounded set: at most the farm's job slots). */
   runningSteps(filter: string | null): Promise<RunningStep[]>;
   machines(filter: string | null): Promise<MachineRow[]>;
   jobsets(): Promise<JobsetShare[]>;
   buildDetail(id: number): Promise<BuildDetail | null>;
-  pageAudit(anchor: Anchor, limit: number): Promise<AuditEntry[]>;
-  countAudit(): Promise<number>;
-  pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]>;
-  countChecks(): Promise<number>;
   /** The latest reproducibility check of a build (`d`), or null when it has none. */
   lastCheck(build: number): Promise<CheckEntry | null>;
-  /** Evaluations newest first; throws FilterError for a bad filter. */
-  pageEvals(q: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]>;
-  countEvals(filter: string | null): Promise<number>;
   /** The runner's internals for the Runner view (null: no runner data). */
   runnerStats(): Promise<RunnerStats | null>;
   /** The log of a build's step (the running or last step when stepnr is omitted). */

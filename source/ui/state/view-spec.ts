@@ -2,7 +2,9 @@
 // (keyset-paged from SQL), a list (bounded, loaded whole) or a screen of its own; its entry says how it loads,
 // how its selection moves, what is selected, what `enter`, `y` and `o` do there and what the crumb adds.
 import type {Result, State} from './model.js';
-import type {Anchor, ChangeKind, ConsoleData, FilterView, ListName, ListRows, ViewName, WindowName, WindowRows} from './types.js';
+import type React from 'react';
+import type {ViewProps} from '../views/common.js';
+import type {Anchor, BuildOrder, ChangeKind, ConsoleData, FilterView, ListName, ListRows, Read, ViewName, WindowName, WindowRows} from './types.js';
 
 /** The build (and step) a view has selected: what actions act on and `l` opens. */
 export interface Selection {
@@ -39,6 +41,8 @@ export interface Copy {
 
 export interface SpecBase<V extends ViewName> {
   title: string;
+  /** Draws the view (source/ui/views/); app.tsx shows the current view's. */
+  component: (p: ViewProps) => React.ReactElement;
   /** Number key of a top-level view (their tab order too); null for sub-views. */
   key: string | null;
   /** `:` names, the canonical one first. */
@@ -75,10 +79,21 @@ export interface CrumbText {
   sep: string;
 }
 
-/** A keyset-paged window: where pages and the count come from and how a row is keyed. */
+/** What a window's reads are given: the view's filter, the sort (the Builds view's; others ignore it), where to start, how many. */
+export interface WindowQuery {
+  filter: string | null;
+  order: BuildOrder;
+  reverse: boolean;
+  anchor: Anchor;
+  limit: number;
+}
+
+export type CountQuery = Pick<WindowQuery, 'filter' | 'order'>;
+
+/** A keyset-paged window: the reads of a page and of the count (ConsoleData.query runs them) and how a row is keyed. */
 export interface WindowSource<V extends WindowName> {
-  page(d: ConsoleData, s: State, anchor: Anchor, limit: number): Promise<WindowRows[V][]>;
-  count(d: ConsoleData, s: State): Promise<number>;
+  page: Read<WindowQuery, WindowRows[V][]>;
+  count: Read<CountQuery, number>;
   /** What the count depends on: a cached count is reused while this stays the same. */
   countKey(s: State): string;
   key(row: WindowRows[V], s: State): number[];

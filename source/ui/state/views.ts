@@ -3,7 +3,18 @@
 // opens, which live changes refresh it and what the crumb line adds. VIEWS is a mapped type over
 // ViewName, so a view without an entry, or an entry of the wrong kind, does not type-check.
 // Adding a view: docs/architecture.md ("Adding a console view").
-import {BUILD_SORTS} from '../../db/queries/windows.js';
+import {BUILD_SORTS, countAuditLog, countBuildWindow, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
+import {OverviewView} from '../views/OverviewView.js';
+import {BuildsView} from '../views/BuildsView.js';
+import {StepsView} from '../views/StepsView.js';
+import {MachinesView} from '../views/MachinesView.js';
+import {JobsetsView} from '../views/JobsetsView.js';
+import {ChecksView} from '../views/ChecksView.js';
+import {AuditView} from '../views/AuditView.js';
+import {EvalsView} from '../views/EvalsView.js';
+import {RunnerView} from '../views/RunnerView.js';
+import {DetailView} from '../views/DetailView.js';
+import {LogView} from '../views/LogView.js';
 import {bodyLines, tableRows} from './layout.js';
 import {DETAIL_TABS, detailCursor, loadDetail} from './detail-tabs.js';
 import type {State} from './model.js';
@@ -16,6 +27,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   overview: {
     kind: 'screen',
     title: 'Overview',
+    component: OverviewView,
     key: '1',
     commands: ['overview', 'o'],
     filter: false,
@@ -35,6 +47,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   builds: {
     kind: 'window',
     title: 'Builds',
+    component: BuildsView,
     key: '2',
     commands: ['builds', 'b'],
     filter: true,
@@ -46,8 +59,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     },
     web: (s) => buildPage(VIEWS.builds.selected!(s)),
     source: {
-      page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, reverse: s.reverse, anchor, limit}),
-      count: (d, s) => d.countBuilds({filter: s.filters.builds, order: s.order}),
+      page: {name: 'builds.page', run: pageBuilds},
+      count: {name: 'builds.count', run: (db, q) => countBuildWindow(db, q.filter, q.order)},
       countKey: (s) => `${s.order}\0${s.filters.builds ?? ''}`,
       key: (row, s) => buildKey(row, s.order),
     },
@@ -70,6 +83,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   steps: {
     kind: 'list',
     title: 'Running steps',
+    component: StepsView,
     key: '3',
     commands: ['steps', 'running'],
     filter: true,
@@ -90,6 +104,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   machines: {
     kind: 'list',
     title: 'Machines',
+    component: MachinesView,
     key: '4',
     commands: ['machines', 'm'],
     filter: true,
@@ -109,6 +124,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   jobsets: {
     kind: 'list',
     title: 'Jobsets',
+    component: JobsetsView,
     key: '5',
     commands: ['jobsets', 'js'],
     filter: false,
@@ -130,6 +146,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   checks: {
     kind: 'window',
     title: 'Checks',
+    component: ChecksView,
     key: '6',
     commands: ['checks'],
     filter: false,
@@ -140,8 +157,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     },
     web: (s) => buildPage(VIEWS.checks.selected!(s)),
     source: {
-      page: (d, _s, anchor, limit) => d.pageChecks(anchor, limit),
-      count: (d) => d.countChecks(),
+      page: {name: 'checks.page', run: (db, q) => pageReproChecks(db, q.anchor, q.limit)},
+      count: {name: 'checks.count', run: (db) => countReproChecks(db)},
       countKey: () => '',
       key: idKey,
     },
@@ -162,6 +179,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   audit: {
     kind: 'window',
     title: 'Audit',
+    component: AuditView,
     key: '7',
     commands: ['audit'],
     filter: false,
@@ -169,8 +187,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
     copy: null,
     web: null,
     source: {
-      page: (d, _s, anchor, limit) => d.pageAudit(anchor, limit),
-      count: (d) => d.countAudit(),
+      page: {name: 'audit.page', run: (db, q) => pageAuditLog(db, q.anchor, q.limit)},
+      count: {name: 'audit.count', run: (db) => countAuditLog(db)},
       countKey: () => '',
       key: idKey,
     },
@@ -179,6 +197,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   evals: {
     kind: 'window',
     title: 'Evals',
+    component: EvalsView,
     key: '8',
     commands: ['evals', 'ev'],
     filter: true,
@@ -192,8 +211,8 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
       return e ? `/eval/${e.id}` : null;
     },
     source: {
-      page: (d, s, anchor, limit) => d.pageEvals({filter: s.filters.evals, anchor, limit}),
-      count: (d, s) => d.countEvals(s.filters.evals),
+      page: {name: 'evals.page', run: (db, q) => pageEvals(db, {filter: q.filter, anchor: q.anchor, limit: q.limit})},
+      count: {name: 'evals.count', run: (db, q) => countEvals(db, q.filter)},
       countKey: (s) => s.filters.evals ?? '',
       key: idKey,
     },
@@ -210,6 +229,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   runner: {
     kind: 'screen',
     title: 'Runner',
+    component: RunnerView,
     key: null,
     commands: ['runner', 'scheduler'],
     filter: false,
@@ -221,6 +241,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   detail: {
     kind: 'screen',
     title: 'Build',
+    component: DetailView,
     key: null,
     commands: [],
     filter: false,
@@ -260,6 +281,7 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   log: {
     kind: 'screen',
     title: 'Log',
+    component: LogView,
     key: null,
     commands: [],
     filter: false,
