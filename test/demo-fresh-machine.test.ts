@@ -155,6 +155,16 @@ test('a plain user whose store belongs to root, with no nix-daemon: the demo set
     }
     assert.match(screen, /localhost/);
     assert.doesNotMatch(screen, /could not set permissions/);
+    // Below the table, localhost (the only machine, selected) in full: the problem and every command that fixes it.
+    const fixesDeadline = Date.now() + 20_000;
+    while (Date.now() < fixesDeadline && !/fix: or run hydra-ops as the owner of the store/.test(screen)) {
+      await new Promise((r) => setTimeout(r, 200));
+      screen = execFileSync('tmux', ['capture-pane', '-p', '-t', session], {encoding: 'utf8'});
+    }
+    assert.match(screen, /last error: user nobody cannot write the Nix store/, `screen:\n${screen}`);
+    assert.match(screen, /fix: as root: apt-get install nix-setup-systemd \(starts nix-daemon; builds then go through it\)/, `screen:\n${screen}`);
+    assert.match(screen, /fix: as root: add "trusted-users = root nobody" to \/etc\/nix\/nix\.conf and restart nix-daemon/, `screen:\n${screen}`);
+    assert.match(screen, /fix: or run hydra-ops as the owner of the store \(root\), or point it at remote builders with a machines file/, `screen:\n${screen}`);
   } finally {
     try {
       execFileSync('tmux', ['send-keys', '-t', session, 'q']);

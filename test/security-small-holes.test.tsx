@@ -14,8 +14,13 @@ import {insertBuild, insertBuildStep, insertJobset, storePath} from './support/f
 import {initSchema} from '../source/db/schema.js';
 import {decodeBuiltOutputs} from '../source/nix/serve-client.js';
 import {initBinaryCache, withCacheLock} from '../source/nix/binary-cache.js';
+import {readdirSync, readFileSync} from 'node:fs';
 import {Table} from '../source/ui/components/Table.js';
 import {themeFromEnv} from '../source/ui/theme.js';
+import {FakeData, FakeLog} from './support/ui-fake.js';
+import {KEYS, renderConsole} from './support/ui-render.js';
+import {VIEW_NAMES} from '../source/ui/state/views.js';
+import type {ActionOutcome, ActionRequest, BuildDetail, LogHandle} from '../source/ui/state/types.js';
 
 const EVIL = 'job\x1b]0;pwned\x07\x1b[2J\x1b[31mred';
 let tdb: TestDatabase;
@@ -74,6 +79,156 @@ test('escape sequences in console table cells (were written into the frame) are 
   r.unmount();
   assert.ok(!frame.includes('\x1b]0;') && !frame.includes('\x07') && !frame.includes('\x1b[2J'), JSON.stringify(frame));
   assert.ok(frame.includes('job\\x1b]0;pwned\\x07\\x1b[2J'), frame);
+});
+
+/** Every string in `v` with EVIL appended (names, messages, machines, errors): what a hostile database could hold. */
+function evil<T>(v: T): T {
+  if (typeof v === 'string') return (v + EVIL) as T;
+  if (Array.isArray(v)) return v.map(evil) as T;
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [k, evil(x)])) as T;
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, evil(x)])) as T;
+  return v;
+}
+
+/** The fake console data with EVIL in every string it returns, in its log and in its errors. */
+class EvilData extends FakeData {
+  failing = false;
+  constructor() {
+    super({builds: 40, logLines: 30});
+    this.builds = this.builds.map((b) => evil({...b, drvpath: b.drvpath}));
+    this.evals = this.evals.map(evil);
+    this.log = new FakeLog(`/data/build-logs/${EVIL}`, 1, Array.from({length: 30}, (_, i) => `line ${i} ${EVIL}`));
+    this.audit = [evil({id: 1, at: '2026-01-15T11:59:00Z', hydraUser: 'alice', unixUser: 'root', action: 'cancel', scope: 'build 4', targetCount: 1, resultCount: 1, outcome: 'ok', message: 'done'})];
+  }
+  override describe() {
+    return evil('fake database');
+  }
+  override async header() {
+    return evil(await super.header());
+  }
+  override async overview() {
+    return evil(await super.overview());
+  }
+  override async runningSteps(f: string | null) {
+    return evil(await super.runningSteps(f));
+  }
+  override async machines() {
+    return evil(await super.machines());
+  }
+  override async jobsets() {
+    return evil(await super.jobsets());
+  }
+  override async pageChecks() {
+    return evil([{id: 1, build: 4, drvPath: '/nix/store/c.drv', originalMachine: 'ssh://a', checkMachine: 'ssh://b', verdict: 'not-reproducible', differing: ['out'], diffLogPath: '/tmp/d', startedAt: '2026-01-15T11:00:00Z'}]);
+  }
+  override async countChecks() {
+    return 1;
+  }
+  override async buildDetail(id: number): Promise<BuildDetail | null> {
+    if (this.failing) throw new Error(`cannot read build ${id}: ${EVIL}`);
+    const d = await super.buildDetail(id);
+    return d && evil({...d, products: [{productnr: 1, type: 'file', subtype: 'binary-dist', name: 'hello.tar', path: '/nix/store/p/hello.tar', filesize: 1}]});
+  }
+  override async runnerStats() {
+    if (this.failing) throw new Error(`runner status: ${EVIL}`);
+    return evil(await super.runnerStats());
+  }
+  override async pageEvals(q: Parameters<FakeData['pageEvals']>[0]) {
+    if (this.failing) throw new Error(`evals: ${EVIL}\nsecond line ${EVIL}`);
+    return super.pageEvals(q);
+  }
+  override async openLog(build: number, stepnr?: number): Promise<LogHandle> {
+    if (this.failing) throw new Error(`no log for ${EVIL}`);
+    return super.openLog(build, stepnr);
+  }
+  override async act(req: ActionRequest): Promise<ActionOutcome> {
+    const o = await super.act(req);
+    return {...o, message: o.message + EVIL, scope: evil(o.scope ?? '')};
+  }
+}
+
+/** The frame has no raw escape sequence or bell (Ink's own colour codes are stripped first), and shows EVIL escaped. */
+function assertClean(frame: string, where: string, shown = true): void {
+  assert.ok(!frame.includes('\x1b') && !frame.includes('\x07'), `${where}: raw control characters reached the frame: ${JSON.stringify(frame)}`);
+  if (shown) assert.ok(frame.includes('\\x1b]0;pwned\\x07'), `${where}: the hostile text, escaped, is on the screen:\n${frame}`);
+}
+
+test('escape sequences in names, messages, errors and machine names (were written raw by titles, summaries, footers, dialogs and errors) are shown escaped in every console view', {timeout: 60_000}, async () => {
+  const data = new EvilData();
+  const visited = new Set<string>();
+  const r = await renderConsole(data, {columns: 200, rows: 40});
+  const at = async (what: string, ready: (f: string) => boolean, shown = true) => {
+    const f = await r.waitFor(ready, what);
+    assertClean(f, what, shown);
+    visited.add(r.controller.getState().view);
+  };
+  await at('overview', (f) => f.includes('aarch64-linux') && f.includes('beta'));
+  await r.press('2');
+  await at('builds', (f) => f.includes('pkg40'));
+  await r.press(KEYS.enter);
+  await at('detail summary', (f) => f.includes('[Summary]') && f.includes('product 1'));
+  for (const tab of ['Steps', 'Log', 'Deps', 'History']) {
+    await r.press(']');
+    await at(`detail ${tab}`, (f) => f.includes(`[${tab}]`) && !f.includes('reading the log'), tab !== 'Steps');
+  }
+  await r.press('l');
+  await at('log', (f) => f.includes('line 29'));
+  await r.press(KEYS.esc, KEYS.esc);
+  await r.press(KEYS.ctrlD);
+  await at('cancel dialog', (f) => f.includes('Cancel 1 build'));
+  await r.press('y');
+  await at('footer message of an action', (f) => f.includes('cancel 1 of 1'));
+  await r.press('x');
+  await at('action menu', (f) => f.includes('Actions — enter runs'), false);
+  await r.press(KEYS.esc, '?');
+  await at('help', (f) => f.includes('Commands'), false);
+  await r.press('q');
+  for (const key of ['3', '4', '5', '6', '7', '8']) {
+    await r.press(key);
+    await r.waitFor(() => r.controller.getState().view !== 'builds', key);
+    await at(`view ${key}`, (f) => f.includes('pwned'));
+  }
+  await r.press('4', 'i');
+  await at('ping message', (f) => f.includes('ping 0 of 0'));
+  await r.press(':');
+  await r.type('runner');
+  await r.press(KEYS.enter);
+  await at('runner', (f) => f.includes('dispatch rounds'));
+  // Errors: of a list (ErrorLines), the Runner view, the build detail and the log.
+  data.failing = true;
+  await r.press('8');
+  await at('evals error', (f) => f.includes('second line'));
+  await r.press(':');
+  await r.type('runner');
+  await r.press(KEYS.enter);
+  await at('runner error', (f) => f.includes('runner: runner status'));
+  await r.press(':');
+  await r.type('build 4');
+  await r.press(KEYS.enter);
+  await at('detail error', (f) => f.includes('cannot read build 4'));
+  await r.press(':');
+  await r.type('log 4');
+  await r.press(KEYS.enter);
+  await at('log error', (f) => f.includes('no log for'));
+  await r.unmount();
+  assert.deepEqual([...visited].sort(), [...VIEW_NAMES].sort(), 'every view was visited');
+});
+
+test('the console puts text on the screen only through its escaping Text (no component imports Ink\'s Text)', () => {
+  const root = new URL('../source/ui/', import.meta.url).pathname;
+  const files = (dir: string): string[] => readdirSync(dir, {withFileTypes: true}).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [join(dir, e.name)]));
+  const offenders = files(root).filter((f) => /\.tsx?$/.test(f) && !f.endsWith('components/Text.tsx') && /import \{[^}]*\bText\b[^}]*\} from 'ink'/.test(readFileSync(f, 'utf8')));
+  assert.deepEqual(offenders, []);
+});
+
+test('a CLI error quoting a name from the database (was written raw to stderr) is escaped', {timeout: 60_000}, async () => {
+  const js = await insertJobset(pool);
+  const id = await insertBuild(pool, {jobsetId: js.id, job: EVIL, finished: 1, buildStatus: 0, outputs: {out: storePath('evil-log')}});
+  const r = await runCli(['log', String(id)], env);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /^hydra-ops: /);
+  assert.ok(!r.stderr.includes('\x1b') && !r.stderr.includes('\x07'), JSON.stringify(r.stderr));
+  assert.ok(r.stderr.includes('\\x1b]0;pwned\\x07'), r.stderr);
 });
 
 test('an output path reported by a builder that is not a store path (was rooted, hashed and recorded) is refused', () => {

@@ -10,7 +10,7 @@ import {toKeys} from '../source/ui/state/keymap.js';
 import {themeFromEnv, statusStyle} from '../source/ui/theme.js';
 import {sparkline} from '../source/ui/components/Sparkline.js';
 import {fitColumns} from '../source/ui/components/Table.js';
-import {pingSummary} from '../source/ui/state/sql-data.js';
+import {pingSummary} from '../source/ui/state/sql-actions.js';
 
 /** The line of the selected row (it starts with ">"). */
 function selectedLine(frame: string): string {

@@ -10,7 +10,8 @@ import {insertBuild, insertBuildStep, insertJobset, storePath} from './support/f
 import {initSchema} from '../source/db/schema.js';
 import {makeActor} from '../source/actions/actor.js';
 import {HISTORY_LIMIT, historySql, jobHistory, latestSuccessful} from '../source/db/queries/job-history.js';
-import {SqlConsoleData, mergeDeps} from '../source/ui/state/sql-data.js';
+import {SqlConsoleData} from '../source/ui/state/sql-data.js';
+import {mergeDeps} from '../source/ui/state/detail-data.js';
 
 let db: TestDatabase;
 let pool: pg.Pool;

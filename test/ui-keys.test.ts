@@ -9,14 +9,11 @@ import {FILTER_VIEWS, LIST_NAMES, TOP_VIEWS, VIEW_NAMES, VIEWS, WINDOW_NAMES} fr
 import {cursorOf, loadView} from '../source/ui/state/selection.js';
 import {VIEW_COMMANDS} from '../source/ui/state/input.js';
 import {newDetail} from '../source/ui/state/detail-tabs.js';
-import type {BuildListRow, Capabilities, ViewName} from '../source/ui/state/types.js';
+import type {Capabilities, ViewName} from '../source/ui/state/types.js';
+import {SAMPLE_ROWS, sampleBuild} from './support/ui-fake.js';
 
 const FULL: Capabilities = {readonly: null, admin: null, checks: null, user: 'alice'};
 const NONE: Capabilities = {readonly: 'read-only mode (--readonly)', admin: 'needs the admin role', checks: 'checks are off', user: 'bob'};
-
-function build(id: number): BuildListRow {
-  return {id, project: 'p', jobset: 'j', job: `job${id}`, system: 'x86_64-linux', drvpath: `/nix/store/x-${id}.drv`, finished: 0, buildstatus: null, iscachedbuild: null, priority: 100, globalpriority: 0, timestamp: 1, starttime: null, stoptime: null, busy: 0, machine: null};
-}
 
 function loadedWindow<T>(rows: T[]) {
   return {rows, offset: 0, selected: 1, top: 0, total: rows.length, atStart: true, atEnd: true, pending: null, loaded: true, error: null, gen: 1, want: null};
@@ -29,34 +26,24 @@ function loadedList<T>(rows: T[]) {
 /** A state in `view` with rows everywhere, a back stack and the given capabilities. */
 function populated(view: ViewName, caps: Capabilities = FULL): State {
   const s = initialState({size: {columns: 100, rows: 30}});
-  const machine = (name: string) => ({name, uri: `ssh://${name}`, state: 'idle' as const, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: null, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null});
-  const step = (b: number, n: number) => ({build: b, stepnr: n, machine: 'ssh://m1', project: 'p', jobset: 'j', job: 'x', drvpath: null, system: 'x86_64-linux', busy: 30, starttime: 1, phaseSince: null, timeout: null});
-  const jobset = (name: string) => ({project: 'p', name, enabled: 1, shares: 100, shareUsed: null, queued: 1, running: 0, oldest: null});
-  const check = (id: number) => ({id, build: id, drvPath: '/nix/store/c.drv', originalMachine: null, checkMachine: null, verdict: 'not-reproducible', differing: ['out'], diffLogPath: `/tmp/${id}.diff`, startedAt: null});
-  const audit = (id: number) => ({id, at: 'now', hydraUser: 'a', unixUser: 'a', action: 'restart', scope: '', targetCount: 1, resultCount: 1, outcome: 'ok', message: null});
-  const evalRow = (id: number) => ({id, project: 'p', jobset: 'j', timestamp: 1, evaltime: 1, hasnewbuilds: 1, error: null, builds: 3, new: 1, succeeded: 1, failed: 1, queued: 1});
   const detailStep = (n: number) => ({stepnr: n, drvpath: null, busy: 0, status: 0, machine: 'ssh://m1', starttime: 1, stoptime: 2, errormsg: null});
   return {
     ...s,
     view,
     back: ['overview'],
     caps,
-    builds: loadedWindow([build(3), build(2), build(1)]),
-    audit: loadedWindow([audit(2), audit(1)]),
-    checks: loadedWindow([check(2), check(1)]),
-    evals: loadedWindow([evalRow(3), evalRow(2), evalRow(1)]),
-    steps: loadedList([step(1, 1), step(2, 1)]),
-    machines: loadedList([machine('m1'), machine('m2')]),
-    jobsets: loadedList([jobset('a'), jobset('b')]),
-    overview: {systems: [], jobsets: [jobset('a'), jobset('b')], throughput: [], queueHistory: []},
+    // Every window and list view: the fake's sample rows (a view without them does not type-check there).
+    ...Object.fromEntries(WINDOW_NAMES.map((v) => [v, loadedWindow(SAMPLE_ROWS[v] as unknown[])])),
+    ...Object.fromEntries(LIST_NAMES.map((v) => [v, loadedList(SAMPLE_ROWS[v] as unknown[])])),
+    overview: {systems: [], jobsets: SAMPLE_ROWS.jobsets, throughput: [], queueHistory: []},
     overviewSelected: 1,
     detail: {
       ...newDetail(2),
-      data: {build: {...build(2), nixname: null, description: null, timeout: null, maxsilent: null, releasename: null}, steps: [detailStep(1), detailStep(2)], outputs: [], products: [], why: [], deps: [], depsNote: null, history: [], latest: null},
+      data: {build: {...sampleBuild(2), nixname: null, description: null, timeout: null, maxsilent: null, releasename: null}, steps: [detailStep(1), detailStep(2)], outputs: [], products: [], why: [], deps: [], depsNote: null, history: [], latest: null},
       selected: 1,
       loading: false,
     },
-    log: {build: 2, stepnr: 1, path: '/tmp/log', total: 500, top: 100, lines: [], follow: false, wrap: false, search: 'x', match: 120, error: null, loading: false},
+    log: {build: 2, stepnr: 1, path: '/tmp/log', total: 500, top: 100, lines: [], times: [], openedAt: 1, timestamps: false, follow: false, wrap: false, search: 'x', match: 120, error: null, loading: false},
   };
 }
 
@@ -282,4 +269,60 @@ test('y copies the drv path (the build or eval id where there is none); o asks f
   assert.deepEqual(reduce(populated('jobsets'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/jobset/p/b'}]);
   assert.deepEqual(reduce(populated('machines'), {type: 'key', key: 'o'}).effects, [{type: 'open', path: '/machines'}]);
   assert.deepEqual(reduce(populated('audit'), {type: 'key', key: 'y'}).state.message, {text: 'copy: nothing to copy here (select a build, step or eval)', error: false});
+});
+
+test('`:` commands come from the views table: every view with a `:` name is in the list, the help and the unknown-command message, and each one runs', async () => {
+  const {COMMAND_LIST, commandHelp} = await import('../source/ui/state/input.js');
+  const {HelpOverlay} = await import('../source/ui/components/HelpOverlay.js');
+  const {render} = await import('ink-testing-library');
+  const React = await import('react');
+  const withNames = VIEW_NAMES.filter((v) => VIEWS[v].commands.length > 0);
+  assert.ok(withNames.includes('runner'));
+  const help = commandHelp();
+  for (const v of withNames) {
+    assert.ok(COMMAND_LIST.includes(`:${VIEWS[v].commands[0]}`), `${v} missing from ${COMMAND_LIST.join(' ')}`);
+    assert.ok(help.some((h) => h.keys.split(' ').includes(`:${VIEWS[v].commands[0]}`) && h.what.includes(VIEWS[v].title)), `${v} missing from the help`);
+  }
+  // The `:` key's own help line is derived from the same list.
+  assert.ok(KEYS.find((k) => k.keys.includes(':'))!.help.includes(COMMAND_LIST[0]!));
+  // Every listed command runs (no "unknown command"); the unknown one lists them all, :runner among them.
+  for (const c of COMMAND_LIST) {
+    const typed = [...c.slice(1)].reduce((st, ch) => reduce(st, {type: 'key', key: ch === ' ' ? 'space' : ch}).state, reduce(populated('overview'), {type: 'key', key: ':'}).state);
+    const r = reduce(typed, {type: 'key', key: 'enter'});
+    assert.ok(!r.state.message?.error, `${c}: ${r.state.message?.text}`);
+  }
+  const typed = [...'nonsense'].reduce((st, ch) => reduce(st, {type: 'key', key: ch}).state, reduce(populated('overview'), {type: 'key', key: ':'}).state);
+  const unknown = reduce(typed, {type: 'key', key: 'enter'}).state.message!;
+  assert.equal(unknown.text, `unknown command :nonsense (try ${COMMAND_LIST.join(' ')})`);
+  assert.match(unknown.text, /:runner/);
+  // The help overlay shows the Commands section (on a screen tall enough for all of it).
+  const r = render(React.createElement(HelpOverlay, {width: 200, height: 80, database: 'test', view: 'overview'}));
+  const frame = r.lastFrame() ?? '';
+  r.unmount();
+  assert.match(frame, /Commands/);
+  for (const h of help) assert.ok(frame.includes(h.keys), `help overlay lacks ${h.keys}`);
+});
+
+test('y and o act where the views table gives them a copy / web entry, and nowhere else; no view falls back to another view\'s rows', () => {
+  for (const view of VIEW_NAMES) {
+    const s = populated(view);
+    const y = reduce(s, {type: 'key', key: 'y'});
+    const o = reduce(s, {type: 'key', key: 'o'});
+    if (VIEWS[view].copy) assert.deepEqual(y.effects, [{type: 'copy', ...VIEWS[view].copy!(s)!}], view);
+    else assert.deepEqual([y.effects, y.state.message?.text], [[], 'copy: nothing to copy here (select a build, step or eval)'], view);
+    if (VIEWS[view].web) assert.deepEqual(o.effects, [{type: 'open', path: VIEWS[view].web!(s)!}], view);
+    else assert.deepEqual([o.effects, o.state.message?.text], [[], 'open: nothing to open here'], view);
+  }
+  // The detail copies its selected step's drv path (the build's where the step has none); the log, its build id;
+  // a check, the checked derivation — none of them the Builds view's row of the same id.
+  const d = populated('detail');
+  const withDrv = {...d, detail: {...d.detail!, data: {...d.detail!.data!, steps: [d.detail!.data!.steps[0]!, {...d.detail!.data!.steps[1]!, drvpath: '/nix/store/s-step2.drv'}]}}};
+  assert.deepEqual(reduce(withDrv, {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/s-step2.drv', what: 'drv path'}]);
+  assert.deepEqual(reduce(d, {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/x-2.drv', what: 'drv path'}]);
+  assert.deepEqual(reduce({...populated('log'), builds: {...populated('log').builds, rows: []}}, {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '2', what: 'build id 2'}]);
+  assert.deepEqual(reduce(populated('checks'), {type: 'key', key: 'y'}).effects, [{type: 'copy', text: '/nix/store/c.drv', what: 'drv path'}]);
+  // Nothing selected: said, nothing copied or opened.
+  const empty = {...populated('evals'), evals: {...populated('evals').evals, rows: []}};
+  assert.deepEqual(reduce(empty, {type: 'key', key: 'y'}).state.message, {text: 'copy: nothing selected', error: false});
+  assert.deepEqual(reduce(empty, {type: 'key', key: 'o'}).state.message, {text: 'open: nothing selected', error: false});
 });

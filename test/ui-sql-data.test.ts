@@ -22,7 +22,8 @@ import {BUILD_SORT_CYCLE, pageEvals} from '../source/db/queries/windows.js';
 import {markAllSelection} from '../source/ui/state/acting.js';
 import {initialState} from '../source/ui/state/reducer.js';
 import type {Queryable} from '../source/db/queryable.js';
-import {buildKey, type Anchor, type BuildListRow, type BuildOrder} from '../source/ui/state/types.js';
+import {buildKey, type Anchor, type BuildListRow, type BuildOrder, type WindowName} from '../source/ui/state/types.js';
+import {VIEWS, type WindowSource} from '../source/ui/state/views.js';
 import type {MachineSpec} from '../source/fleet/machines-file.js';
 
 let db: TestDatabase;
@@ -46,7 +47,7 @@ const machine: MachineSpec = {
   line: 1,
 };
 
-function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?: RunnerSource} = {}): SqlConsoleData {
+function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?: RunnerSource; now?: () => number; machines?: MachineSpec[]} = {}): SqlConsoleData {
   return new SqlConsoleData({
     pool,
     connection: {connectionString: db.url},
@@ -56,9 +57,26 @@ function source(o: {admin?: boolean; user?: string; readonly?: boolean; runner?:
     runner: o.runner ?? null,
     mode: o.runner ? 'attached' : 'none',
     modeNote: o.runner ? 'attached' : '--no-scheduler',
-    machineSpecs: async () => [machine],
+    machineSpecs: async () => o.machines ?? [machine],
     stepsPollMs: 50,
+    now: o.now,
   });
+}
+
+/** The views table's window reads (ConsoleData.query), under the names the assertions below use. */
+function windows(d: SqlConsoleData) {
+  const src = <V extends WindowName>(v: V) => VIEWS[v].source as WindowSource<V>;
+  const at = (anchor: Anchor, limit: number) => ({filter: null, order: 'id-desc' as const, reverse: false, anchor, limit});
+  return {
+    pageBuilds: (q: {filter: string | null; order: BuildOrder; reverse?: boolean; anchor: Anchor; limit: number}) => d.query(src('builds').page, {reverse: false, ...q}),
+    countBuilds: (q: {filter: string | null; order: BuildOrder}) => d.query(src('builds').count, q),
+    pageAudit: (anchor: Anchor, limit: number) => d.query(src('audit').page, at(anchor, limit)),
+    countAudit: () => d.query(src('audit').count, {filter: null, order: 'id-desc'}),
+    pageChecks: (anchor: Anchor, limit: number) => d.query(src('checks').page, at(anchor, limit)),
+    countChecks: () => d.query(src('checks').count, {filter: null, order: 'id-desc'}),
+    pageEvals: (q: {filter: string | null; anchor: Anchor; limit: number}) => d.query(src('evals').page, {order: 'id-desc', reverse: false, ...q}),
+    countEvals: (filter: string | null) => d.query(src('evals').count, {filter, order: 'id-desc'}),
+  };
 }
 
 before(async () => {
@@ -92,7 +110,7 @@ async function walk(d: SqlConsoleData, order: BuildOrder, filter: string | null,
   const seen: number[] = [];
   let anchor: Anchor = {kind: dir === 'down' ? 'start' : 'end'};
   for (let i = 0; i < 100; i++) {
-    const rows: BuildListRow[] = await d.pageBuilds({filter, order, anchor, limit: 25});
+    const rows: BuildListRow[] = await windows(d).pageBuilds({filter, order, anchor, limit: 25});
     if (rows.length === 0) break;
     const key = (r: BuildListRow) => (order === 'queue' ? [r.globalpriority, r.id] : [r.id]);
     if (dir === 'down') {
@@ -113,26 +131,26 @@ test('builds are keyset-paged both ways in both orders, and counts agree', async
   assert.equal(down.length, N);
   assert.deepEqual(down, [...down].sort((a, b) => b - a));
   assert.deepEqual(await walk(d, 'id-desc', null, 'up'), down);
-  assert.equal(await d.countBuilds({filter: null, order: 'id-desc'}), N);
+  assert.equal(await windows(d).countBuilds({filter: null, order: 'id-desc'}), N);
 
   const queue = await walk(d, 'queue', null, 'down');
   const {rows} = await pool.query('SELECT id FROM Builds WHERE finished = 0 ORDER BY globalPriority DESC, id');
   assert.deepEqual(queue, rows.map((r) => r.id));
   assert.deepEqual(await walk(d, 'queue', null, 'up'), queue);
-  assert.equal(await d.countBuilds({filter: null, order: 'queue'}), rows.length);
+  assert.equal(await windows(d).countBuilds({filter: null, order: 'queue'}), rows.length);
 
   // 'from' is inclusive: a refresh in place starts at the same row.
-  const page = await d.pageBuilds({filter: null, order: 'id-desc', anchor: {kind: 'from', key: [100]}, limit: 3});
+  const page = await windows(d).pageBuilds({filter: null, order: 'id-desc', anchor: {kind: 'from', key: [100]}, limit: 3});
   assert.deepEqual(page.map((r) => r.id), [100, 99, 98]);
-  const qp = await d.pageBuilds({filter: null, order: 'queue', anchor: {kind: 'from', key: [queue.length ? (await d.pageBuilds({filter: null, order: 'queue', anchor: {kind: 'start'}, limit: 1}))[0]!.globalpriority : 0, queue[0]!]}, limit: 2});
+  const qp = await windows(d).pageBuilds({filter: null, order: 'queue', anchor: {kind: 'from', key: [queue.length ? (await windows(d).pageBuilds({filter: null, order: 'queue', anchor: {kind: 'start'}, limit: 1}))[0]!.globalpriority : 0, queue[0]!]}, limit: 2});
   assert.deepEqual(qp.map((r) => r.id), queue.slice(0, 2));
 
   const filtered = await walk(d, 'id-desc', 'system:aarch64-linux status:queued', 'down');
   const expected = Array.from({length: N}, (_, i) => i + 1).filter((i) => i % 3 === 0 && i % 2 === 0).reverse();
   assert.deepEqual(filtered, expected);
-  assert.equal(await d.countBuilds({filter: 'system:aarch64-linux status:queued', order: 'id-desc'}), expected.length);
-  await assert.rejects(() => d.pageBuilds({filter: 'colour:red', order: 'id-desc', anchor: {kind: 'start'}, limit: 5}), FilterError);
-  await assert.rejects(() => d.pageBuilds({filter: '/a{1000/', order: 'id-desc', anchor: {kind: 'start'}, limit: 5}), FilterError);
+  assert.equal(await windows(d).countBuilds({filter: 'system:aarch64-linux status:queued', order: 'id-desc'}), expected.length);
+  await assert.rejects(() => windows(d).pageBuilds({filter: 'colour:red', order: 'id-desc', anchor: {kind: 'start'}, limit: 5}), FilterError);
+  await assert.rejects(() => windows(d).pageBuilds({filter: '/a{1000/', order: 'id-desc', anchor: {kind: 'start'}, limit: 5}), FilterError);
 });
 
 test('running steps: busy steps by machine with their phase; the observed phase age starts at a change', async () => {
@@ -152,7 +170,7 @@ test('running steps: busy steps by machine with their phase; the observed phase 
   assert.ok(steps[0]!.phaseSince !== null && Date.now() - steps[0]!.phaseSince < 5000);
   assert.deepEqual((await d.runningSteps('machine:ssh://m2')).map((s) => s.build), [b1]);
   // the builds list shows the running step's phase and machine
-  const page = await d.pageBuilds({filter: `id:${b1}`, order: 'id-desc', anchor: {kind: 'start'}, limit: 5});
+  const page = await windows(d).pageBuilds({filter: `id:${b1}`, order: 'id-desc', anchor: {kind: 'start'}, limit: 5});
   assert.equal(page[0]!.busy, 30);
   assert.equal(page[0]!.machine, 'ssh://m2');
   const detail = await d.buildDetail(b1);
@@ -208,16 +226,16 @@ test('actions: an unknown user is read-only; a local admin cancels with a scoped
   assert.ok(check.message.length > 0);
   assert.equal((await admin.act({kind: 'check', ids: [1, 3]})).refusal, 'usage');
 
-  const total = await admin.countAudit();
+  const total = await windows(admin).countAudit();
   assert.ok(total >= 6, `audit rows: ${total}`);
-  const first = await admin.pageAudit({kind: 'start'}, 2);
+  const first = await windows(admin).pageAudit({kind: 'start'}, 2);
   assert.equal(first[0]!.action, 'check');
   assert.equal(first[0]!.outcome, 'refused');
   assert.equal(first[1]!.action, 'machine-drain');
   assert.ok(first[0]!.id > first[1]!.id);
-  const next = await admin.pageAudit({kind: 'after', key: [first[1]!.id]}, 100);
+  const next = await windows(admin).pageAudit({kind: 'after', key: [first[1]!.id]}, 100);
   assert.equal(first.length + next.length, total);
-  const last = await admin.pageAudit({kind: 'end'}, 1);
+  const last = await windows(admin).pageAudit({kind: 'end'}, 1);
   assert.equal(last[0]!.id, next[next.length - 1]!.id);
   assert.ok(next.some((e) => e.outcome === 'refused' && e.hydraUser === 'nobody'));
 });
@@ -240,12 +258,12 @@ test('header and overview without a runner; jobsets with shares and queue counts
 
 test('reproducibility checks page from hydra_ops.repro_checks', async () => {
   const d = source();
-  assert.equal(await d.countChecks(), 0);
+  assert.equal(await windows(d).countChecks(), 0);
   await pool.query(
     `INSERT INTO hydra_ops.repro_checks (build, drv_path, original_machine, check_machine, verdict, outputs, started_at)
      VALUES (1, '/nix/store/aaaa-x.drv', 'm1', 'm2', 'not-reproducible', '[{"name":"out","expected":"a","got":"b"},{"name":"doc","expected":"c","got":"c"}]', now())`,
   );
-  const rows = await d.pageChecks({kind: 'start'}, 10);
+  const rows = await windows(d).pageChecks({kind: 'start'}, 10);
   assert.equal(rows.length, 1);
   assert.deepEqual(rows[0]!.differing, ['out']);
   assert.equal(rows[0]!.verdict, 'not-reproducible');
@@ -440,7 +458,7 @@ test('evals: keyset-paged newest first both ways with member counts, filtered, b
     const seen: number[] = [];
     let anchor: Anchor = {kind: dir === 'down' ? 'start' : 'end'};
     for (let i = 0; i < 20; i++) {
-      const rows = await d.pageEvals({filter, anchor, limit: 25});
+      const rows = await windows(d).pageEvals({filter, anchor, limit: 25});
       if (dir === 'down') seen.push(...rows.map((r) => r.id));
       else seen.unshift(...rows.map((r) => r.id));
       if (rows.length < 25) break;
@@ -452,18 +470,18 @@ test('evals: keyset-paged newest first both ways with member counts, filtered, b
   const inDb = (await pool.query('SELECT id FROM JobsetEvals ORDER BY id DESC')).rows.map((r) => r.id);
   assert.deepEqual(all, inDb);
   assert.deepEqual(await walkEvals(null, 'up'), inDb);
-  assert.equal(await d.countEvals(null), inDb.length);
+  assert.equal(await windows(d).countEvals(null), inDb.length);
   const mine = await walkEvals(`jobset:${js.project}:evs`, 'down');
   assert.deepEqual(mine, ids.filter((_, i) => i % 4 !== 3).reverse());
-  assert.equal(await d.countEvals(`jobset:${js.project}:evs`), mine.length);
-  await assert.rejects(() => d.pageEvals({filter: 'colour:red', anchor: {kind: 'start'}, limit: 5}), FilterError);
+  assert.equal(await windows(d).countEvals(`jobset:${js.project}:evs`), mine.length);
+  await assert.rejects(() => windows(d).pageEvals({filter: 'colour:red', anchor: {kind: 'start'}, limit: 5}), FilterError);
 
-  const [row] = await d.pageEvals({filter: null, anchor: {kind: 'from', key: [e0]}, limit: 1});
+  const [row] = await windows(d).pageEvals({filter: null, anchor: {kind: 'from', key: [e0]}, limit: 1});
   assert.deepEqual(
     {id: row!.id, project: row!.project, jobset: row!.jobset, builds: row!.builds, new: row!.new, succeeded: row!.succeeded, failed: row!.failed, queued: row!.queued, error: row!.error},
     {id: e0, project: js.project, jobset: 'evs', builds: 6, new: 2, succeeded: 1, failed: 2, queued: 3, error: null},
   );
-  const [withError] = await d.pageEvals({filter: null, anchor: {kind: 'from', key: [ids[5]!]}, limit: 1});
+  const [withError] = await windows(d).pageEvals({filter: null, anchor: {kind: 'from', key: [ids[5]!]}, limit: 1});
   assert.equal(withError!.error, "error: undefined variable 'foo'");
 
   // Bounded: no query of a page returns more rows than the page holds.
@@ -561,7 +579,7 @@ test('every sort column of the Builds view pages in SQL both ways, forwards and 
         const seen: number[] = [];
         let anchor: Anchor = {kind: dir === 'down' ? 'start' : 'end'};
         for (let i = 0; i < 50; i++) {
-          const page = await d.pageBuilds({filter, order, reverse, anchor, limit: 7});
+          const page = await windows(d).pageBuilds({filter, order, reverse, anchor, limit: 7});
           assert.ok(page.length <= 7, 'a page is bounded');
           if (page.length === 0) break;
           if (dir === 'down') {
@@ -576,28 +594,86 @@ test('every sort column of the Builds view pages in SQL both ways, forwards and 
         assert.deepEqual(seen, want, `${order}${reverse ? ' reversed' : ''} paged ${dir}`);
       }
       // A refresh in place ('from') starts at the same row, in the middle of a run of ties.
-      const mid = await d.pageBuilds({filter, order, reverse, anchor: {kind: 'start'}, limit: 12});
-      const again = await d.pageBuilds({filter, order, reverse, anchor: {kind: 'from', key: buildKey(mid[5]!, order)}, limit: 3});
+      const mid = await windows(d).pageBuilds({filter, order, reverse, anchor: {kind: 'start'}, limit: 12});
+      const again = await windows(d).pageBuilds({filter, order, reverse, anchor: {kind: 'from', key: buildKey(mid[5]!, order)}, limit: 3});
       assert.deepEqual(again.map((r) => r.id), want.slice(5, 8), `${order}${reverse ? ' reversed' : ''} from`);
-      assert.equal(await d.countBuilds({filter, order}), want.length, `${order}: count`);
+      assert.equal(await windows(d).countBuilds({filter, order}), want.length, `${order}: count`);
     }
   }
   // Mark-all: the selection is the filter plus the sort's scope; its SQL count is exactly what the action previews.
   for (const order of BUILD_SORT_CYCLE) {
     const selection = markAllSelection({...initialState({size: {columns: 80, rows: 24}}), order, filters: {builds: filter, steps: null, machines: null, evals: null}});
-    const count = await d.countBuilds({filter: selection, order: 'id-desc'});
-    assert.equal(count, await d.countBuilds({filter, order}), `${order}: the mark-all count is the view's`);
+    const count = await windows(d).countBuilds({filter: selection, order: 'id-desc'});
+    assert.equal(count, await windows(d).countBuilds({filter, order}), `${order}: the mark-all count is the view's`);
     // restart's targets are the whole selection (it changes the finished ones); bump's the unfinished ones.
     const restart = await d.act({kind: 'restart', filter: selection, dryRun: true});
     const bump = await d.act({kind: 'bump', filter: selection, dryRun: true});
     assert.ok(bump.ok && restart.ok, `${bump.message} / ${restart.message}`);
     assert.equal(restart.targets!.length, count, `${order}: restart dry run over the selection`);
-    assert.equal(bump.targets!.length, await d.countBuilds({filter: `${selection} status:queued`, order: 'id-desc'}), `${order}: bump dry run`);
+    assert.equal(bump.targets!.length, await windows(d).countBuilds({filter: `${selection} status:queued`, order: 'id-desc'}), `${order}: bump dry run`);
   }
   const cancel = await d.act({kind: 'cancel', filter: `${filter} status:queued`, dryRun: true});
   assert.equal(cancel.changed!.length, Math.floor(M / 3));
   const {rows: still} = await pool.query('SELECT count(*)::int AS n FROM Builds WHERE jobset_id = $1 AND finished = 0', [js.id]);
   assert.equal(still[0].n, Math.floor(M / 3), 'a dry run changes nothing');
-  await assert.rejects(() => d.countBuilds({filter: 'jobset:sorts colour:red', order: 'id-desc'}), FilterError);
+  await assert.rejects(() => windows(d).countBuilds({filter: 'jobset:sorts colour:red', order: 'id-desc'}), FilterError);
   await d.close();
+});
+
+test('the last hour by minute: each machine\'s jobs/maxJobs from the runner\'s reports, each system\'s queue from SQL; bounded to 60 minutes', async () => {
+  let jobs = 0;
+  const doc = () => ({
+    queueRunner: {status: 'up'},
+    machines: {
+      b1: {uri: 'ssh://b1', systems: ['x86_64-linux'], maxJobs: 4, stats: {currentJobs: jobs, lastPing: 1700000000}},
+      gone: {uri: 'ssh://gone', systems: ['x86_64-linux'], maxJobs: 2, listed: false, stats: {currentJobs: 1}},
+    },
+    jobsets: {},
+  });
+  const runner = externalSource({address: '127.0.0.1:1', db: pool, fetch: (async () => new Response(JSON.stringify(doc()), {status: 200})) as typeof fetch});
+  const t0 = Math.floor(Date.now() / 3600_000) * 3600_000; // a minute boundary
+  let now = t0;
+  const d = source({runner, now: () => now});
+  // Minute 0: 0 of 4 and 2 of 4 (mean 0.25); minute 1: 4 of 4.
+  for (const [at, j] of [[0, 0], [20_000, 2], [60_000, 4]] as const) {
+    now = t0 + at;
+    jobs = j;
+    await d.machines(null);
+  }
+  const [b1, gone] = await d.machines(null);
+  assert.equal(b1!.usage!.length, 60);
+  assert.deepEqual(b1!.usage!.slice(-2), [0.25, 1]);
+  assert.deepEqual(b1!.usage!.slice(0, 58), Array(58).fill(null), 'minutes before the first report have no sample');
+  assert.equal(gone!.usage, undefined, 'a machine the runner no longer lists is not sampled');
+  assert.deepEqual(b1!.lastPing, {at: 1700000000_000, ok: null}, "the runner's last ping (the Rust runner's stats.lastPing)");
+  // An hour later the old minutes have left the window.
+  now = t0 + 3600_000 + 60_000;
+  jobs = 1;
+  const [later] = await d.machines(null);
+  assert.deepEqual(later!.usage!.filter((v) => v !== null), [0.25], 'only this minute: the hour before is gone');
+
+  // Queues per system, from SQL (re-read at most every 10 s), one value a minute.
+  const {rows} = await pool.query<{system: string; n: number}>('SELECT system, count(*)::int AS n FROM Builds WHERE finished = 0 GROUP BY system');
+  const q = source({now: () => now});
+  await q.overview();
+  now += 60_000;
+  const o = await q.overview();
+  for (const r of rows) {
+    const s = o.systems.find((x) => x.system === r.system)!;
+    assert.deepEqual(s.history!.slice(-2), [r.n, r.n], r.system);
+    assert.equal(s.history!.length, 60);
+  }
+  await d.close();
+  await q.close();
+});
+
+test('capabilities: checks need a machine to rebuild on; read-only and unknown users are refused with the reason', async () => {
+  assert.deepEqual(await source({admin: true}).capabilities(), {readonly: null, admin: null, checks: null, user: 'nobody'});
+  const none = await source({admin: true, machines: []}).capabilities();
+  assert.equal(none.checks, 'no build machine to rebuild on: the machines files list none');
+  const ro = await source({readonly: true}).capabilities();
+  assert.match(ro.readonly!, /read-only/);
+  const unknown = await source({user: 'nobody-here'}).capabilities();
+  assert.match(unknown.readonly!, /Hydra user "nobody-here" is unknown/);
+  assert.equal(unknown.checks, null);
 });

@@ -1,6 +1,6 @@
 // Script-mode output: data on stdout (human table or one JSON document), diagnostics on stderr,
 // no ANSI when stdout is not a terminal or NO_COLOR is set, quiet exit on EPIPE (`| head`).
-import {escapeControl} from '../config/escape.js';
+import {escapeControl, escapeControlKeepLines} from '../config/escape.js';
 import {CliError, EXIT} from './exit-codes.js';
 
 let epipeHandled = false;
@@ -81,7 +81,8 @@ export function reportError(error: unknown, json: boolean): number {
       JSON.stringify({error: {code: cli ? cli.code : 'failed', message, ...(cli?.details !== undefined ? {details: cli.details} : {})}}) + '\n',
     );
   } else {
-    process.stderr.write(`hydra-ops: ${message}\n`);
+    // Messages quote names, paths and errors from the database, a jobset or a builder: no raw control characters.
+    process.stderr.write(`hydra-ops: ${escapeControlKeepLines(message)}\n`);
   }
   return exitCode;
 }

@@ -1,7 +1,8 @@
 // The console's root component: header strip, crumb line, the active view (or help / a dialog),
 // footer. All keys go to the controller's reducer; the component only renders its state.
 import React, {useEffect, useState, useSyncExternalStore} from 'react';
-import {Box, Text, useInput, useStdin, useStdout} from 'ink';
+import {Box, useInput, useStdin, useStdout} from 'ink';
+import {Text} from './components/Text.js';
 import type {ConsoleController} from './state/controller.js';
 import type {State} from './state/model.js';
 import {besideWidths, bodyLines, headerLines, MIN_COLUMNS, MIN_ROWS, tooSmall, type Size} from './state/layout.js';
@@ -14,17 +15,6 @@ import {Footer} from './components/Footer.js';
 import {Dialog} from './components/Dialog.js';
 import {HelpOverlay} from './components/HelpOverlay.js';
 import {ActionMenu} from './components/ActionMenu.js';
-import {OverviewView} from './views/OverviewView.js';
-import {BuildsView} from './views/BuildsView.js';
-import {StepsView} from './views/StepsView.js';
-import {MachinesView} from './views/MachinesView.js';
-import {JobsetsView} from './views/JobsetsView.js';
-import {DetailView} from './views/DetailView.js';
-import {LogView} from './views/LogView.js';
-import {ChecksView} from './views/ChecksView.js';
-import {AuditView} from './views/AuditView.js';
-import {EvalsView} from './views/EvalsView.js';
-import {RunnerView} from './views/RunnerView.js';
 import type {ViewProps} from './views/common.js';
 
 export interface AppProps {
@@ -95,7 +85,7 @@ export function App(p: AppProps): React.ReactElement {
   body = Math.max(1, body - errLines.length);
   const vp: ViewProps = {state, theme, width, height: body, now: t};
   let main: React.ReactElement;
-  if (state.mode === 'help') main = <HelpOverlay width={width} height={body} database={c.data.describe()} />;
+  if (state.mode === 'help') main = <HelpOverlay width={width} height={body} database={c.data.describe()} view={state.view} query={state.helpSearch?.query ?? null} />;
   else if (state.mode === 'menu' && state.menu) main = <ActionMenu menu={state.menu} width={width} height={body} />;
   else if (state.mode === 'dialog' && state.dialog) main = <Dialog dialog={state.dialog} width={width} height={body} theme={theme} />;
   else main = renderView(vp);
@@ -118,21 +108,6 @@ export function App(p: AppProps): React.ReactElement {
   );
 }
 
-/** Each view's component; a view without one does not type-check. */
-const VIEW_COMPONENTS: Record<ViewName, (p: ViewProps) => React.ReactElement> = {
-  overview: OverviewView,
-  builds: BuildsView,
-  steps: StepsView,
-  machines: MachinesView,
-  jobsets: JobsetsView,
-  detail: DetailView,
-  log: LogView,
-  checks: ChecksView,
-  audit: AuditView,
-  evals: EvalsView,
-  runner: RunnerView,
-};
-
 /** Views the detail pane can sit beside (the table it was opened from). */
 const TABLE_VIEWS: readonly ViewName[] = ['builds', 'steps'];
 
@@ -142,7 +117,8 @@ function renderView(p: ViewProps): React.ReactElement {
   const split = s.view === 'detail' && from !== undefined && TABLE_VIEWS.includes(from) ? besideWidths(s.size) : null;
   if (split && from) {
     // Wide terminal: the table stays on the left (its selection is the build shown), the detail pane on the right.
-    const Table = VIEW_COMPONENTS[from];
+    const Detail = VIEWS.detail.component;
+    const Table = VIEWS[from].component;
     return (
       <Box flexDirection="row" height={p.height}>
         <Box width={split.table} flexDirection="column" overflow="hidden">
@@ -150,11 +126,11 @@ function renderView(p: ViewProps): React.ReactElement {
         </Box>
         <Box width={1} />
         <Box width={split.detail} flexDirection="column" overflow="hidden">
-          <DetailView {...p} width={split.detail} />
+          <Detail {...p} width={split.detail} />
         </Box>
       </Box>
     );
   }
-  const View = VIEW_COMPONENTS[s.view];
+  const View = VIEWS[s.view].component;
   return <View {...p} />;
 }

@@ -11,6 +11,12 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
 }
 
+/** The wall-clock time of `ms` (since epoch) as `HH:MM:SS`, in the console's time zone. */
+export function clockTime(ms: number): string {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+}
+
 /** Thousands separators (a thin space with Unicode, a comma without). */
 export function formatCount(n: number | null | undefined, unicode = true): string {
   if (n === null || n === undefined) return '?';
@@ -24,6 +30,26 @@ export function truncate(text: string, width: number, ellipsis = '…'): string 
   if (text.length <= width) return text;
   if (width <= ellipsis.length) return text.slice(0, width);
   return text.slice(0, width - ellipsis.length) + ellipsis;
+}
+
+/** `text` broken into lines of at most `width` columns, at spaces where it can; `indent` starts the lines after the first. */
+export function wrapText(text: string, width: number, indent = ''): string[] {
+  const out: string[] = [];
+  let rest = text;
+  let prefix = '';
+  while (rest.length > 0) {
+    const room = Math.max(1, width - prefix.length);
+    if (rest.length <= room) {
+      out.push(prefix + rest);
+      break;
+    }
+    const cut = rest.lastIndexOf(' ', room);
+    const at = cut > room / 3 ? cut : room;
+    out.push(prefix + rest.slice(0, at));
+    rest = rest.slice(at).replace(/^ +/, '');
+    prefix = indent;
+  }
+  return out;
 }
 
 /** `text` fitted to `width` columns; control characters (terminal escapes from names, messages) shown escaped. */

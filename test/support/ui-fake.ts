@@ -3,6 +3,7 @@
 import {parseFilter} from '../../source/db/filter.js';
 import {BUILD_SORTS} from '../../source/db/queries/windows.js';
 import {buildKey} from '../../source/ui/state/types.js';
+import type {JobHistoryRow} from '../../source/db/queries/job-history.js';
 import type {
   ActionOutcome,
   ActionRequest,
@@ -17,17 +18,43 @@ import type {
   ConsoleData,
   EvalEntry,
   HeaderData,
-  HistoryEntry,
   JobsetShare,
   LogHandle,
   MachineRow,
   OverviewData,
   RunnerStats,
   RunningStep,
+  ListName,
+  ListRows,
+  Read,
+  WindowName,
+  WindowRows,
 } from '../../source/ui/state/types.js';
+import type {CountQuery, WindowQuery} from '../../source/ui/state/view-spec.js';
 
 export const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 const NOW_S = Math.floor(NOW / 1000);
+
+/** A small queued build of project p, jobset j (the sample rows' builds). */
+export function sampleBuild(id: number): BuildListRow {
+  return {id, project: 'p', jobset: 'j', job: `job${id}`, system: 'x86_64-linux', drvpath: `/nix/store/x-${id}.drv`, finished: 0, buildstatus: null, iscachedbuild: null, priority: 100, globalpriority: 0, timestamp: 1, starttime: null, stoptime: null, busy: 0, machine: null};
+}
+
+const sampleMachine = (name: string): MachineRow => ({name, uri: `ssh://${name}`, state: 'idle', systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: null, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null});
+
+/**
+ * A few rows of every window and list view, for tests that need each view populated (test/ui-keys.test.ts). A
+ * mapped type over the views: a new window or list view does not type-check until it has sample rows here.
+ */
+export const SAMPLE_ROWS: {[V in WindowName]: WindowRows[V][]} & {[V in ListName]: ListRows[V][]} = {
+  builds: [sampleBuild(3), sampleBuild(2), sampleBuild(1)],
+  audit: [2, 1].map((id) => ({id, at: 'now', hydraUser: 'a', unixUser: 'a', action: 'restart', scope: '', targetCount: 1, resultCount: 1, outcome: 'ok', message: null})),
+  checks: [2, 1].map((id) => ({id, build: id, drvPath: '/nix/store/c.drv', originalMachine: null, checkMachine: null, verdict: 'not-reproducible', differing: ['out'], diffLogPath: `/tmp/${id}.diff`, startedAt: null})),
+  evals: [3, 2, 1].map((id) => ({id, project: 'p', jobset: 'j', timestamp: 1, evaltime: 1, hasnewbuilds: 1, error: null, builds: 3, new: 1, succeeded: 1, failed: 1, queued: 1})),
+  steps: [1, 2].map((b) => ({build: b, stepnr: 1, machine: 'ssh://m1', project: 'p', jobset: 'j', job: 'x', drvpath: null, system: 'x86_64-linux', busy: 30, starttime: 1, phaseSince: null, timeout: null})),
+  machines: [sampleMachine('m1'), sampleMachine('m2')],
+  jobsets: ['a', 'b'].map((name) => ({project: 'p', name, enabled: 1, shares: 100, shareUsed: null, queued: 1, running: 0, oldest: null})),
+};
 
 export function fakeBuild(id: number, over: Partial<BuildListRow> = {}): BuildListRow {
   const project = id % 3 === 0 ? 'beta' : 'alpha';
@@ -63,11 +90,25 @@ function keyOrder(order: BuildOrder, reverse: boolean, a: number[], b: number[])
 }
 
 export class FakeLog implements LogHandle {
+  /** Arrival times by line index (lines pushed straight onto `all` have none, like those there at opening). */
+  arrived = new Map<number, number>();
+  readonly openedAt = NOW - 60_000;
   constructor(
     readonly path: string,
     public stepnr: number | null,
     public all: string[],
   ) {}
+  /** Lines growing the log at `at` (ms since epoch), as a live log does. */
+  append(lines: string[], at: number) {
+    for (const l of lines) {
+      this.arrived.set(this.all.length, at);
+      this.all.push(l);
+    }
+    this.grown = true;
+  }
+  times(from: number, count: number) {
+    return Array.from({length: Math.max(0, Math.min(count, this.all.length - from))}, (_, i) => this.arrived.get(from + i) ?? null);
+  }
   lineCount() {
     return this.all.length;
   }
@@ -141,6 +182,16 @@ export const FAKE_RUNNER: RunnerStats = {
 
 export class FakeData implements ConsoleData {
   builds: BuildListRow[];
+  /**
+   * How the fake answers the views table's reads (ConsoleData.query; the reads are named `<view>.page` and
+   * `<view>.count`): a window view without its answers here does not type-check.
+   */
+  readonly answers: {[V in WindowName]: {page(q: WindowQuery): Promise<WindowRows[V][]>; count(q: CountQuery): Promise<number>}} = {
+    builds: {page: (q) => this.pageBuilds(q), count: (q) => this.countBuilds(q)},
+    audit: {page: () => this.pageAudit(), count: () => this.countAudit()},
+    checks: {page: () => this.pageChecks(), count: () => this.countChecks()},
+    evals: {page: (q) => this.pageEvals(q), count: (q) => this.countEvals(q.filter)},
+  };
   calls: string[] = [];
   acts: ActionRequest[] = [];
   subscribers = new Set<(w: ChangeKind) => void>();
@@ -156,6 +207,12 @@ export class FakeData implements ConsoleData {
 
   describe() {
     return 'fake database';
+  }
+  async query<A, T>(read: Read<A, T>, args: A): Promise<T> {
+    const [view, what] = read.name.split('.') as [WindowName, 'page' | 'count'];
+    const answer = this.answers[view]?.[what] as ((q: A) => Promise<unknown>) | undefined;
+    if (!answer) throw new Error(`the fake data source has no answer to ${read.name} (FakeData.answers in test/support/ui-fake.ts)`);
+    return (await answer(args)) as T;
   }
   async capabilities(): Promise<Capabilities> {
     return {readonly: null, admin: null, checks: 'reproducibility checks are not available yet', user: 'alice', ...this.o.caps};
@@ -182,8 +239,9 @@ export class FakeData implements ConsoleData {
   async overview(): Promise<OverviewData> {
     return {
       systems: [
-        {system: 'x86_64-linux', runnable: 10, running: 3, capacity: 4, queued: 200, avgWait: 30},
-        {system: 'aarch64-linux', runnable: 2, running: 0, capacity: 0, queued: 50, avgWait: 600},
+        // x86_64-linux: sampled for the last 20 minutes, its queue growing; aarch64-linux: a flat queue all hour.
+        {system: 'x86_64-linux', runnable: 10, running: 3, capacity: 4, queued: 200, avgWait: 30, history: Array.from({length: 60}, (_, i) => (i < 40 ? null : (i - 39) * 10))},
+        {system: 'aarch64-linux', runnable: 2, running: 0, capacity: 0, queued: 50, avgWait: 600, history: Array.from({length: 60}, () => 50)},
       ],
       jobsets: await this.jobsets(),
       throughput: Array.from({length: 60}, (_, i) => i % 7),
@@ -242,7 +300,8 @@ export class FakeData implements ConsoleData {
   async machines(): Promise<MachineRow[]> {
     return (
       this.o.machines ?? [
-        {name: 'builder1', uri: 'ssh://builder1', state: 'busy', systems: ['x86_64-linux'], supportedFeatures: ['kvm'], mandatoryFeatures: [], currentJobs: 2, maxJobs: 4, speedFactor: 2, score: 0.5, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null},
+        // Idle for the first half hour, then every slot busy.
+        {name: 'builder1', uri: 'ssh://builder1', state: 'busy', systems: ['x86_64-linux'], supportedFeatures: ['kvm'], mandatoryFeatures: [], currentJobs: 2, maxJobs: 4, speedFactor: 2, score: 0.5, load1: null, disabledUntil: 0, consecutiveFailures: 0, drained: false, lastError: null, usage: Array.from({length: 60}, (_, i) => (i < 30 ? 0 : 1)), lastPing: {at: NOW - 120_000, ok: true}},
         {name: 'builder2', uri: 'ssh://builder2', state: 'backoff', systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], currentJobs: 0, maxJobs: 2, speedFactor: 1, score: 0, load1: null, disabledUntil: NOW + 300_000, consecutiveFailures: 3, drained: false, lastError: 'connection refused'},
       ]
     );
@@ -279,7 +338,7 @@ export class FakeData implements ConsoleData {
       latest: b.finished === 1 && b.buildstatus === 0 ? b.id : id > 2 ? id - 2 : null,
     };
   }
-  historyOf(b: BuildListRow): HistoryEntry[] {
+  historyOf(b: BuildListRow): JobHistoryRow[] {
     const n = this.o.history ?? 12;
     return Array.from({length: Math.min(n, 30)}, (_, i) => {
       const id = Math.max(1, b.id - i);

@@ -196,15 +196,17 @@ export async function buildDetailRow(db: Queryable, id: number): Promise<BuildDe
   return (rows[0] as BuildDetailRow | undefined) ?? null;
 }
 
+/** An action taken or refused, as the console's Audit view shows it (hydra_ops.audit_log; absent text is ''). */
 export interface AuditWindowRow {
   id: number;
+  /** ISO time, UTC. */
   at: string;
-  unix_user: string | null;
-  hydra_user: string | null;
+  hydraUser: string;
+  unixUser: string;
   action: string;
-  scope: string | null;
-  target_count: number | null;
-  result_count: number | null;
+  scope: string;
+  targetCount: number;
+  resultCount: number | null;
   outcome: string;
   message: string | null;
 }
@@ -215,8 +217,9 @@ export async function pageAuditLog(db: Queryable, anchor: Anchor, limit: number)
   const k = idKeyset(anchor, params);
   params.push(limit);
   const {rows} = await db.query(
-    `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, unix_user, hydra_user, action, scope,
-            target_count, result_count, outcome, message
+    `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, COALESCE(hydra_user, '') AS "hydraUser",
+            COALESCE(unix_user, '') AS "unixUser", action, COALESCE(scope, '') AS scope, COALESCE(target_count, 0) AS "targetCount",
+            result_count AS "resultCount", outcome, message
        FROM hydra_ops.audit_log ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
     params,
   );
@@ -229,42 +232,40 @@ export async function countAuditLog(db: Queryable): Promise<number> {
   return (rows[0] as {n: number}).n;
 }
 
+/** A reproducibility check as the console shows it (hydra_ops.repro_checks). */
 export interface CheckWindowRow {
   id: number;
   build: number | null;
-  drv_path: string;
-  original_machine: string | null;
-  check_machine: string | null;
+  drvPath: string;
+  originalMachine: string | null;
+  checkMachine: string | null;
   verdict: string;
-  /** jsonb: [{name, expected, got}] per output. */
-  outputs: unknown;
-  diff_log_path: string | null;
-  started_at: string | null;
+  /** Outputs whose two builds differ (from the outputs jsonb: [{name, expected, got}]). */
+  differing: string[];
+  diffLogPath: string | null;
+  startedAt: string | null;
 }
+
+const CHECK_COLUMNS = `id::float8 AS id, build, drv_path AS "drvPath", original_machine AS "originalMachine", check_machine AS "checkMachine", verdict,
+            CASE WHEN jsonb_typeof(outputs) = 'array' THEN ARRAY(
+              SELECT COALESCE(o->>'name', '?') FROM jsonb_array_elements(outputs) o
+               WHERE jsonb_typeof(o) = 'object' AND o ? 'expected' AND o ? 'got' AND o->'expected' IS DISTINCT FROM o->'got')
+            ELSE '{}'::text[] END AS differing,
+            diff_log_path AS "diffLogPath", to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS "startedAt"`;
 
 /** A page of hydra_ops.repro_checks, newest first. */
 export async function pageReproChecks(db: Queryable, anchor: Anchor, limit: number): Promise<CheckWindowRow[]> {
   const params: unknown[] = [];
   const k = idKeyset(anchor, params);
   params.push(limit);
-  const {rows} = await db.query(
-    `SELECT id::float8 AS id, build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path,
-            to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at
-       FROM hydra_ops.repro_checks ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
-    params,
-  );
+  const {rows} = await db.query(`SELECT ${CHECK_COLUMNS} FROM hydra_ops.repro_checks ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`, params);
   if (k.reverse) rows.reverse();
   return rows as CheckWindowRow[];
 }
 
 /** The latest check of one build (highest id), or null. */
 export async function lastReproCheck(db: Queryable, build: number): Promise<CheckWindowRow | null> {
-  const {rows} = await db.query(
-    `SELECT id::float8 AS id, build, drv_path, original_machine, check_machine, verdict, outputs, diff_log_path,
-            to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at
-       FROM hydra_ops.repro_checks WHERE build = $1 ORDER BY id DESC LIMIT 1`,
-    [build],
-  );
+  const {rows} = await db.query(`SELECT ${CHECK_COLUMNS} FROM hydra_ops.repro_checks WHERE build = $1 ORDER BY id DESC LIMIT 1`, [build]);
   return (rows[0] as CheckWindowRow | undefined) ?? null;
 }
 

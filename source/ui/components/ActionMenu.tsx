@@ -1,7 +1,8 @@
 // `x`: the current view's actions as a list (generated from the key table, so it always agrees
 // with the footer and the help); disabled lines are dim with the reason.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from './Text.js';
 import {pad} from '../format.js';
 import type {Menu} from '../state/model.js';
 

@@ -1,7 +1,8 @@
 // Confirmation dialog: states exactly what will happen, to how many, where; large actions need the
 // count typed.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from './Text.js';
 import {paint, type Theme} from '../theme.js';
 import type {Dialog as DialogState} from '../state/model.js';
 

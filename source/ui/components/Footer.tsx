@@ -1,7 +1,7 @@
 // The footer hint bar (lazygit options line): the keys valid here, disabled ones dim with the
 // reason; a status message replaces it; in filter/command/search mode it is the input line.
 import React from 'react';
-import {Text} from 'ink';
+import {Text} from './Text.js';
 import {paint, type Theme} from '../theme.js';
 import type {State} from '../state/model.js';
 import {keyHints, type Hint} from '../state/keys.js';
@@ -13,7 +13,7 @@ export type {Hint};
 export function hintsFor(state: State): Hint[] {
   switch (state.mode) {
     case 'help':
-      return [{key: 'any key', what: 'close help'}];
+      return [{key: '/', what: 'search the help'}, {key: 'any key', what: 'close help'}];
     case 'dialog':
       return dialogHints(state);
     case 'menu':
@@ -25,6 +25,16 @@ export function hintsFor(state: State): Hint[] {
 
 export function Footer(p: {state: State; theme: Theme; width: number}): React.ReactElement {
   const {state, theme} = p;
+  if (state.mode === 'help' && state.helpSearch?.typing) {
+    return (
+      <Text wrap="truncate">
+        <Text bold>help /</Text>
+        {state.helpSearch.query}
+        <Text inverse> </Text>
+        <Text dimColor>  enter keep · esc whole help</Text>
+      </Text>
+    );
+  }
   if (state.mode === 'filter' || state.mode === 'command' || state.mode === 'search') {
     const prompt = state.mode === 'filter' ? '/' : state.mode === 'command' ? ':' : 'search /';
     return (

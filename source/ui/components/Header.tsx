@@ -2,7 +2,8 @@
 // data age, queue counts, builders, dispatcher health, per-system mini bars — and the progress
 // indicator, which turns the first line red when runnable work has not moved for N minutes.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from './Text.js';
 import {formatCount, formatDuration} from '../format.js';
 import {glyphs, paint, type Theme} from '../theme.js';
 import {miniBar} from './Sparkline.js';

@@ -1,15 +1,13 @@
-// `?`: the key bindings, by section (from the key table), in as many columns as fit.
+// `?`: the help (state/help.ts: the key table by section, then the `:` commands), in as many columns as fit;
+// keys that do not act in the current view are dim; `/` narrows it to the lines containing a text.
 import React from 'react';
-import {Box, Text} from 'ink';
-import {helpSections} from '../state/keys.js';
-import {pad} from '../format.js';
+import {Box} from 'ink';
+import {Text} from './Text.js';
+import {helpLines} from '../state/help.js';
+import type {ViewName} from '../state/types.js';
 
-export function HelpOverlay(p: {width: number; height: number; database: string}): React.ReactElement {
-  const lines: {text: string; bold?: boolean}[] = [];
-  for (const s of helpSections()) {
-    lines.push({text: s.section, bold: true});
-    for (const e of s.entries) lines.push({text: `  ${pad(e.keys, 14)} ${e.what}`});
-  }
+export function HelpOverlay(p: {width: number; height: number; database: string; view: ViewName; query?: string | null}): React.ReactElement {
+  const lines = helpLines(p.view, p.query ?? null);
   const colWidth = Math.min(p.width, 64);
   const perCol = Math.max(1, p.height - 1);
   const cols = Math.max(1, Math.floor(p.width / colWidth));
@@ -22,14 +20,15 @@ export function HelpOverlay(p: {width: number; height: number; database: string}
         {columns.map((c, i) => (
           <Box key={i} flexDirection="column" width={colWidth}>
             {c.map((l, j) => (
-              <Text key={j} bold={l.bold} wrap="truncate">
+              <Text key={j} bold={l.heading} dimColor={l.elsewhere} wrap="truncate">
                 {l.text}
               </Text>
             ))}
           </Box>
         ))}
       </Box>
-      {lines.length > shown.length ? <Text dimColor>(enlarge the terminal for the full help)</Text> : null}
+      {lines.length === 0 ? <Text dimColor>nothing in the help contains "{p.query}" (esc: the whole help)</Text> : null}
+      {lines.length > shown.length ? <Text dimColor>(enlarge the terminal for the full help, or / to search it)</Text> : null}
     </Box>
   );
 }

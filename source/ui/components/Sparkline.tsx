@@ -1,28 +1,35 @@
 // An own sparkline: values mapped onto ▁▂▃▄▅▆▇█ (ASCII `_.-=#`), resampled to the width by taking
-// the maximum of each bucket so short spikes stay visible.
+// the maximum of each bucket so short spikes stay visible. A null (no sample then) is a blank, so
+// "nothing known" never looks like "zero". The scale runs from 0 to the largest value, or to a fixed
+// `max` (utilisation strips: 1 = every slot busy).
 import React from 'react';
-import {Text} from 'ink';
+import {Text} from './Text.js';
 import {glyphs, paint, type Theme} from '../theme.js';
 
-export function sparkline(values: readonly number[], width: number, theme: Theme): string {
+export function sparkline(values: readonly (number | null)[], width: number, theme: Theme, o: {max?: number} = {}): string {
   const chars = glyphs(theme).spark;
   if (width <= 0) return '';
   if (values.length === 0) return ' '.repeat(width);
-  const buckets: number[] = [];
+  const buckets: (number | null)[] = [];
   if (values.length <= width) buckets.push(...values);
   else {
     for (let i = 0; i < width; i++) {
       const from = Math.floor((i * values.length) / width);
       const to = Math.max(from + 1, Math.floor(((i + 1) * values.length) / width));
-      let m = -Infinity;
-      for (let k = from; k < to; k++) m = Math.max(m, values[k]!);
+      let m: number | null = null;
+      for (let k = from; k < to; k++) {
+        const v = values[k];
+        if (v !== null && v !== undefined) m = m === null ? v : Math.max(m, v);
+      }
       buckets.push(m);
     }
   }
-  const max = Math.max(...buckets);
-  const min = Math.min(0, ...buckets);
+  const known = buckets.filter((v): v is number => v !== null);
+  const max = o.max ?? (known.length ? Math.max(...known) : 0);
+  const min = o.max !== undefined ? 0 : Math.min(0, ...known);
   const span = max - min;
-  const line = buckets.map((v) => (span <= 0 ? chars[0]! : chars[Math.min(chars.length - 1, Math.floor(((v - min) / span) * (chars.length - 1) + 0.5))]!)).join('');
+  const level = (v: number) => (span <= 0 ? 0 : Math.max(0, Math.min(chars.length - 1, Math.floor(((v - min) / span) * (chars.length - 1) + 0.5))));
+  const line = buckets.map((v) => (v === null ? ' ' : chars[level(v)]!)).join('');
   return line.padStart(width, ' ');
 }
 

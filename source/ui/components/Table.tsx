@@ -2,7 +2,8 @@
 // when narrow, the flexible column takes the slack), `…` truncation, right-aligned numbers, the
 // selected row in inverse video. It renders only the rows it is given: virtualisation is the caller's.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from './Text.js';
 import {pad} from '../format.js';
 import {paint, type Theme} from '../theme.js';
 
@@ -20,6 +21,8 @@ export interface Column {
 
 export interface Cell {
   text: string;
+  /** Drawn to the column's fitted width instead of `text` (pictures: a sparkline fills its column). */
+  fit?: (width: number) => string;
   color?: string;
   dim?: boolean;
   bold?: boolean;
@@ -92,7 +95,7 @@ export function Table(p: TableProps): React.ReactElement {
             {fitted.map((f, j) => {
               const raw = row.cells[f.index];
               const cell: Cell = typeof raw === 'string' ? {text: raw} : (raw ?? {text: ''});
-              const text = pad(cell.text, f.width, p.columns[f.index]!.align, ell) + (j < fitted.length - 1 ? ' ' : '');
+              const text = pad(cell.fit ? cell.fit(f.width) : cell.text, f.width, p.columns[f.index]!.align, ell) + (j < fitted.length - 1 ? ' ' : '');
               if (!cell.color && !cell.dim && !cell.bold) return text;
               return (
                 <Text key={j} color={paint(p.theme, cell.color)} dimColor={cell.dim} bold={cell.bold}>

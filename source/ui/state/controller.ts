@@ -205,7 +205,7 @@ export class ConsoleController {
           const source = windowSource(e.list);
           const filter = filterOf(state, e.list);
           try {
-            const rows = await source.page(d, state, e.anchor, e.limit);
+            const rows = await d.query(source.page, {filter, order: state.order, reverse: state.reverse, anchor: e.anchor, limit: e.limit});
             this.dispatch({type: 'page', list: e.list, gen: e.gen, merge: e.merge, anchor: e.anchor, limit: e.limit, rows, jump: e.jump}, e.jump === true || e.merge !== 'replace');
           } catch (err) {
             this.dispatch({type: 'pageError', list: e.list, gen: e.gen, error: errorText(err, filter)});
@@ -224,7 +224,7 @@ export class ConsoleController {
             return;
           }
           this.counted.set(e.list, {gen: e.gen, at: now, key});
-          this.dispatch({type: 'count', list: e.list, gen: e.gen, total: await source.count(d, state)});
+          this.dispatch({type: 'count', list: e.list, gen: e.gen, total: await d.query(source.count, {filter: filterOf(state, e.list), order: state.order})});
           return;
         }
         case 'load': {
@@ -273,7 +273,7 @@ export class ConsoleController {
               return;
             }
             this.logHandle = handle;
-            this.dispatch({type: 'logOpened', build: e.build, stepnr: handle.stepnr, path: handle.path, total: handle.lineCount()});
+            this.dispatch({type: 'logOpened', build: e.build, stepnr: handle.stepnr, path: handle.path, total: handle.lineCount(), openedAt: handle.openedAt});
           } catch (err) {
             this.dispatch({type: 'logError', build: e.build, error: errorText(err)});
           }
@@ -292,7 +292,7 @@ export class ConsoleController {
           const seq = ++this.logReadSeq;
           const lines = await handle.lines(e.top, e.count);
           if (seq !== this.logReadSeq || handle !== this.logHandle) return;
-          this.dispatch({type: 'logLines', top: e.top, total: handle.lineCount(), lines}, true);
+          this.dispatch({type: 'logLines', top: e.top, total: handle.lineCount(), lines, times: handle.times(e.top, lines.length)}, true);
           return;
         }
         case 'searchLog': {
@@ -312,7 +312,7 @@ export class ConsoleController {
           this.dispatch({type: 'lastCheck', build: e.build, check: await d.lastCheck(e.build)}, true);
           return;
         case 'countMarked':
-          this.dispatch({type: 'markCount', selection: e.selection, count: await d.countBuilds({filter: e.selection, order: 'id-desc'})});
+          this.dispatch({type: 'markCount', selection: e.selection, count: await d.query(windowSource('builds').count, {filter: e.selection, order: 'id-desc'})});
           return;
         case 'pause':
           if (!e.paused) {

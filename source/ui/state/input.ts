@@ -10,8 +10,69 @@ import {reloadFiltered, reloadWindow} from './selection.js';
 /** `:` names → views (from the views table). */
 export const VIEW_COMMANDS: ReadonlyMap<string, ViewName> = new Map(VIEW_NAMES.flatMap((v) => VIEWS[v].commands.map((c) => [c, v] as const)));
 
-/** For messages: every `:` command, canonical names only. */
-export const COMMAND_LIST = [...TOP_VIEWS.map((v) => `:${VIEWS[v].commands[0]}`), ':queue', ':log ID', ':build ID', ':q'];
+/** The `:` commands that are not a view's name: how help writes them, what they do. */
+interface OtherCommand {
+  names: readonly string[];
+  usage: string;
+  help: string;
+  run(base: State, state: State, args: string[]): Result;
+}
+
+function buildArg(cmd: string, arg: string | undefined): {build: number; stepnr?: number} | string {
+  const m = /^(\d+)(?:\/(\d+))?$/.exec(arg ?? '');
+  if (!m) return `:${cmd} needs a build id${cmd === 'log' ? ' (and optionally /step): :log 1234/5' : ': :build 1234'}`;
+  return {build: Number(m[1]), ...(m[2] !== undefined ? {stepnr: Number(m[2])} : {})};
+}
+
+const OTHER_COMMANDS: readonly OtherCommand[] = [
+  {
+    names: ['queue'],
+    usage: ':queue',
+    help: 'the Builds view in queue order',
+    run: (base, state) => {
+      const s = {...base, order: 'queue' as BuildOrder, reverse: false};
+      if (state.view === 'builds' && state.order === 'queue' && !state.reverse) return {state: s, effects: []};
+      return reloadWindow({...s, view: 'builds', back: []}, 'builds');
+    },
+  },
+  {
+    names: ['log'],
+    usage: ':log 12/3',
+    help: 'the log of build 12, step 3 (the last step without /3)',
+    run: (base, _state, args) => {
+      const a = buildArg('log', args[0]);
+      return typeof a === 'string' ? commandError(base, a) : openLog(base, a.build, a.stepnr);
+    },
+  },
+  {
+    names: ['build'],
+    usage: ':build 12',
+    help: 'the detail of build 12',
+    run: (base, _state, args) => {
+      const a = buildArg('build', args[0]);
+      return typeof a === 'string' ? commandError(base, a) : openDetail(base, a.build);
+    },
+  },
+  {names: ['q', 'quit'], usage: ':q', help: 'quit', run: (base) => ({state: {...base, quit: true}, effects: [{type: 'quit'}]})},
+];
+
+/** Views with `:` names: the top-level ones in number-key order, then the others in table order. */
+const COMMAND_VIEWS = [...TOP_VIEWS, ...VIEW_NAMES.filter((v) => !TOP_VIEWS.includes(v))].filter((v) => VIEWS[v].commands.length > 0);
+
+/** Every `:` command, canonical names only: each view's (from the views table), then the others. */
+export const COMMAND_LIST: readonly string[] = [...COMMAND_VIEWS.map((v) => `:${VIEWS[v].commands[0]}`), ...OTHER_COMMANDS.map((c) => c.usage)];
+
+/** The help's Commands section: every `:` command with its aliases and what it opens. */
+export function commandHelp(): {keys: string; what: string}[] {
+  return [
+    ...COMMAND_VIEWS.map((v) => ({keys: VIEWS[v].commands.map((c) => `:${c}`).join(' '), what: `the ${VIEWS[v].title} view${VIEWS[v].key ? ` (${VIEWS[v].key})` : ''}`})),
+    ...OTHER_COMMANDS.map((c) => ({keys: [c.usage, ...c.names.slice(1).map((n) => `:${n}`)].join(' '), what: c.help})),
+  ];
+}
+
+function commandError(state: State, text: string): Result {
+  return {state: {...state, message: {text, error: true}}, effects: []};
+}
 
 export function applyFilter(state: State, text: string): Result {
   const view = state.view;
@@ -35,20 +96,10 @@ export function runCommand(state: State, text: string): Result {
   const base: State = {...state, mode: 'normal', input: '', inputError: null};
   const [cmd = '', ...args] = text.trim().split(/\s+/);
   if (cmd === '') return {state: base, effects: []};
-  if (cmd === 'log' || cmd === 'build') {
-    const m = /^(\d+)(?:\/(\d+))?$/.exec(args[0] ?? '');
-    if (!m) return {state: {...base, message: {text: `:${cmd} needs a build id${cmd === 'log' ? ' (and optionally /step): :log 1234/5' : ': :build 1234'}`, error: true}}, effects: []};
-    if (cmd === 'build') return openDetail(base, Number(m[1]));
-    return openLog(base, Number(m[1]), m[2] !== undefined ? Number(m[2]) : undefined);
-  }
-  if (cmd === 'quit' || cmd === 'q') return {state: {...base, quit: true}, effects: [{type: 'quit'}]};
-  if (cmd === 'queue') {
-    const s = {...base, order: 'queue' as BuildOrder, reverse: false};
-    if (state.view === 'builds' && state.order === 'queue' && !state.reverse) return {state: s, effects: []};
-    return reloadWindow({...s, view: 'builds', back: []}, 'builds');
-  }
+  const other = OTHER_COMMANDS.find((c) => c.names.includes(cmd));
+  if (other) return other.run(base, state, args);
   const target = VIEW_COMMANDS.get(cmd);
-  if (!target) return {state: {...base, message: {text: `unknown command :${cmd} (try ${COMMAND_LIST.join(' ')})`, error: true}}, effects: []};
+  if (!target) return commandError(base, `unknown command :${cmd} (try ${COMMAND_LIST.join(' ')})`);
   return switchView(base, target);
 }
 

@@ -1,7 +1,9 @@
 // A log file opened for the console: an index of line start offsets (8 bytes a line; a 1M-line log
 // costs 8 MB of index and is never held as text), random access to any window of lines, growth
 // (and truncation) tracking for follow mode, and search that scans the file rather than a buffer.
-// Compressed logs (.bz2, .zst) are decompressed once into a private temporary file.
+// Compressed logs (.bz2, .zst) are decompressed once into a private temporary file. Lines that arrive
+// after opening get the time they were first read (`t` in the log view), kept as runs: one (first line,
+// time) pair per read that found new lines, at most ARRIVAL_RUNS_MAX of them.
 import {spawn} from 'node:child_process';
 import {createWriteStream} from 'node:fs';
 import {mkdtemp, open, rm, stat, type FileHandle} from 'node:fs/promises';
@@ -10,6 +12,8 @@ import {join} from 'node:path';
 import type {LogHandle} from './types.js';
 
 const CHUNK = 1 << 20;
+/** Arrival runs kept; beyond it every other run is merged into the one before (its lines get the earlier time). */
+export const ARRIVAL_RUNS_MAX = 50_000;
 
 async function decompress(path: string, tool: 'bzip2' | 'zstd'): Promise<{file: string; dir: string}> {
   const dir = await mkdtemp(join(tmpdir(), 'hydra-ops-log-'));
@@ -39,6 +43,11 @@ export class LogFile implements LogHandle {
   private scanned = 0;
   private closed = false;
   private busy: Promise<boolean> = Promise.resolve(false);
+  /** Arrival runs: line runFrom[i] and those after it (up to the next run) arrived at runAt[i]. */
+  private runFrom: number[] = [];
+  private runAt: number[] = [];
+  /** ms since epoch of the first read; 0 until then (lines read by it have no arrival time). */
+  openedAt = 0;
 
   private constructor(
     readonly path: string,
@@ -61,6 +70,7 @@ export class LogFile implements LogHandle {
     const fh = await open(file, 'r');
     const log = new LogFile(path, stepnr, fh, file, tempDir);
     await log.refresh();
+    log.openedAt = Date.now();
     return log;
   }
 
@@ -89,13 +99,17 @@ export class LogFile implements LogHandle {
     if (this.closed) return false;
     const {size} = await stat(this.file);
     if (size < this.scanned) {
-      // Truncated (a step log is truncated again after the input copy): index from scratch.
+      // Truncated (a step log is truncated again after the input copy): index from scratch; what is read
+      // again arrived after the truncation.
       this.complete = 0;
       this.scanned = 0;
       this.starts[0] = 0;
+      this.runFrom = [];
+      this.runAt = [];
       if (size === 0) return true;
     }
     if (size === this.scanned) return false;
+    const before = this.lineCount();
     const buf = Buffer.allocUnsafe(CHUNK);
     while (this.scanned < size) {
       const want = Math.min(CHUNK, size - this.scanned);
@@ -108,7 +122,42 @@ export class LogFile implements LogHandle {
       }
       this.scanned += bytesRead;
     }
+    if (this.openedAt > 0) this.arrived(before, Date.now());
     return true;
+  }
+
+  /** Lines from `from` on (those not in a run yet) arrived at `at`. */
+  private arrived(from: number, at: number): void {
+    if (this.lineCount() <= from) return;
+    // A partial last line that grew keeps its first time: the run starts at the first line not timed yet.
+    const last = this.runFrom.length - 1;
+    if (last >= 0 && this.runFrom[last]! >= from) return;
+    this.runFrom.push(from);
+    this.runAt.push(at);
+    if (this.runFrom.length > ARRIVAL_RUNS_MAX) {
+      this.runFrom = this.runFrom.filter((_, i) => i % 2 === 0);
+      this.runAt = this.runAt.filter((_, i) => i % 2 === 0);
+    }
+  }
+
+  times(from: number, count: number): (number | null)[] {
+    const out: (number | null)[] = [];
+    // The last run starting at or before `from` (binary search), then forwards.
+    let lo = 0;
+    let hi = this.runFrom.length - 1;
+    let k = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.runFrom[mid]! <= from) {
+        k = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    for (let i = from; i < Math.min(from + count, this.lineCount()); i++) {
+      while (k + 1 < this.runFrom.length && this.runFrom[k + 1]! <= i) k++;
+      out.push(k >= 0 ? this.runAt[k]! : null);
+    }
+    return out;
   }
 
   async lines(from: number, count: number): Promise<string[]> {

@@ -60,14 +60,18 @@ export interface LogState {
   /** First visible line. */
   top: number;
   lines: string[];
+  /** When each of `lines` arrived (ms since epoch), or null: it was in the file when the log was opened. */
+  times: (number | null)[];
+  /** ms since epoch the log was opened (lines without a time were there by then); null until it is open. */
+  openedAt: number | null;
   follow: boolean;
   wrap: boolean;
   search: string | null;
   match: number | null;
   error: string | null;
   loading: boolean;
-  /** `t`: show each line's time of arrival (lines read while the console follows the log). */
-  timestamps?: boolean;
+  /** `t`: show each line's time of arrival (lines read while the log is open; earlier ones have none). */
+  timestamps: boolean;
 }
 
 export interface Dialog {
@@ -136,6 +140,8 @@ interface BaseState {
   markAll: {selection: string; count: number | null} | null;
   dialog: Dialog | null;
   menu: Menu | null;
+  /** The help's search (`/` in the help): the text, and whether it is still being typed; null: none. */
+  helpSearch: {query: string; typing: boolean} | null;
   message: {text: string; error: boolean} | null;
   paused: boolean;
   header: HeaderData | null;
@@ -188,9 +194,9 @@ export type Action =
   | {type: 'runnerStats'; data: RunnerStats | null}
   | {type: 'detail'; id: number; data: BuildDetail | null; error?: string}
   | {type: 'detailLog'; build: number; stepnr: number | null; path: string | null; lines: string[]; total: number; error: string | null}
-  | {type: 'logOpened'; build: number; stepnr: number | null; path: string; total: number}
+  | {type: 'logOpened'; build: number; stepnr: number | null; path: string; total: number; openedAt: number}
   | {type: 'logError'; build: number; error: string}
-  | {type: 'logLines'; top: number; total: number; lines: string[]}
+  | {type: 'logLines'; top: number; total: number; lines: string[]; times: (number | null)[]}
   | {type: 'logGrew'; total: number}
   | {type: 'searchResult'; needle: string; line: number}
   | {type: 'previewed'; req: ActionRequest; outcome: ActionOutcome}

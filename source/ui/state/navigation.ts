@@ -38,7 +38,7 @@ export function openLog(state: State, build: number, stepnr?: number, file?: str
     ...state,
     back: [...state.back, state.view],
     view: 'log',
-    log: {build, stepnr: stepnr ?? null, path: null, total: 0, top: 0, lines: [], follow: true, wrap: false, search: null, match: null, error: null, loading: true},
+    log: {build, stepnr: stepnr ?? null, path: null, total: 0, top: 0, lines: [], times: [], openedAt: null, follow: true, wrap: false, timestamps: false, search: null, match: null, error: null, loading: true},
   };
   return {state: next, effects: [{type: 'openLog', build, ...(stepnr !== undefined ? {stepnr} : {}), ...(file !== undefined ? {file} : {})}]};
 }

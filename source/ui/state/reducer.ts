@@ -7,7 +7,8 @@ import {clearMarks, emptyList, emptyWindow, listOf, windowOf, type Action, type 
 import {previewed} from './acting.js';
 import {dialogKey, inputKey} from './input.js';
 import {menuKey, pressKey} from './keys.js';
-import {checkDiff, LIST_NAMES, WINDOW_NAMES} from './views.js';
+import {helpKey} from './help.js';
+import {checkDiff, FILTER_VIEWS, LIST_NAMES, WINDOW_NAMES} from './views.js';
 import {go} from './navigation.js';
 import {currentIndex, loadView, moveTo, rowKey, withEnsure} from './selection.js';
 import {mergePage} from './windows.js';
@@ -33,7 +34,7 @@ export function initialState(o: InitOptions): State {
     mode: 'normal',
     input: '',
     inputError: null,
-    filters: {builds: null, steps: null, machines: null, evals: null, ...o.filters},
+    filters: {...(Object.fromEntries(FILTER_VIEWS.map((v) => [v, null])) as Record<FilterView, null>), ...o.filters},
     order: 'id-desc',
     reverse: false,
     overview: null,
@@ -46,6 +47,7 @@ export function initialState(o: InitOptions): State {
     markAll: null,
     dialog: null,
     menu: null,
+    helpSearch: null,
     message: null,
     paused: false,
     header: null,
@@ -60,7 +62,9 @@ export function reduce(state: State, action: Action): Result {
   switch (action.type) {
     case 'key': {
       const key = action.key;
-      if (state.mode === 'help') return {state: {...state, mode: 'normal'}, effects: key === 'ctrl-c' ? [{type: 'quit'}] : []};
+      // ctrl-c quits whatever is open (a dialog, the menu, a text line, the help): raw mode turns it into a key.
+      if (key === 'ctrl-c') return pressKey({...state, mode: 'normal', dialog: null, menu: null, helpSearch: null, input: ''}, key);
+      if (state.mode === 'help') return helpKey(state, key);
       if (state.mode === 'dialog') return dialogKey(state, key);
       if (state.mode === 'menu') return menuKey(state, key);
       if (state.mode === 'filter' || state.mode === 'command' || state.mode === 'search') return inputKey(state, key);
@@ -144,7 +148,7 @@ export function reduce(state: State, action: Action): Result {
       if (!log || log.build !== action.build) return {state, effects: []};
       const page = bodyLines(state.size) - 1;
       const top = log.follow ? Math.max(0, action.total - page) : 0;
-      return {state: {...state, log: {...log, path: action.path, stepnr: action.stepnr, total: action.total, top, loading: false}}, effects: [{type: 'readLog', top, count: page}]};
+      return {state: {...state, log: {...log, path: action.path, stepnr: action.stepnr, total: action.total, openedAt: action.openedAt, top, loading: false}}, effects: [{type: 'readLog', top, count: page}]};
     }
     case 'logError': {
       const log = state.log;
@@ -154,7 +158,7 @@ export function reduce(state: State, action: Action): Result {
     case 'logLines': {
       const log = state.log;
       if (!log) return {state, effects: []};
-      return {state: {...state, log: {...log, lines: action.lines, top: action.top, total: action.total}}, effects: []};
+      return {state: {...state, log: {...log, lines: action.lines, times: action.times, top: action.top, total: action.total}}, effects: []};
     }
     case 'logGrew': {
       const log = state.log;

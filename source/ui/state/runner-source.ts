@@ -91,6 +91,7 @@ export function parseRestStatus(doc: unknown, at: number, source: RunnerSnapshot
     const listed = m.listed !== false;
     const drained = m.drained === true;
     const backingOff = typeof m.backingOff === 'boolean' ? m.backingOff : consecutiveFailures > 0 && disabledUntil > now;
+    const lastPing = num(stats.lastPing);
     return {
       name,
       uri: typeof m.uri === 'string' ? m.uri : name,
@@ -107,6 +108,8 @@ export function parseRestStatus(doc: unknown, at: number, source: RunnerSnapshot
       consecutiveFailures,
       drained,
       lastError: typeof m.lastError === 'string' ? m.lastError : null,
+      // The Rust runner pings its builders (0: not yet); hydra-ops' runner does not.
+      ...(lastPing ? {lastPing: {at: lastPing * 1000, ok: null}} : {}),
     };
   });
   const jobsets = new Map<string, {shares: number | null; shareUsed: number | null}>();

@@ -25,8 +25,10 @@ export type FilterView = 'builds' | 'steps' | 'machines' | 'evals';
 
 export type {BuildSortColumn as BuildOrder} from '../../db/queries/windows.js';
 export type {Anchor} from '../../db/queries/windows.js';
-import {buildSortKey, type Anchor, type BuildSortColumn as BuildOrder, type BuildWindowRow, type EvalWindowRow} from '../../db/queries/windows.js';
+import {buildSortKey, type Anchor, type AuditWindowRow, type BuildSortColumn as BuildOrder, type BuildWindowRow, type CheckWindowRow, type EvalWindowRow} from '../../db/queries/windows.js';
+import type {Queryable} from '../../db/queryable.js';
 import type {BusyStepRow} from '../../db/queries/steps.js';
+import type {JobHistoryRow} from '../../db/queries/job-history.js';
 
 /** A row of the Builds view (one page row of the builds window query). */
 export type BuildListRow = BuildWindowRow;
@@ -59,6 +61,16 @@ export interface MachineRow {
   consecutiveFailures: number;
   drained: boolean;
   lastError: string | null;
+  /**
+   * jobs/maxJobs (0…1) per minute over the last hour, oldest first (60 values; null: no sample that minute), as the
+   * console sampled the runner's reports; absent when it has none for the machine.
+   */
+  usage?: (number | null)[];
+  /**
+   * The machine's last ping: the runner's (the Rust runner's `stats.lastPing`; ok unknown) or this console's `i`,
+   * whichever is newer (ms since epoch); absent: never pinged.
+   */
+  lastPing?: {at: number; ok: boolean | null};
 }
 
 export interface SystemQueue {
@@ -70,6 +82,8 @@ export interface SystemQueue {
   queued: number;
   /** Average seconds runnable steps have waited, when known. */
   avgWait: number | null;
+  /** Queued builds per minute over the last hour, oldest first (60 values; null: not sampled); Overview only. */
+  history?: (number | null)[];
 }
 
 export interface JobsetShare {
@@ -163,8 +177,8 @@ export interface BuildDetail {
   deps: DepEntry[];
   /** Where the runner's view of the steps came from, or why there is none (shown in the Deps tab). */
   depsNote: string | null;
-  /** The job's last builds, newest first (at most 30; History tab). */
-  history: HistoryEntry[];
+  /** The job's last builds, newest first (at most 30; History tab): the rows of db/queries/job-history.ts. */
+  history: JobHistoryRow[];
   /** The latest successful build of the same job (Hydra's `/job/P/J/JOB/latest`), or null. */
   latest: number | null;
 }
@@ -184,16 +198,6 @@ export interface DepEntry {
   toplevel: boolean;
 }
 
-export interface HistoryEntry {
-  id: number;
-  buildstatus: number | null;
-  iscachedbuild: number | null;
-  system: string;
-  starttime: number | null;
-  stoptime: number | null;
-  machine: string | null;
-}
-
 /** One step as the runner holds it in memory (in-process scheduler or a runner's REST). */
 export interface RunnerStepView {
   drvPath: string;
@@ -205,30 +209,11 @@ export interface RunnerStepView {
   toplevel: boolean;
 }
 
-export interface AuditEntry {
-  id: number;
-  at: string;
-  hydraUser: string;
-  unixUser: string;
-  action: string;
-  scope: string;
-  targetCount: number;
-  resultCount: number | null;
-  outcome: string;
-  message: string | null;
-}
+/** A row of the Audit view (db/queries/windows.ts). */
+export type AuditEntry = AuditWindowRow;
 
-export interface CheckEntry {
-  id: number;
-  build: number | null;
-  drvPath: string;
-  originalMachine: string | null;
-  checkMachine: string | null;
-  verdict: string;
-  differing: string[];
-  diffLogPath: string | null;
-  startedAt: string | null;
-}
+/** A row of the Checks view, and a build's last check (`d`) (db/queries/windows.ts). */
+export type CheckEntry = CheckWindowRow;
 
 export type ActionKind = 'restart' | 'cancel' | 'bump' | 'drain' | 'enable' | 'check' | 'ping' | 'restart-failed' | 'cancel-eval';
 
@@ -265,7 +250,7 @@ export interface Capabilities {
   readonly: string | null;
   /** Why machine drain/enable are refused (needs admin), or null. */
   admin: string | null;
-  /** Why reproducibility checks are unavailable, or null. */
+  /** Why reproducibility checks are unavailable besides read-only mode (no machine to rebuild on), or null. */
   checks: string | null;
   user: string;
 }
@@ -281,9 +266,22 @@ export interface LogHandle {
   lines(from: number, count: number): Promise<string[]>;
   /** Re-reads the file's growth; resolves to true when lines were added. */
   refresh(): Promise<boolean>;
+  /**
+   * When each of the lines [from, from + count) arrived: ms since epoch the console first read it, or null for a
+   * line that was already in the file when it was opened (its time is not recorded anywhere).
+   */
+  times(from: number, count: number): (number | null)[];
+  /** ms since epoch the log was opened: lines without a time were there by then. */
+  readonly openedAt: number;
   /** First line ≥ from (≤ from when backwards) containing `needle` (case-insensitive), or -1. */
   search(needle: string, from: number, backwards: boolean): Promise<number>;
   close(): Promise<void>;
+}
+
+/** A read of the database, by name (so that a test source can answer it) and its SQL. */
+export interface Read<A, T> {
+  name: string;
+  run(db: Queryable, args: A): Promise<T>;
 }
 
 export type ChangeKind = 'queue' | 'steps' | 'runner' | 'audit' | 'checks' | 'all';
@@ -294,25 +292,18 @@ export interface ConsoleData {
   capabilities(): Promise<Capabilities>;
   header(): Promise<HeaderData>;
   overview(): Promise<OverviewData>;
-  /** Builds in display order; throws FilterError for a bad filter. */
-  /** `reverse`: the sort order reversed (`S`). */
-  pageBuilds(q: {filter: string | null; order: BuildOrder; reverse?: boolean; anchor: Anchor; limit: number}): Promise<BuildListRow[]>;
-  /** Builds the view lists in this order with this filter: also the exact count of a mark-all (`a`). */
-  countBuilds(q: {filter: string | null; order: BuildOrder}): Promise<number>;
+  /**
+   * Runs one of the database reads the views table names (a window's page or count, a list's rows): its SQL is in
+   * db/queries/; a test source answers it by name.
+   */
+  query<A, T>(read: Read<A, T>, args: A): Promise<T>;
   /** Busy steps, by machine, oldest first (a bounded set: at most the farm's job slots). */
   runningSteps(filter: string | null): Promise<RunningStep[]>;
   machines(filter: string | null): Promise<MachineRow[]>;
   jobsets(): Promise<JobsetShare[]>;
   buildDetail(id: number): Promise<BuildDetail | null>;
-  pageAudit(anchor: Anchor, limit: number): Promise<AuditEntry[]>;
-  countAudit(): Promise<number>;
-  pageChecks(anchor: Anchor, limit: number): Promise<CheckEntry[]>;
-  countChecks(): Promise<number>;
   /** The latest reproducibility check of a build (`d`), or null when it has none. */
   lastCheck(build: number): Promise<CheckEntry | null>;
-  /** Evaluations newest first; throws FilterError for a bad filter. */
-  pageEvals(q: {filter: string | null; anchor: Anchor; limit: number}): Promise<EvalEntry[]>;
-  countEvals(filter: string | null): Promise<number>;
   /** The runner's internals for the Runner view (null: no runner data). */
   runnerStats(): Promise<RunnerStats | null>;
   /** The log of a build's step (the running or last step when stepnr is omitted). */

@@ -3,129 +3,37 @@
 // opens, which live changes refresh it and what the crumb line adds. VIEWS is a mapped type over
 // ViewName, so a view without an entry, or an entry of the wrong kind, does not type-check.
 // Adding a view: docs/architecture.md ("Adding a console view").
-import {formatCount} from '../format.js';
-import {BUILD_SORTS} from '../../db/queries/windows.js';
+import {BUILD_SORTS, countAuditLog, countBuildWindow, countEvals, countReproChecks, pageAuditLog, pageBuilds, pageEvals, pageReproChecks} from '../../db/queries/windows.js';
+import {OverviewView} from '../views/OverviewView.js';
+import {BuildsView} from '../views/BuildsView.js';
+import {StepsView} from '../views/StepsView.js';
+import {MachinesView} from '../views/MachinesView.js';
+import {JobsetsView} from '../views/JobsetsView.js';
+import {ChecksView} from '../views/ChecksView.js';
+import {AuditView} from '../views/AuditView.js';
+import {EvalsView} from '../views/EvalsView.js';
+import {RunnerView} from '../views/RunnerView.js';
+import {DetailView} from '../views/DetailView.js';
+import {LogView} from '../views/LogView.js';
 import {bodyLines, tableRows} from './layout.js';
 import {DETAIL_TABS, detailCursor, loadDetail} from './detail-tabs.js';
-import type {Result, State} from './model.js';
-import {
-  buildKey,
-  type Anchor,
-  type ChangeKind,
-  type CheckEntry,
-  type ConsoleData,
-  type FilterView,
-  type ListName,
-  type ListRows,
-  type ViewName,
-  type WindowName,
-  type WindowRows,
-} from './types.js';
+import type {State} from './model.js';
+import {buildKey, type CheckEntry, type FilterView, type ListName, type ViewName, type WindowName} from './types.js';
+import {buildPage, copyDrv, filterTail, idKey, listRow, selectedRow, type Go, type ListSource, type Selection, type ViewSpec, type WindowSource} from './view-spec.js';
 
-/** The build (and step) a view has selected: what actions act on and `l` opens. */
-export interface Selection {
-  build: number;
-  stepnr?: number;
-}
-
-/** Where `enter` goes, as data (navigation.ts carries it out). */
-export type Go =
-  /** `replace`: show another build in the detail that is open (History), not on top of it. */
-  | {to: 'detail'; id: number; replace?: boolean}
-  | {to: 'log'; build: number; stepnr?: number; file?: string}
-  /** Another view with its filter set (drill-down), pushing this view on the back stack. */
-  | {to: 'filtered'; view: FilterView; filter: string}
-  | {to: 'message'; text: string};
-
-/** How a view's selection moves. */
-export interface Cursor {
-  /** The selected row; while a page is on its way, where the earlier keys were heading. */
-  index(s: State): number;
-  /** Selectable rows [min, length); null when there is nothing to select. */
-  bounds(s: State): {min: number; length: number} | null;
-  /** Selects row `selected` (within bounds); `target` is where the key wanted to go. */
-  select(s: State, selected: number, target: number): State;
-  /** Rows a page key moves. */
-  page(s: State): number;
-}
-
-interface SpecBase<V extends ViewName> {
-  title: string;
-  /** Number key of a top-level view (their tab order too); null for sub-views. */
-  key: string | null;
-  /** `:` names, the canonical one first. */
-  commands: readonly string[];
-  /** `/` edits this view's filter (state.filters[view]). */
-  filter: V extends FilterView ? true : false;
-  /** `space` marks rows (build ids in state.marks), and actions take the marked builds. */
-  marks?: boolean;
-  /** Live changes that refresh the view while it is shown. */
-  refreshOn: readonly ChangeKind[];
-  /** The selected build, for actions and `l`; absent when the view has no builds. */
-  selected?(s: State): Selection | null;
-  /** What `enter` opens: the footer's word for it (null: not shown) and where it goes. */
-  enter?: {what: string | null | ((s: State) => string | null); go(s: State): Go | null};
-  /** The crumb's last part (default: the title). */
-  crumbTitle?(s: State): string;
-  /** Appended to the crumb line: order, filter, position. */
-  crumbTail?(s: State, c: CrumbText): string;
-}
-
-export interface CrumbText {
-  count(n: number): string;
-  sep: string;
-}
-
-/** A keyset-paged window: where pages and the count come from and how a row is keyed. */
-export interface WindowSource<V extends WindowName> {
-  page(d: ConsoleData, s: State, anchor: Anchor, limit: number): Promise<WindowRows[V][]>;
-  count(d: ConsoleData, s: State): Promise<number>;
-  /** What the count depends on: a cached count is reused while this stays the same. */
-  countKey(s: State): string;
-  key(row: WindowRows[V], s: State): number[];
-}
-
-export interface ListSource<V extends ListName> {
-  fetch(d: ConsoleData, s: State): Promise<ListRows[V][]>;
-}
-
-/** Views of their own shape (overview, build detail, log): they bring their cursor and loading. */
-export interface Screen {
-  cursor: Cursor | null;
-  load(s: State, fresh: boolean): Result;
-}
-
-export type ViewSpec<V extends ViewName = ViewName> = SpecBase<V> &
-  (V extends WindowName
-    ? {kind: 'window'; source: WindowSource<V>}
-    : V extends ListName
-      ? {kind: 'list'; source: ListSource<V>}
-      : {kind: 'screen'; screen: Screen});
-
-function selectedRow<V extends WindowName>(s: State, v: V): WindowRows[V] | undefined {
-  const w = s[v];
-  return w.rows[w.selected - w.offset] as WindowRows[V] | undefined;
-}
-
-function listRow<V extends ListName>(s: State, v: V): ListRows[V] | undefined {
-  const l = s[v];
-  return l.rows[l.selected] as ListRows[V] | undefined;
-}
-
-const idKey = (row: {id: number}): number[] => [row.id];
-
-function filterTail(s: State, v: FilterView, c: CrumbText): string {
-  return s.filters[v] ? ` ${c.sep} filter: ${s.filters[v]}` : '';
-}
+export type {Copy, CrumbText, Cursor, Go, ListSource, Screen, Selection, ViewSpec, WindowSource} from './view-spec.js';
 
 export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   overview: {
     kind: 'screen',
     title: 'Overview',
+    component: OverviewView,
     key: '1',
     commands: ['overview', 'o'],
     filter: false,
     refreshOn: ['queue', 'runner'],
+    copy: null,
+    web: null,
     screen: {
       cursor: {
         index: (s) => s.overviewSelected,
@@ -139,14 +47,20 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   builds: {
     kind: 'window',
     title: 'Builds',
+    component: BuildsView,
     key: '2',
     commands: ['builds', 'b'],
     filter: true,
     marks: true,
     refreshOn: ['queue', 'steps'],
+    copy: (s) => {
+      const b = selectedRow(s, 'builds');
+      return b ? copyDrv(b.drvpath, b.id) : null;
+    },
+    web: (s) => buildPage(VIEWS.builds.selected!(s)),
     source: {
-      page: (d, s, anchor, limit) => d.pageBuilds({filter: s.filters.builds, order: s.order, reverse: s.reverse, anchor, limit}),
-      count: (d, s) => d.countBuilds({filter: s.filters.builds, order: s.order}),
+      page: {name: 'builds.page', run: pageBuilds},
+      count: {name: 'builds.count', run: (db, q) => countBuildWindow(db, q.filter, q.order)},
       countKey: (s) => `${s.order}\0${s.filters.builds ?? ''}`,
       key: (row, s) => buildKey(row, s.order),
     },
@@ -169,10 +83,16 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   steps: {
     kind: 'list',
     title: 'Running steps',
+    component: StepsView,
     key: '3',
     commands: ['steps', 'running'],
     filter: true,
     refreshOn: ['steps', 'runner'],
+    copy: (s) => {
+      const r = listRow(s, 'steps');
+      return r ? copyDrv(r.drvpath, r.build) : null;
+    },
+    web: (s) => buildPage(VIEWS.steps.selected!(s)),
     source: {fetch: (d, s) => d.runningSteps(s.filters.steps)},
     selected: (s) => {
       const r = listRow(s, 'steps');
@@ -184,10 +104,13 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   machines: {
     kind: 'list',
     title: 'Machines',
+    component: MachinesView,
     key: '4',
     commands: ['machines', 'm'],
     filter: true,
     refreshOn: ['steps', 'runner'],
+    copy: null,
+    web: () => '/machines',
     source: {fetch: (d, s) => d.machines(s.filters.machines)},
     enter: {
       what: 'steps',
@@ -201,10 +124,16 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   jobsets: {
     kind: 'list',
     title: 'Jobsets',
+    component: JobsetsView,
     key: '5',
     commands: ['jobsets', 'js'],
     filter: false,
     refreshOn: ['queue', 'runner'],
+    copy: null,
+    web: (s) => {
+      const j = listRow(s, 'jobsets');
+      return j ? `/jobset/${encodeURIComponent(j.project)}/${encodeURIComponent(j.name)}` : null;
+    },
     source: {fetch: (d) => d.jobsets()},
     enter: {
       what: 'builds',
@@ -217,13 +146,19 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   checks: {
     kind: 'window',
     title: 'Checks',
+    component: ChecksView,
     key: '6',
     commands: ['checks'],
     filter: false,
     refreshOn: ['checks'],
+    copy: (s) => {
+      const c = selectedRow(s, 'checks');
+      return c ? {text: c.drvPath, what: 'drv path'} : null;
+    },
+    web: (s) => buildPage(VIEWS.checks.selected!(s)),
     source: {
-      page: (d, _s, anchor, limit) => d.pageChecks(anchor, limit),
-      count: (d) => d.countChecks(),
+      page: {name: 'checks.page', run: (db, q) => pageReproChecks(db, q.anchor, q.limit)},
+      count: {name: 'checks.count', run: (db) => countReproChecks(db)},
       countKey: () => '',
       key: idKey,
     },
@@ -244,13 +179,16 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   audit: {
     kind: 'window',
     title: 'Audit',
+    component: AuditView,
     key: '7',
     commands: ['audit'],
     filter: false,
     refreshOn: ['audit'],
+    copy: null,
+    web: null,
     source: {
-      page: (d, _s, anchor, limit) => d.pageAudit(anchor, limit),
-      count: (d) => d.countAudit(),
+      page: {name: 'audit.page', run: (db, q) => pageAuditLog(db, q.anchor, q.limit)},
+      count: {name: 'audit.count', run: (db) => countAuditLog(db)},
       countKey: () => '',
       key: idKey,
     },
@@ -259,13 +197,22 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   evals: {
     kind: 'window',
     title: 'Evals',
+    component: EvalsView,
     key: '8',
     commands: ['evals', 'ev'],
     filter: true,
     refreshOn: ['queue'],
+    copy: (s) => {
+      const e = selectedRow(s, 'evals');
+      return e ? {text: String(e.id), what: `eval id ${e.id}`} : null;
+    },
+    web: (s) => {
+      const e = selectedRow(s, 'evals');
+      return e ? `/eval/${e.id}` : null;
+    },
     source: {
-      page: (d, s, anchor, limit) => d.pageEvals({filter: s.filters.evals, anchor, limit}),
-      count: (d, s) => d.countEvals(s.filters.evals),
+      page: {name: 'evals.page', run: (db, q) => pageEvals(db, {filter: q.filter, anchor: q.anchor, limit: q.limit})},
+      count: {name: 'evals.count', run: (db, q) => countEvals(db, q.filter)},
       countKey: (s) => s.filters.evals ?? '',
       key: idKey,
     },
@@ -282,19 +229,30 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
   runner: {
     kind: 'screen',
     title: 'Runner',
+    component: RunnerView,
     key: null,
     commands: ['runner', 'scheduler'],
     filter: false,
     refreshOn: ['runner'],
+    copy: null,
+    web: null,
     screen: {cursor: null, load: (s) => ({state: s, effects: [{type: 'load', what: 'runner'}]})},
   },
   detail: {
     kind: 'screen',
     title: 'Build',
+    component: DetailView,
     key: null,
     commands: [],
     filter: false,
     refreshOn: ['queue', 'steps'],
+    // The selected step's drv path, else the build's.
+    copy: (s) => {
+      const d = s.detail;
+      if (!d?.data) return d ? copyDrv(null, d.id) : null;
+      return copyDrv(d.data.steps[d.selected]?.drvpath ?? d.data.build.drvpath, d.id);
+    },
+    web: (s) => buildPage(VIEWS.detail.selected!(s)),
     // The tabs (detail-tabs.ts) bring their own rows and `enter`.
     screen: {
       cursor: detailCursor((s) => Math.max(1, Math.floor(bodyLines(s.size) / 2) - 1)),
@@ -310,15 +268,26 @@ export const VIEWS: {[V in ViewName]: ViewSpec<V>} = {
       go: (s) => (s.detail ? DETAIL_TABS[s.detail.tab].enter.go(s, s.detail) : null),
     },
     crumbTitle: (s) => (s.detail ? `build ${s.detail.id}` : 'Build'),
-    crumbTail: (s) => (s.detail ? ` · ${DETAIL_TABS[s.detail.tab].title}` : ''),
+    // The way back (the crumb), the tab, then where the build is: project:jobset › job › step (Summary and Steps).
+    crumbTail: (s, c) => {
+      const d = s.detail;
+      if (!d) return '';
+      const b = d.data?.build;
+      const step = d.tab === 'summary' || d.tab === 'steps' ? d.data?.steps[d.selected] : undefined;
+      const place = b ? ` · ${b.project}:${b.jobset} ${c.sep} ${b.job}${step ? ` ${c.sep} step ${step.stepnr}` : ''}` : '';
+      return ` · ${DETAIL_TABS[d.tab].title}${place}`;
+    },
   },
   log: {
     kind: 'screen',
     title: 'Log',
+    component: LogView,
     key: null,
     commands: [],
     filter: false,
     refreshOn: [],
+    copy: (s) => (s.log ? copyDrv(null, s.log.build) : null),
+    web: (s) => buildPage(VIEWS.log.selected!(s)),
     // The log scrolls with its own keys (keys.ts, section Log).
     screen: {cursor: null, load: (s) => ({state: s, effects: []})},
     selected: (s) => (s.log ? {build: s.log.build} : null),

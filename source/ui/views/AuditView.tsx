@@ -1,8 +1,9 @@
 // Audit log (`7`, `:audit`): every action taken or refused, newest first.
 import React from 'react';
-import {Table, type Column, type Row} from '../components/Table.js';
-import {glyphs} from '../theme.js';
+import type {Column, Row} from '../components/Table.js';
+import type {AuditEntry} from '../state/types.js';
 import type {ViewProps} from './common.js';
+import {ViewTable} from './ViewTable.js';
 
 const COLUMNS: Column[] = [
   {title: 'time', width: 19, drop: 3},
@@ -15,10 +16,9 @@ const COLUMNS: Column[] = [
   {title: 'message', width: 24, drop: 1},
 ];
 
-export function AuditView(p: ViewProps): React.ReactElement {
-  const w = p.state.audit;
-  const visible = Math.max(0, p.height - 1);
-  const rows: Row[] = w.rows.slice(Math.max(0, w.top - w.offset), Math.max(0, w.top - w.offset) + visible).map((a) => ({
+/** An audit row: time, who, what, scope, counts, outcome, message. */
+function auditRow(a: AuditEntry): Row {
+  return {
     key: a.id,
     cells: [
       a.at.replace('T', ' ').slice(0, 19),
@@ -30,17 +30,10 @@ export function AuditView(p: ViewProps): React.ReactElement {
       {text: a.outcome, color: a.outcome === 'ok' ? 'green' : a.outcome === 'refused' || a.outcome === 'failed' ? 'red' : undefined},
       a.message ?? '',
     ],
-  }));
-  return (
-    <Table
-      columns={COLUMNS}
-      rows={rows}
-      selected={w.selected - w.top}
-      width={p.width}
-      height={p.height}
-      theme={p.theme}
-      ellipsis={glyphs(p.theme).ellipsis}
-      empty={w.error ?? (w.loaded ? 'no actions recorded yet' : 'loading…')}
-    />
-  );
+  };
+}
+
+export function AuditView(p: ViewProps): React.ReactElement {
+  const w = p.state.audit;
+  return <ViewTable view={p} columns={COLUMNS} rows={w.rows} offset={w.offset} top={w.top} selected={w.selected} row={auditRow} empty={w.error ?? (w.loaded ? 'no actions recorded yet' : 'loading…')} />;
 }

@@ -1,9 +1,9 @@
 // Builds (`2`, `:builds`, `:queue`): a window onto the Builds table, keyset-paged from SQL.
 import React from 'react';
-import {Table, type Column, type Row} from '../components/Table.js';
+import type {Column, Row} from '../components/Table.js';
+import {ViewTable} from './ViewTable.js';
 import {formatDuration} from '../format.js';
 import {glyphs, statusStyle} from '../theme.js';
-import {tableRows} from '../state/layout.js';
 import type {BuildListRow} from '../state/types.js';
 import {ageSec, type ViewProps} from './common.js';
 import {ErrorLines} from './ErrorLines.js';
@@ -43,23 +43,10 @@ export function buildRow(b: BuildListRow, p: ViewProps, marked: boolean): Row {
 
 export function BuildsView(p: ViewProps): React.ReactElement {
   const w = p.state.builds;
-  const visible = tableRows({columns: p.width, rows: p.state.size.rows});
-  const rows = w.rows.slice(Math.max(0, w.top - w.offset), Math.max(0, w.top - w.offset) + visible);
   const marks = new Set(p.state.marks);
   if (w.error) {
     return <ErrorLines error={w.error} theme={p.theme} height={p.height} hint="/ edits the filter · esc clears it" />;
   }
-  return (
-    <Table
-      columns={BUILD_COLUMNS}
-      rows={rows.map((b) => buildRow(b, p, p.state.markAll !== null || marks.has(b.id)))}
-      selected={w.selected - w.top}
-      width={p.width}
-      height={p.height}
-      theme={p.theme}
-      ellipsis={glyphs(p.theme).ellipsis}
-      markGlyph={glyphs(p.theme).mark}
-      empty={!w.loaded ? 'loading…' : p.state.filters.builds ? 'no builds match the filter' : p.state.order === 'queue' ? 'the queue is empty' : p.state.order === 'stoptime' ? 'no finished builds' : 'no builds'}
-    />
-  );
+  const empty = !w.loaded ? 'loading…' : p.state.filters.builds ? 'no builds match the filter' : p.state.order === 'queue' ? 'the queue is empty' : p.state.order === 'stoptime' ? 'no finished builds' : 'no builds';
+  return <ViewTable view={p} columns={BUILD_COLUMNS} rows={w.rows} offset={w.offset} top={w.top} selected={w.selected} row={(b) => buildRow(b, p, p.state.markAll !== null || marks.has(b.id))} empty={empty} marks />;
 }

@@ -1,9 +1,11 @@
 // Reproducibility checks (`6`): hydra_ops.repro_checks, newest first.
 import React from 'react';
-import {Box, Text} from 'ink';
-import {Table, type Column, type Row} from '../components/Table.js';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
+import type {Column, Row} from '../components/Table.js';
+import type {CheckEntry} from '../state/types.js';
+import {ViewTable} from './ViewTable.js';
 import {drvName} from '../format.js';
-import {glyphs} from '../theme.js';
 import type {ViewProps} from './common.js';
 
 const COLUMNS: Column[] = [
@@ -39,8 +41,7 @@ export function ChecksView(p: ViewProps): React.ReactElement {
       </Box>
     );
   }
-  const visible = Math.max(0, p.height - 1);
-  const rows: Row[] = w.rows.slice(Math.max(0, w.top - w.offset), Math.max(0, w.top - w.offset) + visible).map((c) => {
+  const row = (c: CheckEntry): Row => {
     const v = VERDICT[c.verdict] ?? {glyph: ['?', '?'] as [string, string]};
     return {
       key: c.id,
@@ -53,17 +54,6 @@ export function ChecksView(p: ViewProps): React.ReactElement {
         c.startedAt ?? '',
       ],
     };
-  });
-  return (
-    <Table
-      columns={COLUMNS}
-      rows={rows}
-      selected={w.selected - w.top}
-      width={p.width}
-      height={p.height}
-      theme={p.theme}
-      ellipsis={glyphs(p.theme).ellipsis}
-      empty={w.error ?? 'loading…'}
-    />
-  );
+  };
+  return <ViewTable view={p} columns={COLUMNS} rows={w.rows} offset={w.offset} top={w.top} selected={w.selected} row={row} empty={w.error ?? 'loading…'} />;
 }

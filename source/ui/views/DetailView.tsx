@@ -4,7 +4,8 @@
 // where that runs) and History (the job's last builds with a duration sparkline). On wide terminals app.tsx shows
 // it beside the table it was opened from.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {sparkline} from '../components/Sparkline.js';
 import {drvName, formatDuration, sanitize, truncate} from '../format.js';

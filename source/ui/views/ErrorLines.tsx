@@ -1,6 +1,7 @@
 // A view whose rows could not be read: the error's lines in red, and an optional hint below them.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import type {Theme} from '../theme.js';
 
 export function ErrorLines(p: {error: string; theme: Theme; height: number; hint?: string}): React.ReactElement {

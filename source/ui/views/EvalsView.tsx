@@ -1,9 +1,10 @@
 // Evals (`8`, `:evals`): evaluations newest first, keyset-paged from JobsetEvals, with their member
 // counts (builds · new · succeeded · failed · queued) and the evaluation error, if any.
 import React from 'react';
-import {Table, type Column, type Row} from '../components/Table.js';
+import type {Column, Row} from '../components/Table.js';
+import type {EvalEntry} from '../state/types.js';
+import {ViewTable} from './ViewTable.js';
 import {formatCount, formatDuration} from '../format.js';
-import {glyphs} from '../theme.js';
 import {ageSec, type ViewProps} from './common.js';
 import {ErrorLines} from './ErrorLines.js';
 
@@ -25,9 +26,7 @@ export function EvalsView(p: ViewProps): React.ReactElement {
   if (w.error) {
     return <ErrorLines error={w.error} theme={p.theme} height={p.height} hint="/ edits the filter · esc clears it" />;
   }
-  const visible = Math.max(0, p.height - 1);
-  const start = Math.max(0, w.top - w.offset);
-  const rows: Row[] = w.rows.slice(start, start + visible).map((e) => ({
+  const row = (e: EvalEntry): Row => ({
     key: e.id,
     cells: [
       String(e.id),
@@ -40,17 +39,7 @@ export function EvalsView(p: ViewProps): React.ReactElement {
       {text: formatCount(e.queued, u), color: e.queued > 0 ? 'blue' : undefined},
       {text: e.error ?? (e.hasnewbuilds === 0 ? '(no changes)' : ''), color: e.error ? 'red' : undefined, dim: !e.error},
     ],
-  }));
-  return (
-    <Table
-      columns={EVAL_COLUMNS}
-      rows={rows}
-      selected={w.selected - w.top}
-      width={p.width}
-      height={p.height}
-      theme={p.theme}
-      ellipsis={glyphs(p.theme).ellipsis}
-      empty={!w.loaded ? 'loading…' : p.state.filters.evals ? 'no evaluation matches the filter' : 'no evaluations yet'}
-    />
-  );
+  });
+  const empty = !w.loaded ? 'loading…' : p.state.filters.evals ? 'no evaluation matches the filter' : 'no evaluations yet';
+  return <ViewTable view={p} columns={EVAL_COLUMNS} rows={w.rows} offset={w.offset} top={w.top} selected={w.selected} row={row} empty={empty} />;
 }

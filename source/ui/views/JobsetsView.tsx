@@ -1,8 +1,8 @@
 // Jobsets (`5`): scheduling shares, share used (from the runner), queued / running builds.
 import React from 'react';
-import {Table, type Column, type Row} from '../components/Table.js';
+import type {Column, Row} from '../components/Table.js';
+import {ViewTable} from './ViewTable.js';
 import {formatCount, formatDuration} from '../format.js';
-import {glyphs} from '../theme.js';
 import type {JobsetShare} from '../state/types.js';
 import {ageSec, type ViewProps} from './common.js';
 
@@ -32,17 +32,5 @@ export function jobsetRow(j: JobsetShare, p: ViewProps): Row {
 
 export function JobsetsView(p: ViewProps): React.ReactElement {
   const l = p.state.jobsets;
-  const visible = Math.max(0, p.height - 1);
-  return (
-    <Table
-      columns={JOBSET_COLUMNS}
-      rows={l.rows.slice(l.top, l.top + visible).map((j) => jobsetRow(j, p))}
-      selected={l.selected - l.top}
-      width={p.width}
-      height={p.height}
-      theme={p.theme}
-      ellipsis={glyphs(p.theme).ellipsis}
-      empty={!l.loaded ? 'loading…' : l.error ?? 'no jobsets'}
-    />
-  );
+  return <ViewTable view={p} columns={JOBSET_COLUMNS} rows={l.rows} top={l.top} selected={l.selected} row={(j) => jobsetRow(j, p)} empty={!l.loaded ? 'loading…' : (l.error ?? 'no jobsets')} />;
 }

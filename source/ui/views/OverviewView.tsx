@@ -1,7 +1,9 @@
-// Overview (`1`): queues per system (runnable, running, capacity, wait) and per jobset (queued,
-// running, share used, oldest), with sparklines of queue length and throughput over the last hour.
+// Overview (`1`): queues per system (queued with its sparkline over the last hour, runnable, running, capacity,
+// wait) and per jobset (queued, running, share used, oldest), with sparklines of the whole queue's length and of
+// throughput over the last hour.
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import {Table, type Column, type Row} from '../components/Table.js';
 import {sparkline} from '../components/Sparkline.js';
 import {formatCount, formatDuration} from '../format.js';
@@ -12,6 +14,7 @@ import type {ViewProps} from './common.js';
 const SYSTEM_COLUMNS: Column[] = [
   {title: 'system', width: 18, flex: true, min: 10},
   {title: 'queued', width: 8, align: 'right'},
+  {title: 'last hour', width: 12, drop: 2},
   {title: 'runnable', width: 8, align: 'right'},
   {title: 'running', width: 7, align: 'right'},
   {title: 'capacity', width: 8, align: 'right'},
@@ -34,6 +37,7 @@ export function OverviewView(p: ViewProps): React.ReactElement {
     cells: [
       s.system,
       formatCount(s.queued, u),
+      s.history ? {text: '', color: 'blue', fit: (w: number) => sparkline(s.history!, w, p.theme)} : '',
       formatCount(s.runnable, u),
       formatCount(s.running, u),
       {text: String(s.capacity), color: s.capacity === 0 && (s.runnable > 0 || s.queued > 0) ? 'red' : undefined},

@@ -3,7 +3,8 @@
 // (in-process scheduler, a hydra-ops daemon's or the Rust runner's REST `/status`, or the C++
 // runner's SystemStatus dump). A counter the runner does not publish shows as "—".
 import React from 'react';
-import {Box, Text} from 'ink';
+import {Box} from 'ink';
+import {Text} from '../components/Text.js';
 import {formatCount, formatDuration, pad} from '../format.js';
 import type {RunnerStats} from '../state/types.js';
 import type {ViewProps} from './common.js';

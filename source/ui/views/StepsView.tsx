@@ -1,9 +1,11 @@
 // Running steps (`3`): busy steps grouped by machine, oldest first, coloured by phase; transfer
 // phases turn orange after 5 min and red after 1 h, building past 80 % of the timeout.
 import React from 'react';
-import {Table, type Column, type Row} from '../components/Table.js';
+import type {Column, Row} from '../components/Table.js';
+import type {RunningStep} from '../state/types.js';
+import {ViewTable} from './ViewTable.js';
 import {drvName, formatDuration} from '../format.js';
-import {ageColor, glyphs, phaseStyle} from '../theme.js';
+import {ageColor, phaseStyle} from '../theme.js';
 import type {ViewProps} from './common.js';
 import {ageSec} from './common.js';
 import {ErrorLines} from './ErrorLines.js';
@@ -24,10 +26,9 @@ export function StepsView(p: ViewProps): React.ReactElement {
   if (l.error) {
     return <ErrorLines error={l.error} theme={p.theme} height={p.height} />;
   }
-  const visible = Math.max(0, p.height - 1);
-  const slice = l.rows.slice(l.top, l.top + visible);
-  const rows: Row[] = slice.map((s, i) => {
-    const prev = i === 0 ? l.rows[l.top - 1] : slice[i - 1];
+  const row = (s: RunningStep, k: number): Row => {
+    // Grouped by machine: the name only where it changes.
+    const prev = l.rows[k - 1];
     const ph = phaseStyle(p.theme, s.busy);
     const phaseAge = s.phaseSince !== null ? Math.max(0, (p.now - s.phaseSince) / 1000) : null;
     const total = ageSec(p.now, s.starttime);
@@ -45,17 +46,7 @@ export function StepsView(p: ViewProps): React.ReactElement {
         formatDuration(total),
       ],
     };
-  });
-  return (
-    <Table
-      columns={STEP_COLUMNS}
-      rows={rows}
-      selected={l.selected - l.top}
-      width={p.width}
-      height={p.height}
-      theme={p.theme}
-      ellipsis={glyphs(p.theme).ellipsis}
-      empty={!l.loaded ? 'loading…' : p.state.filters.steps ? 'no running step matches the filter' : 'no step is running'}
-    />
-  );
+  };
+  const empty = !l.loaded ? 'loading…' : p.state.filters.steps ? 'no running step matches the filter' : 'no step is running';
+  return <ViewTable view={p} columns={STEP_COLUMNS} rows={l.rows} top={l.top} selected={l.selected} row={row} empty={empty} />;
 }
