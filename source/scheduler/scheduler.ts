@@ -5,12 +5,11 @@
 //   step-execution.ts  running one step: its row, phases, limits, log, the end of it
 //   outcomes.ts        what a finished step or a cached result means for the builds (rows, graph)
 //   stats.ts           the counters; context.ts the options, events and the view the parts share
+//   runner-store.ts    the store the step graph reads through (batched look-ups, substitution)
 // The daemon runs it headless; the console runs the very same object in-process.
 import {EventEmitter} from 'node:events';
 import type pg from 'pg';
-import {readDrv, type Derivation} from '../nix/drv.js';
-import {queryValidPaths} from '../nix/store.js';
-import {substitutePaths} from '../nix/dest-store.js';
+import type {Derivation} from '../nix/drv.js';
 import type {MachineSpec} from '../fleet/machines-file.js';
 import {PgListener} from '../db/listener.js';
 import {RunnerDbLock, describeLockSession, type RunnerLockSession} from '../db/runner-advisory-lock.js';
@@ -18,13 +17,13 @@ import * as sql from '../db/runner-sql.js';
 import {nowSeconds} from '../db/runner-sql.js';
 import type {Step} from './model.js';
 import {StepGraph, type GraphStore} from './graph.js';
-import {LookupBatcher} from './batcher.js';
 import {assignSteps, capabilityKey, orderRunnable} from './dispatcher.js';
 import {isAvailable, newRuntime, stepPlatform, unsupportedReason, waitingReason, type RunnerMachine} from './machines.js';
 import {newSchedulerStats, type SchedulerStats} from './stats.js';
 import type {ActiveStep, FinishedBuild, SchedulerContext, SchedulerEvents, SchedulerLog, SchedulerOptions} from './context.js';
 import {Outcomes} from './outcomes.js';
 import {QueueMonitor} from './queue-monitor.js';
+import {runnerGraphStore} from './runner-store.js';
 import {StepExecution} from './step-execution.js';
 
 export type {ActiveStep, IdleRound, SchedulerEvents, SchedulerLog, SchedulerOptions} from './context.js';
@@ -52,11 +51,6 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
   private readonly outcomes: Outcomes;
   private readonly monitor: QueueMonitor;
   private readonly execution: StepExecution;
-  /** Store look-ups of concurrent loads are coalesced into few `nix-store` calls and queries. */
-  private readonly validity = new LookupBatcher((paths) => queryValidPaths(paths));
-  private readonly failedPaths = new LookupBatcher(async (paths) => new Set(await sql.failedPathsAmong(this.pool, paths)));
-  /** Output paths being substituted now, and the call fetching them (concurrent loads wait for it). */
-  private readonly substituting = new Map<string, Promise<unknown>>();
   private listener: PgListener | null = null;
   private lock: RunnerDbLock | null = null;
   private ownsLock = false;
@@ -78,40 +72,12 @@ export class Scheduler extends EventEmitter implements SchedulerContext {
     super();
     this.graph = new StepGraph(options.localSystem, options.localNix ?? null);
     this.log = options.log ?? (() => {});
-    this.store = options.graphStore ?? {
-      readDrv: (p: string) => readDrv(p),
-      validPaths: (paths: string[]) => this.validity.filter(paths),
-      failedPathsAmong: async (paths: string[]) => [...(await this.failedPaths.filter(paths))],
-      ...(options.runner.useSubstitutes
-        ? {
-            substitute: (paths: string[]) => this.substitute(paths),
-          }
-        : {}),
-    };
+    this.store =
+      options.graphStore ??
+      runnerGraphStore({pool: options.pool, useSubstitutes: options.runner.useSubstitutes, nix: options.nix, log: this.log});
     this.outcomes = new Outcomes(this);
     this.monitor = new QueueMonitor(this, this.outcomes);
     this.execution = new StepExecution(this, this.outcomes);
-  }
-
-  /** use-substitutes: one `nix-store --realise` per call for the paths no other load is fetching already. */
-  private async substitute(paths: string[]): Promise<{valid: Set<string>; substituted: Set<string>}> {
-    const others = [...new Set(paths.filter((p) => this.substituting.has(p)).map((p) => this.substituting.get(p)!))];
-    const candidates = paths.filter((p) => !this.substituting.has(p));
-    const already = await queryValidPaths(candidates);
-    const mine = candidates.filter((p) => !already.has(p) && !this.substituting.has(p));
-    const run = substitutePaths(mine, this.options.nix ?? {});
-    for (const p of mine) this.substituting.set(p, run);
-    let message = '';
-    try {
-      message = (await run).message;
-      await Promise.allSettled(others);
-    } finally {
-      for (const p of mine) this.substituting.delete(p);
-    }
-    const valid = await queryValidPaths(paths);
-    const substituted = new Set(mine.filter((p) => valid.has(p)));
-    if (substituted.size < mine.length) this.log('debug', `${mine.length - substituted.size} of ${mine.length} output(s) not substitutable: ${message}`);
-    return {valid, substituted};
   }
 
   get pool(): pg.Pool {
