@@ -6,6 +6,7 @@
 // with Hydra's C++ runner statement by statement.
 import type pg from 'pg';
 import type {Queryable} from './queryable.js';
+import {withTransaction} from './transaction.js';
 import type {NewBuildProduct} from './queries/builds.js';
 import {lockHeldCondition, type RunnerLockProof} from './runner-advisory-lock.js';
 
@@ -37,20 +38,8 @@ export const STATUS = {
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
-export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    client.release();
-  }
-}
+/** The runner's writes run in withTransaction (transaction.ts), re-exported here beside them. */
+export {withTransaction};
 
 export async function notify(db: Queryable, channel: string, payload = ''): Promise<void> {
   await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
