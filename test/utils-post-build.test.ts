@@ -256,3 +256,55 @@ test('a post_build_runs row inserted into the database (old behaviour: its comma
     rmSync(work, {recursive: true, force: true});
   }
 });
+
+test('a planted post_build_runs row with a configured command\'s id and hash for a build its job pattern does not match (old behaviour: it ran, only the id and hash were checked) is skipped and reported', {timeout: 60_000}, async () => {
+  const rig = await runnerRig({label: 'postbuild-mismatch'});
+  const work = mkdtempSync(join(tmpdir(), 'hydra-ops-postbuild-mismatch-'));
+  const log = join(work, 'daemon.log');
+  let d: ChildProcess | undefined;
+  try {
+    const js = await rig.jobset('jsm');
+    const conf = join(work, 'hydra.conf');
+    const ran = join(work, 'ran');
+    writeFileSync(conf, `gc_roots_dir = ${join(rig.dataDir, 'gcroots')}\n<runcommand>\n  job = ${js.project}:jsm:wanted\n  command = basename "$HYDRA_JSON" >> ${ran}\n</runcommand>\n`);
+    const [command] = postBuildCommands(parseHydraConf(conf)).commands;
+    assert.ok(command);
+    const env = {
+      HYDRA_DATABASE_URL: rig.db.url,
+      HYDRA_DATA: rig.dataDir,
+      HYDRA_CONFIG: conf,
+      NIX_REMOTE_SYSTEMS: join(work, 'machines'),
+      HYDRA_OPS_CONFIG_DIR: join(work, 'settings'),
+    };
+    writeFileSync(join(work, 'machines'), '');
+    const wanted = await insertBuild(rig.pool, {jobsetId: js.id, job: 'wanted', finished: 1, buildStatus: 0});
+    const other = await insertBuild(rig.pool, {jobsetId: js.id, job: 'other', finished: 1, buildStatus: 0});
+    const init = await runCli(['db', 'init'], env);
+    assert.equal(init.code, 0, init.stderr);
+    // The planted row names the configured command exactly (id and SHA-256 of its text) and claims a match-all
+    // pattern, for a build the command's own pattern does not match.
+    const {rows} = await rig.pool.query(
+      `INSERT INTO hydra_ops.post_build_runs (build, build_stoptime, command_id, matcher, command, command_sha256)
+       VALUES ($1, 1, $2, '*:*:*', $3, $4) RETURNING id`,
+      [other, command.id, command.command, command.sha256],
+    );
+    d = startDaemon(env, log);
+    const row = await waitFor(
+      'the planted run to be skipped',
+      async () => (await rig.pool.query('SELECT status, error FROM hydra_ops.post_build_runs WHERE id = $1', [rows[0].id])).rows.find((r) => r.status !== 'pending' && r.status !== 'running'),
+      20_000,
+      log,
+    );
+    assert.equal(row.status, 'skipped');
+    assert.match(row.error, new RegExp(`job pattern "${js.project}:jsm:wanted" does not match build ${other} \\(${js.project}:jsm:other\\)`));
+    // The same command runs for the build it matches (the daemon's own scan queued it), and only for that one.
+    await waitFor('the command to run for the matching build', async () => lines(ran).length > 0, 20_000, log);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(lines(ran), [`build-${wanted}.json`]);
+    assert.match(readFileSync(log, 'utf8'), new RegExp(`post-build: run ${rows[0].id} for build ${other} skipped: .*does not match`));
+  } finally {
+    if (d) await kill9(d);
+    await rig.close();
+    rmSync(work, {recursive: true, force: true});
+  }
+});
