@@ -350,6 +350,42 @@ test('eval is restricted (old behaviour: an expression could read any file the o
   assert.equal(e.code, 0, e.stderr);
   const b = (await pool.query('SELECT nixname FROM builds WHERE id = $1', [JSON.parse(e.stdout).builds[0].id])).rows[0];
   assert.equal(b.nixname, 'env-x');
+
+  // The inputs are readable in full: a file beside the expression, inside its `src` input, is (README.md says so).
+  await writeFile(join(exprDir, 'data.txt'), 'inside\n');
+  await writeFile(
+    file,
+    `{ system }:
+{ inside = derivation { name = "in-\${builtins.replaceStrings ["\\n"] [""] (builtins.readFile ./data.txt)}"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  const inside = await cli(['eval', 'shop/restricted', '--json']);
+  assert.equal(inside.code, 0, inside.stderr);
+  assert.equal((await pool.query('SELECT nixname FROM builds WHERE id = $1', [JSON.parse(inside.stdout).builds[0].id])).rows[0].nixname, 'in-inside');
+
+  // A secret next to an expression that lies outside every input (old behaviour: the expression's own directory
+  // went on the search path, so the secret beside it was readable): the expression is not evaluated.
+  const outside = join(dir, 'outside');
+  await import('node:fs/promises').then((fs) => fs.mkdir(outside, {recursive: true}));
+  await writeFile(join(outside, 'secret.txt'), 'hunter3\n');
+  await writeFile(
+    join(outside, 'release.nix'),
+    `{ system }:
+{ leak = derivation { name = "leak-\${builtins.hashString "md5" (builtins.readFile ./secret.txt)}"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  await createJobset(pool, {project: 'shop', name: 'escape', exprFile: file});
+  await pool.query(`UPDATE jobsets SET nixexprpath = '../outside/release.nix' WHERE project = 'shop' AND name = 'escape'`);
+  const esc = await cli(['eval', 'shop/escape', '--json']);
+  const escDoc = JSON.parse(esc.stdout);
+  assert.match(escDoc.error ?? '', /the expression .*outside\/release\.nix is outside the jobset's path inputs \(src = /, esc.stdout);
+  assert.equal(escDoc.builds.length, 0, 'nothing was queued');
+  assert.equal(await count(`builds WHERE nixname LIKE 'leak-%'`), 0, 'the secret never reached a derivation');
+  const escStored = await pool.query(
+    `SELECT e.errormsg FROM jobsetevals v JOIN jobsets j ON j.id = v.jobset_id JOIN evaluationerrors e ON e.id = v.evaluationerror_id
+      WHERE j.project = 'shop' AND j.name = 'escape' ORDER BY v.id DESC LIMIT 1`,
+  );
+  assert.match(escStored.rows[0].errormsg, /outside the jobset's path inputs/);
 });
 
 test('demo goes through the guarded actions (old behaviour: any user took over the demo project, replacing its owner, and evaluated it unaudited): a fresh database gets the acting user as its first user; another user gets exit 4 and changes nothing', {timeout: 240_000}, async () => {
