@@ -7,12 +7,16 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {execFile, spawn, type ChildProcess} from 'node:child_process';
 import {promisify} from 'node:util';
-import {createServer} from 'node:net';
+import {createServer, type Socket} from 'node:net';
 import pg from 'pg';
 import {connectOrStart, stopEmbedded, EmbeddedIdentityError} from '../source/db/embedded.js';
 import {hbaProblems, initCluster, serverIds} from '../source/db/embedded-cluster.js';
 import {readIdentity, identityFile} from '../source/db/embedded-identity.js';
 import {socketPath, SOCKET_PORT} from '../source/db/embedded-endpoint.js';
+import {openDatabase} from '../source/db/connection.js';
+import {newClient, newPool, settingsOfPool, ScramRequiredError} from '../source/db/scram-client.js';
+import {RunnerDbLock} from '../source/db/runner-advisory-lock.js';
+import {PgListener} from '../source/db/listener.js';
 import {cliArgs, type CliResult} from './support/cli.js';
 
 const run = promisify(execFile);
@@ -332,6 +336,94 @@ test('a data directory too deep for a socket path uses a derived, recorded TCP p
   } finally {
     await stopImpostor(impostor).catch(() => {});
     for (const d of [dir, join(base, 'fake')]) await stopEmbedded(d).catch(() => null);
+    rmSync(base, {recursive: true, force: true});
+  }
+});
+
+/** A server that asks every client for its password in cleartext and keeps what it is sent. */
+async function cleartextAsker(): Promise<{port: number; received: () => string; close: () => Promise<void>}> {
+  const chunks: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let asked = false;
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      // Whatever follows the request (a password, or nothing): keep it and hang up.
+      if (asked) return void socket.destroy();
+      asked = true;
+      // AuthenticationCleartextPassword: 'R', length 8, code 3.
+      const msg = Buffer.alloc(9);
+      msg.write('R', 0);
+      msg.writeInt32BE(8, 1);
+      msg.writeInt32BE(3, 5);
+      socket.write(msg);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as {port: number}).port,
+    received: () => Buffer.concat(chunks).toString('latin1'),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test('dedicated connections to the embedded server (LISTEN, runner lock, probes) use the pool\'s SCRAM-only client (old behaviour: a plain pg.Client sent the password in cleartext to a server that asked)', {timeout: 120_000}, async () => {
+  const base = tempBase('scram-dedicated');
+  const dir = join(base, 'data', 'pg');
+  const password = 'dedicated secret';
+  const asker = await cleartextAsker();
+  try {
+    const db = await openDatabase({kind: 'embedded', dir, port: null, password, source: 'test'});
+    try {
+      assert.equal(db.connection.scramOnly, true, 'the embedded settings ask for SCRAM-only clients');
+      assert.equal(settingsOfPool(db.pool).scramOnly, true, 'and so do the settings read back from its pool');
+      // They work against the real server.
+      const lock = await RunnerDbLock.acquire(db.connection, {applicationName: 'hydra-ops test lock'});
+      assert.equal(lock.held, true);
+      await lock.release();
+      const listener = new PgListener({connection: db.connection, channels: ['hydra_ops_test']});
+      await listener.start();
+      assert.ok((await listener.backendPid()) !== null);
+      await listener.stop();
+
+      // The same settings pointed at a server asking for the password in cleartext.
+      const there = {...db.connection, host: '127.0.0.1', port: asker.port};
+      const plain = new pg.Client({...there, scramOnly: undefined} as pg.ClientConfig);
+      plain.on('error', () => {});
+      await plain.connect().catch(() => undefined);
+      await plain.end().catch(() => undefined);
+      assert.ok(asker.received().includes(password), 'a plain pg.Client hands the password over (the hole)');
+
+      const before = asker.received().length;
+      const refused = (e: unknown) => e instanceof ScramRequiredError || /only SCRAM-SHA-256 is accepted, and the password was not sent/.test(String(e));
+      const client = newClient(there);
+      client.on('error', () => {});
+      await assert.rejects(client.connect(), refused);
+      await client.end().catch(() => undefined);
+      await assert.rejects(RunnerDbLock.acquire(there, {applicationName: 'hydra-ops test lock'}), refused);
+      const pool = newPool(there, {max: 1});
+      pool.on('error', () => {});
+      await assert.rejects(pool.query('SELECT 1'), refused);
+      await pool.end().catch(() => undefined);
+      const lost = new Promise<Error>((resolve) => {
+        const l = new PgListener({connection: there, channels: ['x'], minBackoffMs: 60_000});
+        l.once('disconnected', (e: Error) => void l.stop().then(() => resolve(e)));
+        void l.start();
+      });
+      assert.ok(refused(await lost), 'the LISTEN connection is refused');
+      assert.ok(!asker.received().slice(before).includes(password), 'no SCRAM-only client sent the password');
+    } finally {
+      await db.close();
+    }
+  } finally {
+    await asker.close();
+    await stopEmbedded(dir).catch(() => null);
     rmSync(base, {recursive: true, force: true});
   }
 });

@@ -350,4 +350,102 @@ test('eval is restricted (old behaviour: an expression could read any file the o
   assert.equal(e.code, 0, e.stderr);
   const b = (await pool.query('SELECT nixname FROM builds WHERE id = $1', [JSON.parse(e.stdout).builds[0].id])).rows[0];
   assert.equal(b.nixname, 'env-x');
+
+  // The inputs are readable in full: a file beside the expression, inside its `src` input, is (README.md says so).
+  await writeFile(join(exprDir, 'data.txt'), 'inside\n');
+  await writeFile(
+    file,
+    `{ system }:
+{ inside = derivation { name = "in-\${builtins.replaceStrings ["\\n"] [""] (builtins.readFile ./data.txt)}"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  const inside = await cli(['eval', 'shop/restricted', '--json']);
+  assert.equal(inside.code, 0, inside.stderr);
+  assert.equal((await pool.query('SELECT nixname FROM builds WHERE id = $1', [JSON.parse(inside.stdout).builds[0].id])).rows[0].nixname, 'in-inside');
+
+  // A secret next to an expression that lies outside every input (old behaviour: the expression's own directory
+  // went on the search path, so the secret beside it was readable): the expression is not evaluated.
+  const outside = join(dir, 'outside');
+  await import('node:fs/promises').then((fs) => fs.mkdir(outside, {recursive: true}));
+  await writeFile(join(outside, 'secret.txt'), 'hunter3\n');
+  await writeFile(
+    join(outside, 'release.nix'),
+    `{ system }:
+{ leak = derivation { name = "leak-\${builtins.hashString "md5" (builtins.readFile ./secret.txt)}"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; inherit system; }; }
+`,
+  );
+  await createJobset(pool, {project: 'shop', name: 'escape', exprFile: file});
+  await pool.query(`UPDATE jobsets SET nixexprpath = '../outside/release.nix' WHERE project = 'shop' AND name = 'escape'`);
+  const esc = await cli(['eval', 'shop/escape', '--json']);
+  const escDoc = JSON.parse(esc.stdout);
+  assert.match(escDoc.error ?? '', /the expression .*outside\/release\.nix is outside the jobset's path inputs \(src = /, esc.stdout);
+  assert.equal(escDoc.builds.length, 0, 'nothing was queued');
+  assert.equal(await count(`builds WHERE nixname LIKE 'leak-%'`), 0, 'the secret never reached a derivation');
+  const escStored = await pool.query(
+    `SELECT e.errormsg FROM jobsetevals v JOIN jobsets j ON j.id = v.jobset_id JOIN evaluationerrors e ON e.id = v.evaluationerror_id
+      WHERE j.project = 'shop' AND j.name = 'escape' ORDER BY v.id DESC LIMIT 1`,
+  );
+  assert.match(escStored.rows[0].errormsg, /outside the jobset's path inputs/);
+});
+
+test('demo goes through the guarded actions (old behaviour: any user took over the demo project, replacing its owner, and evaluated it unaudited): a fresh database gets the acting user as its first user; another user gets exit 4 and changes nothing', {timeout: 240_000}, async () => {
+  const fresh = await freshDatabase('evalcli_demo_roles');
+  const c = new pg.Client({connectionString: fresh.url});
+  await c.connect();
+  const as = (user: string, args: string[]) =>
+    runCli(['--database-url', fresh.url, 'demo', '--no-console', ...args], {...env, HYDRA_OPS_USER: user, HYDRA_OPS_CONFIG_DIR: join(dir, `settings-demo-${user}`)});
+  const n = async (sql: string, params: unknown[] = []) => (await c.query<{n: number}>(`SELECT count(*)::int AS n FROM ${sql}`, params)).rows[0]!.n;
+  try {
+    assert.equal((await runCli(['--database-url', fresh.url, 'db', 'init'], env)).code, 0);
+
+    // Once the database has a Hydra user, an unknown user cannot bootstrap itself through the demo.
+    await c.query(`INSERT INTO users (username, emailaddress, password) VALUES ('jo', '', '!')`);
+    const early = await as('alice', ['--slow-seconds', '1']);
+    assert.equal(early.code, 4, early.stderr);
+    assert.match(early.stderr, /Hydra user "alice" .*does not exist in the database/);
+    assert.equal(await n('projects'), 0);
+    assert.equal(await n('users'), 1);
+    await c.query(`DELETE FROM users WHERE username = 'jo'`);
+
+    // A fresh database (no Hydra user): the acting user becomes its first user, owning the project, with no role.
+    const first = await as('alice', ['--slow-seconds', '1', '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(JSON.parse(first.stdout).eval.hasnewbuilds, 1);
+    assert.deepEqual((await c.query(`SELECT username FROM users`)).rows, [{username: 'alice'}]);
+    assert.equal(await n('userroles'), 0, 'no role is granted');
+    assert.equal((await c.query(`SELECT owner FROM projects WHERE name = 'demo'`)).rows[0].owner, 'alice');
+    const okAudit = (await c.query(`SELECT action, outcome, hydra_user FROM hydra_ops.audit_log WHERE outcome = 'ok' ORDER BY id`)).rows;
+    assert.deepEqual(okAudit.map((a) => [a.action, a.hydra_user]), [
+      ['project-create', 'alice'],
+      ['jobset-create-replace', 'alice'],
+      ['eval', 'alice'],
+    ]);
+
+    // Another user — unknown, then known without rights — may not redefine the demo jobset or evaluate it.
+    const input = async () => (await c.query(`SELECT value FROM jobsetinputalts WHERE project = 'demo' AND jobset = 'main' AND input = 'slowSeconds'`)).rows[0].value as string;
+    const evals = await n('jobsetevals');
+    for (const step of ['unknown', 'known'] as const) {
+      if (step === 'known') await c.query(`INSERT INTO users (username, emailaddress, password) VALUES ('mallory', '', '!')`);
+      const take = await as('mallory', ['--slow-seconds', '7']);
+      assert.equal(take.code, 4, `${step}: ${take.stderr}`);
+      assert.match(take.stderr, step === 'unknown' ? /Hydra user "mallory" .*does not exist/ : /Hydra user "mallory" may not change the jobsets or queue of project "demo"/);
+      assert.equal((await c.query(`SELECT owner FROM projects WHERE name = 'demo'`)).rows[0].owner, 'alice', 'the owner is kept');
+      assert.equal(await input(), '1', 'the jobset is unchanged');
+      assert.equal(await n('jobsetevals'), evals, 'no eval');
+    }
+    const refused = (await c.query(`SELECT action, hydra_user FROM hydra_ops.audit_log WHERE outcome = 'refused' ORDER BY id`)).rows;
+    assert.deepEqual(refused.map((a) => [a.action, a.hydra_user]), [
+      ['project-create', 'alice'],
+      ['jobset-create-replace', 'mallory'],
+      ['jobset-create-replace', 'mallory'],
+    ]);
+
+    // The owner may run it again.
+    const again = await as('alice', ['--slow-seconds', '2']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(await input(), '2');
+  } finally {
+    await c.end();
+    await fresh.drop();
+  }
 });

@@ -381,6 +381,7 @@ test('1,000 malformed inputs: a valid result or a located error each, never a cr
         count('nix-support', true, ms, text);
         res.products.forEach((p, k) => {
           assert.equal(p.productnr, k + 1);
+          assert.ok(p.path !== null, 'a parsed product has a path');
           assert.ok(p.path === out || p.path === dev || p.path.startsWith(`${out}/`) || p.path.startsWith(`${dev}/`), `product outside the outputs: ${p.path} from ${show(text)}`);
           assert.ok(!p.path.includes('/../') && !p.path.includes('/./') && !p.path.includes('\0'));
           assert.ok(members.has(p.path), `product that does not exist: ${p.path}`);
@@ -389,7 +390,7 @@ test('1,000 malformed inputs: a valid result or a located error each, never a cr
             assert.match(p.subtype, /^[a-zA-Z0-9_-]+$/);
           }
           assert.match(p.name, nameOk);
-          assert.ok(p.fileSize === null || Number.isInteger(p.fileSize));
+          assert.ok(p.filesize === null || Number.isInteger(p.filesize));
         });
         assert.ok(res.releaseName === null || /^[a-zA-Z0-9.@:_-]+$/.test(res.releaseName), `release name ${show(res.releaseName ?? '')}`);
         for (const [name, metric] of res.metrics) {

@@ -297,13 +297,13 @@ test('build failures, limits and nix-support files map to the right step results
   assert.equal(sup.r.failedMarker, true);
   const out = sup.r.outputs.get('out')!.path;
   assert.deepEqual(
-    sup.r.products.map((x) => ({type: x.type, subtype: x.subtype, name: x.name, path: x.path, defaultPath: x.defaultPath})),
+    sup.r.products.map((x) => ({type: x.type, subtype: x.subtype, name: x.name, path: x.path, defaultpath: x.defaultpath})),
     [
-      {type: 'file', subtype: 'binary-dist', name: 'my file.txt', path: `${out}/share/my file.txt`, defaultPath: ''},
-      {type: 'doc', subtype: 'manual', name: 'doc.html', path: `${out}/share/doc.html`, defaultPath: 'index.html'},
+      {type: 'file', subtype: 'binary-dist', name: 'my file.txt', path: `${out}/share/my file.txt`, defaultpath: ''},
+      {type: 'doc', subtype: 'manual', name: 'doc.html', path: `${out}/share/doc.html`, defaultpath: 'index.html'},
     ],
   );
-  assert.equal(sup.r.products[0]!.fileSize, 'hello product'.length);
+  assert.equal(sup.r.products[0]!.filesize, 'hello product'.length);
   assert.equal(sup.r.products[0]!.sha256hash, createHash('sha256').update('hello product').digest('hex'));
   assert.equal(sup.r.releaseName, 'my-release-1.0');
   assert.deepEqual(

@@ -12,7 +12,8 @@ import {PassThrough, Readable} from 'node:stream';
 import {execa} from 'execa';
 import {startLocalServe, localServeCommand, type ServeTransport} from '../source/fleet/local-transport.js';
 import {ServeClient, ServeError, mapBuildResult, decodeBuiltOutputs, BuildStatus, type ImportEntry} from '../source/nix/serve-client.js';
-import {dumpLocalPath, sameHash, writeExportEnd, writeExportEntry, type NarEntry} from '../source/nix/nar.js';
+import {dumpLocalPath, sameHash, type NarEntry} from '../source/nix/nar.js';
+import {writeExportEnd, writeExportEntry} from '../source/nix/export-format.js';
 import {WireWriter} from '../source/nix/wire.js';
 import {parseDrv, toBasicDerivation, resolveFromDrvFiles} from '../source/nix/drv.js';
 

@@ -52,9 +52,9 @@ test('product lines: the exact examples, quoting, default path', async () => {
     ctx(),
   );
   assert.deepEqual(products, [
-    {productnr: 1, type: 'doc', subtype: 'none', fileSize: 6, sha256hash: sha('hello\n'), path: `${OUT}/text.txt`, name: 'text.txt', defaultPath: ''},
-    {productnr: 2, type: 'file', subtype: 'binary', fileSize: 6, sha256hash: sha('spaced'), path: `${OUT}/some text.txt`, name: 'some text.txt', defaultPath: 'index.html'},
-    {productnr: 3, type: 'doc', subtype: 'manual', fileSize: 7, sha256hash: sha('<html/>'), path: `${DOC}/manual.html`, name: 'manual.html', defaultPath: ''},
+    {productnr: 1, type: 'doc', subtype: 'none', filesize: 6, sha256hash: sha('hello\n'), path: `${OUT}/text.txt`, name: 'text.txt', defaultpath: ''},
+    {productnr: 2, type: 'file', subtype: 'binary', filesize: 6, sha256hash: sha('spaced'), path: `${OUT}/some text.txt`, name: 'some text.txt', defaultpath: 'index.html'},
+    {productnr: 3, type: 'doc', subtype: 'manual', filesize: 7, sha256hash: sha('<html/>'), path: `${DOC}/manual.html`, name: 'manual.html', defaultpath: ''},
   ]);
   assert.deepEqual(parseProductLine('a-b c_d /x/y'), {type: 'a-b', subtype: 'c_d', path: '/x/y', defaultPath: ''});
   assert.deepEqual(parseProductLine('a\tb\t\t"/x y/z"  def"ault'), {type: 'a', subtype: 'b', path: '/x y/z', defaultPath: 'def"ault'});
@@ -99,7 +99,7 @@ test('products: canonicalisation, output itself, names, non-regular types', asyn
     ctx(),
   );
   assert.deepEqual(
-    products.map((p) => [p.productnr, p.path, p.name, p.fileSize, p.sha256hash]),
+    products.map((p) => [p.productnr, p.path, p.name, p.filesize, p.sha256hash]),
     [
       [1, `${OUT}/text.txt`, 'text.txt', 6, sha('hello\n')],
       [2, OUT, '', null, null],
@@ -118,8 +118,8 @@ test('default products: directory outputs only, subtype by output name', () => {
     {name: 'bin', path: `${SD}/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-plain-file`, type: 'regular'},
   ]);
   assert.deepEqual(products, [
-    {productnr: 1, type: 'nix-build', subtype: 'doc', fileSize: null, sha256hash: null, path: DOC, name: 'pkg-1.0-doc', defaultPath: ''},
-    {productnr: 2, type: 'nix-build', subtype: '', fileSize: null, sha256hash: null, path: OUT, name: 'pkg-1.0', defaultPath: ''},
+    {productnr: 1, type: 'nix-build', subtype: 'doc', filesize: null, sha256hash: null, path: DOC, name: 'pkg-1.0-doc', defaultpath: ''},
+    {productnr: 2, type: 'nix-build', subtype: '', filesize: null, sha256hash: null, path: OUT, name: 'pkg-1.0', defaultpath: ''},
   ]);
 });
 
@@ -248,7 +248,7 @@ test('local file system reader: confined to outputs, never follows symlinks', as
   assert.equal(await fs.typeOf(`${out}/escape/secret`), 'missing');
   assert.deepEqual(await fs.readRegular(`${out}/nix-support/hydra-metrics`, 100), {kind: 'absent'}, 'symlinked file not read');
   const r = await collectNixSupport([{name: 'out', path: out}], fs, {storeDir: sd});
-  assert.deepEqual(r.products.map((p) => [p.name, p.fileSize]), [['a.txt', 3], ['escape', null]]);
+  assert.deepEqual(r.products.map((p) => [p.name, p.filesize]), [['a.txt', 3], ['escape', null]]);
   assert.equal(r.metrics.size, 0);
 });
 
@@ -280,9 +280,9 @@ test('end to end: nix-support files of a real built output', async () => {
   assert.ok(out && dev, `outputs: ${outs.join(' ')}`);
   const r = await collectNixSupport([{name: 'out', path: out}, {name: 'dev', path: dev}], localNixSupportFs([out, dev]));
   assert.deepEqual(r.products, [
-    {productnr: 1, type: 'doc', subtype: 'none', fileSize: 6, sha256hash: sha('hello\n'), path: `${out}/text.txt`, name: 'text.txt', defaultPath: ''},
-    {productnr: 2, type: 'doc', subtype: 'none', fileSize: 7, sha256hash: sha('spaced\n'), path: `${out}/some text.txt`, name: 'some text.txt', defaultPath: ''},
-    {productnr: 3, type: 'dir', subtype: 'share', fileSize: null, sha256hash: null, path: `${out}/share`, name: 'share', defaultPath: 'index.html'},
+    {productnr: 1, type: 'doc', subtype: 'none', filesize: 6, sha256hash: sha('hello\n'), path: `${out}/text.txt`, name: 'text.txt', defaultpath: ''},
+    {productnr: 2, type: 'doc', subtype: 'none', filesize: 7, sha256hash: sha('spaced\n'), path: `${out}/some text.txt`, name: 'some text.txt', defaultpath: ''},
+    {productnr: 3, type: 'dir', subtype: 'share', filesize: null, sha256hash: null, path: `${out}/share`, name: 'share', defaultpath: 'index.html'},
   ]);
   assert.equal(r.releaseName, 'release-1.2.3');
   assert.equal(r.failed, true);

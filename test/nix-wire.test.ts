@@ -7,8 +7,8 @@ import {PassThrough, Readable} from 'node:stream';
 import {createHash} from 'node:crypto';
 import {execa} from 'execa';
 import {ProtocolError, WireReader, WireWriter, encodeString, encodeU64} from '../source/nix/wire.js';
+import {EXPORT_MAGIC, writeExportEnd, writeExportEntry} from '../source/nix/export-format.js';
 import {
-  EXPORT_MAGIC,
   NarError,
   dumpLocalPath,
   formatHash,
@@ -18,8 +18,6 @@ import {
   parseNar,
   parseNarStream,
   sameHash,
-  writeExportEnd,
-  writeExportEntry,
   type NarEntry,
 } from '../source/nix/nar.js';
 

@@ -1,26 +1,69 @@
-// Outputs are rooted before anything can collect them: a garbage collection on the coordinator between the import
-// of a step's outputs and the recorded success must not delete them. The collection is scoped to the step's own
-// outputs (`nix-store --delete`, which refuses live paths): the tests' coordinator store is this machine's, and a
-// full `nix-store --gc` would take other tests' fixtures.
+// Outputs are rooted before anything can collect them: a real `nix-store --gc` on the coordinator between the
+// import of a step's outputs and the recorded success must not delete them.
+//
+// A full collection of this machine's store would take other tests' fixtures (and other test runs' paths), so
+// each test runs again in a private mount namespace whose /nix is an empty tmpfs: the coordinator's store is
+// the test's own, and the collection there is a real, unscoped `nix-store --gc`. The test builders have their
+// own stores anyway (test/support/fleet.ts).
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {existsSync, readdirSync, rmSync} from 'node:fs';
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
 import {join} from 'node:path';
+import {fileURLToPath} from 'node:url';
 import {execa} from 'execa';
 import {runnerRig, mkPrelude} from './support/runner-rig.js';
 import type {StepExecutor, StepRequest} from '../source/fleet/step-api.js';
 import {defaultRunnerSettings} from '../source/config/hydra-conf.js';
 import {outputPathMap, readDrv} from '../source/nix/drv.js';
 
-test('a GC between importing a step\'s outputs and recording its success (was: they were unrooted then and deleted) keeps them; valid after success', {timeout: 120_000}, async () => {
+const PRIVATE_STORE = process.env.HYDRA_OPS_TEST_PRIVATE_STORE === '1';
+const THIS_FILE = fileURLToPath(import.meta.url);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+function withoutTestContext(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0] !== 'NODE_TEST_CONTEXT' && e[1] !== undefined));
+}
+
+/**
+ * A test whose body runs in a private coordinator store: outside it, the test runs this file again (only this
+ * test) under `unshare --mount` with an empty tmpfs on /nix, and passes when that run passed exactly one test.
+ */
+function inPrivateStore(name: string, timeout: number, body: () => Promise<void>): void {
+  if (PRIVATE_STORE) {
+    test(name, {timeout}, body);
+    return;
+  }
+  test(name, {timeout: timeout + 30_000}, async () => {
+    const pattern = `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
+    const r = await execa(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs hydra-ops-coordinator-store /nix && nix-store --init && exec "$@"', 'sh',
+        process.execPath, '--import', 'tsx', '--test', '--test-reporter=tap', `--test-name-pattern=${pattern}`, THIS_FILE],
+      // Without NODE_TEST_CONTEXT (set for this file by the outer runner), the inner runner reports TAP on stdout.
+      {reject: false, cwd: ROOT, stdin: 'ignore', extendEnv: false, env: {...withoutTestContext(process.env), HYDRA_OPS_TEST_PRIVATE_STORE: '1'}},
+    );
+    assert.equal(r.exitCode, 0, `in the private store:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /^# pass 1$/m, `exactly this test ran in the private store:\n${r.stdout}`);
+  });
+}
+
+inPrivateStore('a nix-store --gc between importing a step\'s outputs and recording its success (was: they were unrooted then and deleted) keeps them; valid after success', 120_000, async () => {
   const rig = await runnerRig({builders: 1, label: 'gcroots'});
   // Nix finds roots only below its gcroots directory.
   const gcRootsDir = `/nix/var/nix/gcroots/hydra-ops-test-${rig.nix.nonce}`;
+  const scratch = mkdtempSync(join(tmpdir(), 'hydra-ops-gc-'));
   try {
     const [drvPath] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} mk "gc-window" [] "mkdir $out; echo kept > $out/file"`);
     const outputs = [...outputPathMap(await readDrv(drvPath!)).values()] as string[];
     rig.nix.track(...outputs);
-    const attempts: {phase: string; exitCode: number | undefined; stderr: string; validBefore: boolean}[] = [];
+    // The queued build's .drv is rooted, as an evaluator roots what it queues; and a dead path shows the
+    // collection really collects.
+    mkdirSync('/nix/var/nix/gcroots/hydra-ops-test-evaluator', {recursive: true});
+    symlinkSync(drvPath!, `/nix/var/nix/gcroots/hydra-ops-test-evaluator/${drvPath!.slice('/nix/store/'.length)}`);
+    writeFileSync(join(scratch, 'garbage'), `garbage ${rig.nix.nonce}\n`);
+    const garbage = (await execa('nix-store', ['--add', join(scratch, 'garbage')])).stdout.trim();
+    const collections: {exitCode: number | undefined; stderr: string; validBefore: boolean; validAfter: boolean; garbageLeft: boolean}[] = [];
     const executor: StepExecutor = {
       run: (req: StepRequest) =>
         rig.executor.run({
@@ -28,10 +71,12 @@ test('a GC between importing a step\'s outputs and recording its success (was: t
           onPhase: async (phase) => {
             await req.onPhase(phase);
             if (phase !== 'postprocessing') return;
-            // The outputs are in the coordinator's store now, the step is not recorded yet: collect them.
-            const valid = await execa('nix-store', ['--check-validity', ...outputs], {reject: false});
-            const r = await execa('nix-store', ['--delete', ...outputs], {reject: false, stdin: 'ignore'});
-            attempts.push({phase, exitCode: r.exitCode, stderr: r.stderr, validBefore: valid.exitCode === 0});
+            // The outputs are in the coordinator's store now, the step is not recorded yet: collect everything dead.
+            const before = await execa('nix-store', ['--check-validity', ...outputs], {reject: false});
+            const gc = await execa('nix-store', ['--gc'], {reject: false, stdin: 'ignore'});
+            const after = await execa('nix-store', ['--check-validity', ...outputs], {reject: false});
+            const left = await execa('nix-store', ['--check-validity', garbage], {reject: false});
+            collections.push({exitCode: gc.exitCode, stderr: gc.stderr, validBefore: before.exitCode === 0, validAfter: after.exitCode === 0, garbageLeft: left.exitCode === 0});
           },
         }),
       close: () => rig.executor.close(),
@@ -42,10 +87,12 @@ test('a GC between importing a step\'s outputs and recording its success (was: t
     const [id] = await rig.queue([drvPath!]);
     s.requestScan();
     const done = await rig.waitFinished([id!], 90_000);
-    assert.equal(attempts.length, 1, 'the collection ran between import and success');
-    assert.equal(attempts[0]!.validBefore, true, 'the outputs were imported before the collection');
-    assert.notEqual(attempts[0]!.exitCode, 0, 'nix-store --delete refused: the outputs are alive');
-    assert.match(attempts[0]!.stderr, /still alive|cannot delete/);
+    assert.equal(collections.length, 1, 'the collection ran between import and success');
+    const gc = collections[0]!;
+    assert.equal(gc.validBefore, true, 'the outputs were imported before the collection');
+    assert.equal(gc.exitCode, 0, `nix-store --gc: ${gc.stderr}`);
+    assert.equal(gc.garbageLeft, false, 'the collection deleted the dead path: it was a real collection');
+    assert.equal(gc.validAfter, true, 'the outputs survived the collection');
     assert.equal(done.get(id!)!.buildstatus, 0);
     const valid = await execa('nix-store', ['--check-validity', ...outputs], {reject: false});
     assert.equal(valid.exitCode, 0, `outputs valid after success: ${valid.stderr}`);
@@ -57,10 +104,11 @@ test('a GC between importing a step\'s outputs and recording its success (was: t
   } finally {
     await rig.close();
     rmSync(gcRootsDir, {recursive: true, force: true});
+    rmSync(scratch, {recursive: true, force: true});
   }
 });
 
-test('a step that fails after its outputs were rooted leaves no root behind', {timeout: 120_000}, async () => {
+inPrivateStore('a step that fails after its outputs were rooted leaves no root behind', 120_000, async () => {
   const rig = await runnerRig({builders: 1, label: 'gcroots_fail'});
   const gcRootsDir = `/nix/var/nix/gcroots/hydra-ops-test-${rig.nix.nonce}`;
   try {

@@ -128,7 +128,7 @@ test(`a products file listing one file 10,000 times (was 10,000 hashes of it and
   const r = await collectNixSupport([{name: 'out', path: out}], c.fs);
   assert.equal(c.calls, 1, 'the listed file is looked at (hashed) once');
   assert.equal(r.products.length, MAX_BUILD_PRODUCTS);
-  assert.ok(r.products.every((p) => p.path === `${out}/big.bin` && p.fileSize === 4096 * 17 && /^[0-9a-f]{64}$/.test(p.sha256hash ?? '')));
+  assert.ok(r.products.every((p) => p.path === `${out}/big.bin` && p.filesize === 4096 * 17 && /^[0-9a-f]{64}$/.test(p.sha256hash ?? '')));
   assert.deepEqual(r.products.slice(0, 3).map((p) => p.productnr), [1, 2, 3]);
   assert.deepEqual(r.warnings, [`${10_000 - MAX_BUILD_PRODUCTS} build products dropped: a build records at most ${MAX_BUILD_PRODUCTS}`]);
 });

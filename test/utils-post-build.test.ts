@@ -210,15 +210,33 @@ test('post-build commands run once per matching build, survive daemon kills, tim
   }
 });
 
-test('a post_build_runs row inserted into the database (old behaviour: its command text ran via /bin/sh -c) is skipped, never run', {timeout: 60_000}, async () => {
-  const rig = await runnerRig({label: 'postbuild-inject'});
-  const work = mkdtempSync(join(tmpdir(), 'hydra-ops-postbuild-inject-'));
+interface Planted {
+  rig: Awaited<ReturnType<typeof runnerRig>>;
+  js: {id: number; project: string; name: string};
+  work: string;
+  /** hydra.conf's path. */
+  conf: string;
+}
+
+/**
+ * A daemon started over one planted hydra_ops.post_build_runs row. `confBody` is hydra.conf after its gc_roots_dir
+ * line; `plant` inserts the builds and the row (the schema is current by then) and returns the row's id; `check`
+ * gets the row once the daemon has settled it (the daemon claims a run, `running`, before it decides to skip it).
+ */
+async function withPlantedRun(
+  label: string,
+  confBody: (o: {work: string; project: string; jobset: string}) => string,
+  plant: (o: Planted) => Promise<number>,
+  check: (o: Planted & {runId: number; row: {status: string; error: string}; log: string}) => Promise<void>,
+): Promise<void> {
+  const rig = await runnerRig({label: `postbuild-${label}`});
+  const work = mkdtempSync(join(tmpdir(), `hydra-ops-postbuild-${label}-`));
   const log = join(work, 'daemon.log');
   let d: ChildProcess | undefined;
   try {
-    const js = await rig.jobset('jsi');
+    const js = await rig.jobset(`js${label}`);
     const conf = join(work, 'hydra.conf');
-    writeFileSync(conf, `gc_roots_dir = ${join(rig.dataDir, 'gcroots')}\n`);
+    writeFileSync(conf, `gc_roots_dir = ${join(rig.dataDir, 'gcroots')}\n${confBody({work, project: js.project, jobset: js.name})}`);
     const env = {
       HYDRA_DATABASE_URL: rig.db.url,
       HYDRA_DATA: rig.dataDir,
@@ -227,32 +245,77 @@ test('a post_build_runs row inserted into the database (old behaviour: its comma
       HYDRA_OPS_CONFIG_DIR: join(work, 'settings'),
     };
     writeFileSync(join(work, 'machines'), '');
-    const build = await insertBuild(rig.pool, {jobsetId: js.id, job: 'x', finished: 1, buildStatus: 0});
-    // Make sure the schema is current (the daemon would migrate it), then plant the row.
     const init = await runCli(['db', 'init'], env);
     assert.equal(init.code, 0, init.stderr);
-    const pwned = join(work, 'pwned');
-    const {rows} = await rig.pool.query(
-      `INSERT INTO hydra_ops.post_build_runs (build, build_stoptime, command_id, matcher, command, command_sha256)
-       VALUES ($1, 1, 'deadbeefdeadbeef', '*:*:*', $2, encode(sha256(convert_to($2, 'UTF8')), 'hex')) RETURNING id`,
-      [build, `touch ${pwned}`],
-    );
+    const planted = {rig, js, work, conf};
+    const runId = await plant(planted);
     d = startDaemon(env, log);
     const row = await waitFor(
-      'the planted run to be skipped',
-      // The daemon claims the run (running) before it finds no such command in hydra.conf and skips it.
-      async () => (await rig.pool.query('SELECT status, error FROM hydra_ops.post_build_runs WHERE id = $1', [rows[0].id])).rows.find((r) => r.status !== 'pending' && r.status !== 'running'),
+      'the planted run to be settled',
+      async () => (await rig.pool.query('SELECT status, error FROM hydra_ops.post_build_runs WHERE id = $1', [runId])).rows.find((r) => r.status !== 'pending' && r.status !== 'running'),
       20_000,
       log,
     );
-    assert.equal(row.status, 'skipped');
-    assert.match(row.error, /no command in the current hydra\.conf/);
-    await new Promise((r) => setTimeout(r, 500));
-    assert.ok(!existsSync(pwned), 'the command text from the database never ran');
-    assert.match(readFileSync(log, 'utf8'), /post-build: run \d+ for build \d+ skipped/);
+    await check({...planted, runId, row, log});
   } finally {
     if (d) await kill9(d);
     await rig.close();
     rmSync(work, {recursive: true, force: true});
   }
+}
+
+test('a post_build_runs row inserted into the database (old behaviour: its command text ran via /bin/sh -c) is skipped, never run', {timeout: 60_000}, async () => {
+  await withPlantedRun(
+    'inject',
+    () => '',
+    async ({rig, js, work}) => {
+      const build = await insertBuild(rig.pool, {jobsetId: js.id, job: 'x', finished: 1, buildStatus: 0});
+      const {rows} = await rig.pool.query(
+        `INSERT INTO hydra_ops.post_build_runs (build, build_stoptime, command_id, matcher, command, command_sha256)
+         VALUES ($1, 1, 'deadbeefdeadbeef', '*:*:*', $2, encode(sha256(convert_to($2, 'UTF8')), 'hex')) RETURNING id`,
+        [build, `touch ${join(work, 'pwned')}`],
+      );
+      return rows[0].id as number;
+    },
+    async ({row, work, log}) => {
+      assert.equal(row.status, 'skipped');
+      assert.match(row.error, /no command in the current hydra\.conf/);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(!existsSync(join(work, 'pwned')), 'the command text from the database never ran');
+      assert.match(readFileSync(log, 'utf8'), /post-build: run \d+ for build \d+ skipped/);
+    },
+  );
+});
+
+test('a planted post_build_runs row with a configured command\'s id and hash for a build its job pattern does not match (old behaviour: it ran, only the id and hash were checked) is skipped and reported', {timeout: 60_000}, async () => {
+  let wanted = 0;
+  let other = 0;
+  await withPlantedRun(
+    'mismatch',
+    ({work, project, jobset}) => `<runcommand>\n  job = ${project}:${jobset}:wanted\n  command = basename "$HYDRA_JSON" >> ${join(work, 'ran')}\n</runcommand>\n`,
+    async ({rig, js, conf}) => {
+      const [command] = postBuildCommands(parseHydraConf(conf)).commands;
+      assert.ok(command);
+      wanted = await insertBuild(rig.pool, {jobsetId: js.id, job: 'wanted', finished: 1, buildStatus: 0});
+      other = await insertBuild(rig.pool, {jobsetId: js.id, job: 'other', finished: 1, buildStatus: 0});
+      // The planted row names the configured command exactly (id and SHA-256 of its text) and claims a match-all
+      // pattern, for a build the command's own pattern does not match.
+      const {rows} = await rig.pool.query(
+        `INSERT INTO hydra_ops.post_build_runs (build, build_stoptime, command_id, matcher, command, command_sha256)
+         VALUES ($1, 1, $2, '*:*:*', $3, $4) RETURNING id`,
+        [other, command.id, command.command, command.sha256],
+      );
+      return rows[0].id as number;
+    },
+    async ({row, runId, js, work, log}) => {
+      assert.equal(row.status, 'skipped');
+      assert.match(row.error, new RegExp(`job pattern "${js.project}:${js.name}:wanted" does not match build ${other} \\(${js.project}:${js.name}:other\\)`));
+      // The same command runs for the build it matches (the daemon's own scan queued it), and only for that one.
+      const ran = join(work, 'ran');
+      await waitFor('the command to run for the matching build', async () => lines(ran).length > 0, 20_000, log);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(lines(ran), [`build-${wanted}.json`]);
+      assert.match(readFileSync(log, 'utf8'), new RegExp(`post-build: run ${runId} for build ${other} skipped: .*does not match`));
+    },
+  );
 });

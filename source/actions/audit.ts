@@ -1,6 +1,7 @@
 // hydra_ops.audit_log: every mutation attempt — allowed, refused, failed or dry-run — with who, when,
 // what, on which scope and how many rows it changed.
 import type {Queryable} from '../db/queryable.js';
+import {newestFirstPage} from '../db/queries/sql.js';
 import type {AuditOutcome} from '../db/schema/hydra-ops-migrations.js';
 import type {Actor} from './actor.js';
 
@@ -85,24 +86,17 @@ export interface ListAuditOptions {
 
 /** Newest entries first. */
 export async function listAudit(db: Queryable, opts: ListAuditOptions = {}): Promise<{entries: AuditRow[]; nextBefore: number | null}> {
-  const limit = opts.limit ?? 50;
-  const conds: string[] = [];
-  const params: unknown[] = [];
-  const p = (v: unknown) => {
-    params.push(v);
-    return `$${params.length}`;
-  };
-  if (opts.before !== undefined) conds.push(`id < ${p(opts.before)}`);
-  if (opts.action) conds.push(`action = ${p(opts.action)}`);
-  if (opts.hydraUser) conds.push(`hydra_user = ${p(opts.hydraUser)}`);
-  if (opts.outcome) conds.push(`outcome = ${p(opts.outcome)}`);
-  const {rows} = await db.query(
-    `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, unix_user, unix_uid, sudo_user, hydra_user,
-            host, action, scope, target_count, target_ids, result_count, outcome, message, duration_ms, version
-       FROM hydra_ops.audit_log ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}
-      ORDER BY id DESC LIMIT ${p(limit + 1)}`,
-    params,
+  const {rows, nextBefore} = await newestFirstPage<AuditRow>(
+    db,
+    'hydra_ops.audit_log',
+    `id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, unix_user, unix_uid, sudo_user, hydra_user,
+     host, action, scope, target_count, target_ids, result_count, outcome, message, duration_ms, version`,
+    opts,
+    (q) => {
+      if (opts.action) q.where(`action = ${q.param(opts.action)}`);
+      if (opts.hydraUser) q.where(`hydra_user = ${q.param(opts.hydraUser)}`);
+      if (opts.outcome) q.where(`outcome = ${q.param(opts.outcome)}`);
+    },
   );
-  const entries = rows.slice(0, limit) as AuditRow[];
-  return {entries, nextBefore: rows.length > limit ? entries[entries.length - 1]!.id : null};
+  return {entries: rows, nextBefore};
 }

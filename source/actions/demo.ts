@@ -1,11 +1,19 @@
 // The demo project: project `demo`, jobset `demo/main` evaluating examples/demo/release.nix (shipped with
 // hydra-ops), created or refreshed on every run, then evaluated when Nix is installed.
+//
+// Through the same guarded, audited actions as `project create`, `jobset create --replace` and `eval`
+// (jobset-actions.ts), as the acting user: the project is created only when missing, owned by the acting user
+// (on a database with no Hydra user yet, the acting user becomes its first user: permissions.ts
+// create-first-project); an existing `demo` project keeps its owner, and only its owner (or an admin) may
+// redefine its jobset and evaluate it.
 import {existsSync} from 'node:fs';
 import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import type pg from 'pg';
-import {createJobset, createProject, type JobsetResult} from './jobsets.js';
-import {evaluateJobset, type EvaluateResult} from './evaluate.js';
+import type {Actor} from './actor.js';
+import type {JobsetResult} from './jobsets.js';
+import type {EvaluateResult} from './evaluate.js';
+import {createJobsetAs, createProjectAs, evaluateAs} from './jobset-actions.js';
 import {nixInstantiateVersion} from '../nix/eval-jobs.js';
 
 export const DEMO_PROJECT = 'demo';
@@ -26,8 +34,6 @@ export function demoExpressionPath(from: string = dirname(fileURLToPath(import.m
 }
 
 export interface DemoOptions {
-  /** Owner of the demo project; created as a minimal Users row when missing. */
-  owner: string;
   /** The slowSeconds input: how long the slow jobs take (default 30). */
   slowSeconds?: number;
   /** Default: demoExpressionPath(). */
@@ -40,6 +46,9 @@ export interface DemoOptions {
 
 export interface DemoResult {
   jobset: JobsetResult;
+  /** The project was created by this run (owned by the acting user). */
+  projectCreated: boolean;
+  /** The acting user was created as a minimal Users row to own it. */
   ownerCreated: boolean;
   /** The `nix-instantiate --version` line, null when Nix is not installed. */
   nixVersion: string | null;
@@ -47,18 +56,27 @@ export interface DemoResult {
   eval: EvaluateResult | null;
 }
 
-export async function setupDemo(db: pg.Pool | pg.ClientBase, o: DemoOptions): Promise<DemoResult> {
+export async function setupDemo(pool: pg.Pool, actor: Actor, o: DemoOptions = {}): Promise<DemoResult> {
   const slowSeconds = o.slowSeconds ?? 30;
-  const project = await createProject(db, {
-    name: DEMO_PROJECT,
-    displayName: 'hydra-ops demo',
-    description: 'A small example project: libraries, a server, tests, docs and release artefacts built from /bin/sh derivations',
-    homepage: null,
-    owner: o.owner,
-    createOwner: true,
-    replace: true,
-  });
-  const jobset = await createJobset(db, {
+  const exists = await pool.query('SELECT 1 FROM projects WHERE name = $1', [DEMO_PROJECT]);
+  let ownerCreated = false;
+  if (!exists.rowCount) {
+    const project = await createProjectAs(
+      pool,
+      actor,
+      {
+        name: DEMO_PROJECT,
+        displayName: 'hydra-ops demo',
+        description: 'A small example project: libraries, a server, tests, docs and release artefacts built from /bin/sh derivations',
+        homepage: null,
+        owner: actor.hydraUser,
+        createOwner: true,
+      },
+      'create-first-project',
+    );
+    ownerCreated = project.ownerCreated;
+  }
+  const jobset = await createJobsetAs(pool, actor, {
     project: DEMO_PROJECT,
     name: DEMO_JOBSET,
     exprFile: o.exprFile ?? demoExpressionPath(),
@@ -70,7 +88,7 @@ export async function setupDemo(db: pg.Pool | pg.ClientBase, o: DemoOptions): Pr
   const nixVersion = await nixInstantiateVersion(o.nixInstantiate);
   let evaluated: EvaluateResult | null = null;
   if (nixVersion !== null && o.evaluate !== false) {
-    evaluated = await evaluateJobset(db, DEMO_PROJECT, DEMO_JOBSET, {nixInstantiate: o.nixInstantiate, log: o.log});
+    evaluated = await evaluateAs(pool, actor, DEMO_PROJECT, DEMO_JOBSET, {nixInstantiate: o.nixInstantiate, log: o.log});
   }
-  return {jobset, ownerCreated: project.ownerCreated, nixVersion, eval: evaluated};
+  return {jobset, projectCreated: !exists.rowCount, ownerCreated, nixVersion, eval: evaluated};
 }

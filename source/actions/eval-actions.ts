@@ -12,23 +12,24 @@ import {restartPlan, type RestartOptions, type RestartResult} from './restart.js
 import {cancelPlan, type CancelResult} from './cancel.js';
 
 export function restartFailed(pool: pg.Pool, actor: Actor, evalId: number, opts: RestartOptions = {}): Promise<RestartResult> {
-  const sel = {kind: 'eval', eval: evalId} as const;
-  return performAction(
-    pool,
-    actor,
-    restartPlan('restart-failed', `eval ${evalId}`, (c) => selectBuilds(c, sel, 'b.finished = 1 AND b.buildstatus NOT IN (0)'), opts),
-    opts,
-  );
+  return restartEvalBuilds(pool, actor, 'restart-failed', evalId, 'b.finished = 1 AND b.buildstatus NOT IN (0)', opts);
 }
 
 export function restartAborted(pool: pg.Pool, actor: Actor, evalId: number, opts: RestartOptions = {}): Promise<RestartResult> {
+  return restartEvalBuilds(pool, actor, 'restart-aborted', evalId, 'b.finished = 1 AND b.buildstatus IN (3, 4, 9)', opts);
+}
+
+/** Restarts the builds of evaluation `evalId` that meet `condition` (SQL over Builds `b`). */
+function restartEvalBuilds(
+  pool: pg.Pool,
+  actor: Actor,
+  action: 'restart-failed' | 'restart-aborted',
+  evalId: number,
+  condition: string,
+  opts: RestartOptions,
+): Promise<RestartResult> {
   const sel = {kind: 'eval', eval: evalId} as const;
-  return performAction(
-    pool,
-    actor,
-    restartPlan('restart-aborted', `eval ${evalId}`, (c) => selectBuilds(c, sel, 'b.finished = 1 AND b.buildstatus IN (3, 4, 9)'), opts),
-    opts,
-  );
+  return performAction(pool, actor, restartPlan(action, `eval ${evalId}`, (c) => selectBuilds(c, sel, condition), opts), opts);
 }
 
 export function cancelEval(pool: pg.Pool, actor: Actor, evalId: number, opts: ActionOptions = {}): Promise<CancelResult> {

@@ -2,6 +2,8 @@
 // privilege for it and is audited like every other mutation (actions/perform.ts).
 //
 //   project create   admin ∨ role create-projects          (Hydra: Project.pm requires "create-projects")
+//                    (the demo's project, on a database with no Hydra user yet: the acting user, as its first
+//                    user; permissions.ts create-first-project)
 //   jobset create    admin ∨ owner/member of the project    (--replace redefines what the project evaluates)
 //   enqueue          admin ∨ owner/member of the project
 //   eval             admin ∨ role eval-jobset ∨ owner/member (Hydra's requireEvalJobsetPrivileges)
@@ -13,10 +15,15 @@ import {createJobset, createProject, type CreateJobsetOptions, type CreateProjec
 import {enqueueDerivations, type EnqueuedBuild, type EnqueueOptions} from './enqueue.js';
 import {evaluateJobset, type EvaluateOptions, type EvaluateResult} from './evaluate.js';
 
-export async function createProjectAs(pool: pg.Pool, actor: Actor, o: CreateProjectOptions): Promise<ProjectResult & {auditId: number}> {
+export async function createProjectAs(
+  pool: pg.Pool,
+  actor: Actor,
+  o: CreateProjectOptions,
+  privilege: 'create-project' | 'create-first-project' = 'create-project',
+): Promise<ProjectResult & {auditId: number}> {
   const {result, auditId} = await performGuarded(pool, actor, {
     action: 'project-create',
-    privilege: 'create-project',
+    privilege,
     scope: `project ${o.name}`,
     projects: [o.name],
     run: (c) => createProject(c, o),

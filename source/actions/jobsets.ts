@@ -7,7 +7,7 @@
 //   told otherwise) that is the jobset's nixExprInput, and nixExprPath is the file name inside it, which is
 //   exactly what Hydra's own evaluator would use (`<src/release.nix>`); further inputs are JobsetInputs rows with
 //   one JobsetInputAlts row (altnr 0) each, of type string, boolean or path.
-import {inFrame} from '../db/transaction.js';
+import {inFrame, transactionOn, withTransaction} from '../db/transaction.js';
 import {existsSync, statSync} from 'node:fs';
 import {basename, dirname, isAbsolute, resolve} from 'node:path';
 import type pg from 'pg';
@@ -306,21 +306,7 @@ export async function loadJobsetDefinition(db: Db, project: string, jobset: stri
 export async function inTransaction<T>(db: Db, fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
   // Already inside an action frame's transaction (actions/perform.ts): run there, it commits with the audit row.
   if (inFrame(db)) return fn(db as pg.ClientBase);
-  const pooled = isPool(db);
-  const c: pg.ClientBase = pooled ? await (db as pg.Pool).connect() : (db as pg.ClientBase);
-  try {
-    await c.query('BEGIN');
-    try {
-      const result = await fn(c);
-      await c.query('COMMIT');
-      return result;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw e;
-    }
-  } finally {
-    if (pooled) (c as pg.PoolClient).release();
-  }
+  return isPool(db) ? withTransaction(db, fn) : transactionOn(db as pg.ClientBase, fn);
 }
 
 function isPool(db: Db): db is pg.Pool {

@@ -11,7 +11,7 @@
 import {cp, mkdir, stat} from 'node:fs/promises';
 import {basename, join} from 'node:path';
 import type {Queryable} from '../db/queryable.js';
-import {buildOutputs, buildProducts, getBuild, type BuildOutputRow, type BuildProductRow, type BuildRow} from '../db/queries/builds.js';
+import {buildOutputs, buildProducts, getBuild, type BuildOutputRow, type BuildProduct, type BuildRow} from '../db/queries/builds.js';
 import {jobsetId, latestSuccessful, type JobRef} from '../db/queries/job-history.js';
 import {displayStoreUri, substitutePaths} from '../nix/dest-store.js';
 import {isValidPath} from '../nix/store.js';
@@ -21,7 +21,7 @@ import {ActionError} from './errors.js';
 export interface LatestResult {
   build: BuildRow;
   outputs: BuildOutputRow[];
-  products: BuildProductRow[];
+  products: BuildProduct[];
 }
 
 /** `PROJECT/JOBSET/JOB` → its parts; anything else is a usage error naming the argument. */
@@ -66,7 +66,7 @@ export function parseProductSpec(spec: string): {type: string; subtype?: string;
 }
 
 /** The first product (by productnr) matching SPEC; not found lists what the build has. */
-export function matchProduct(products: readonly BuildProductRow[], spec: string, buildId: number): BuildProductRow {
+export function matchProduct(products: readonly BuildProduct[], spec: string, buildId: number): BuildProduct {
   const want = parseProductSpec(spec);
   const hit = [...products]
     .sort((a, b) => a.productnr - b.productnr)
@@ -98,7 +98,7 @@ export interface DownloadResult {
  * the local store as it is, else substituted from `storeUri` (hydra.conf's store_uri, the farm's own binary cache,
  * so its signatures are not required).
  */
-export async function downloadProduct(product: BuildProductRow, dir: string, o: {storeUri: string; env?: Record<string, string>}): Promise<DownloadResult> {
+export async function downloadProduct(product: BuildProduct, dir: string, o: {storeUri: string; env?: Record<string, string>}): Promise<DownloadResult> {
   if (!product.path) throw new ActionError('refused', `product ${product.productnr} of build ${product.build} has no path`);
   const storePath = productStorePath(product.path);
   let source: DownloadResult['source'] = 'local';

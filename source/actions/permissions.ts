@@ -8,6 +8,10 @@
 //   project-owner   admin ∨ owner/member of the project (jobset create / --replace, enqueue; Hydra's
 //                   requireProjectOwner for jobset edits)
 //   eval     admin ∨ role eval-jobset ∨ owner/member (Hydra's requireEvalJobsetPrivileges)
+//   create-first-project  create-project ∨ the database has no Hydra user at all: `hydra-ops demo` on a fresh
+//                   database, where the acting user becomes the first user (a minimal Users row owning the project,
+//                   no role). There is nobody yet whose rights it could take; once Users has a row, it is
+//                   create-project.
 //
 // A project owner is Projects.owner or a ProjectMembers row. Bulk actions are checked per project:
 // one project the user may not act on refuses the whole action, naming it.
@@ -22,7 +26,7 @@ import type {Queryable} from '../db/queryable.js';
 import {ActionError} from './errors.js';
 import type {Actor} from './actor.js';
 
-export type Privilege = 'restart' | 'cancel' | 'bump' | 'admin' | 'create-project' | 'project-owner' | 'eval';
+export type Privilege = 'restart' | 'cancel' | 'bump' | 'admin' | 'create-project' | 'create-first-project' | 'project-owner' | 'eval';
 
 /** The UserRoles role that grants each privilege besides admin (null: only ownership does). */
 export const PRIVILEGE_ROLES: Readonly<Record<Exclude<Privilege, 'admin'>, string | null>> = {
@@ -30,11 +34,12 @@ export const PRIVILEGE_ROLES: Readonly<Record<Exclude<Privilege, 'admin'>, strin
   cancel: 'cancel-build',
   bump: 'bump-to-front',
   'create-project': 'create-projects',
+  'create-first-project': 'create-projects',
   'project-owner': null,
   eval: 'eval-jobset',
 };
 
-const VERB: Readonly<Record<Exclude<Privilege, 'admin' | 'create-project'>, string>> = {
+const VERB: Readonly<Record<Exclude<Privilege, 'admin' | 'create-project' | 'create-first-project'>, string>> = {
   restart: 'restart builds of',
   cancel: 'cancel builds of',
   bump: 'bump builds of',
@@ -76,6 +81,12 @@ export async function ownedProjects(db: Queryable, user: string, projects: reado
   return new Set(rows.map((r) => r.name));
 }
 
+/** Whether the database has any Hydra user (a fresh one has none). */
+async function anyHydraUser(db: Queryable): Promise<boolean> {
+  const {rows} = await db.query<{any: boolean}>('SELECT EXISTS (SELECT 1 FROM Users) AS any');
+  return rows[0]!.any;
+}
+
 export function readonlyError(actor: Actor): ActionError {
   const from = actor.readonlySource ? ` (from ${actor.readonlySource})` : '';
   return new ActionError('readonly', `read-only mode${from}: mutations are disabled`, {reason: 'readonly'});
@@ -98,6 +109,7 @@ export async function requirePrivilege(db: Queryable, actor: Actor, privilege: P
   if (actor.readonly) throw readonlyError(actor);
   const auth = await loadAuthority(db, actor);
   if (auth.admin) return auth;
+  if (privilege === 'create-first-project' && !auth.exists && !(await anyHydraUser(db))) return auth;
   if (!auth.exists) throw new ActionError('permission', unknownUserMessage(actor), {reason: 'unknown-user', user: actor.hydraUser});
   if (privilege === 'admin') {
     throw new ActionError('permission', `Hydra user "${auth.user}" is not an admin (role "admin" required)`, {
@@ -108,7 +120,7 @@ export async function requirePrivilege(db: Queryable, actor: Actor, privilege: P
   }
   const role = PRIVILEGE_ROLES[privilege];
   if (role !== null && auth.roles.includes(role)) return auth;
-  if (privilege === 'create-project') {
+  if (privilege === 'create-project' || privilege === 'create-first-project') {
     throw new ActionError('permission', `Hydra user "${auth.user}" may not create projects (needs role "admin" or "create-projects")`, {
       reason: 'missing-privilege',
       user: auth.user,

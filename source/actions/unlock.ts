@@ -8,12 +8,12 @@ import {acquireRunnerLock, runnerLockHolder, RunnerLockBusyError, type RunnerLoc
 import {
   RunnerDbLock,
   RunnerDbLockBusyError,
-  connectionOfPool,
   describeLockSession,
   runnerLockSession,
   type RunnerLockSession,
 } from '../db/runner-advisory-lock.js';
 import {clearBusySteps} from '../db/runner-sql.js';
+import {settingsOfPool, type ConnectionSettings} from '../db/scram-client.js';
 import {ActionError} from './errors.js';
 import type {Actor} from './actor.js';
 import {performAction, type ActionOptions, type ActionResult} from './perform.js';
@@ -48,7 +48,7 @@ export async function unlockRunner(
   pool: pg.Pool,
   actor: Actor,
   dataDir: string,
-  opts: ActionOptions & {connection?: pg.ClientConfig} = {},
+  opts: ActionOptions & {connection?: ConnectionSettings} = {},
 ): Promise<UnlockResult> {
   let lock: RunnerLock | null = null;
   let dbLock: RunnerDbLock | null = null;
@@ -76,7 +76,7 @@ export async function unlockRunner(
               throw e;
             }
             try {
-              dbLock = await RunnerDbLock.acquire(opts.connection ?? connectionOfPool(pool), {applicationName: `hydra-ops unlock pid ${process.pid}`});
+              dbLock = await RunnerDbLock.acquire(opts.connection ?? settingsOfPool(pool), {applicationName: `hydra-ops unlock pid ${process.pid}`});
             } catch (e) {
               if (e instanceof RunnerDbLockBusyError) throw dbBusy(e.holder);
               throw e;

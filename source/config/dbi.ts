@@ -28,6 +28,7 @@
 
 import {isIP} from 'node:net';
 import {ConfigError, quote} from './errors.js';
+import {closestWord} from './edit-distance.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -221,30 +222,8 @@ export function parseHydraDbi(dbi: string, opts: ParseDbiOptions = {}): DbiConfi
 
 function suggestion(key: string): string {
   if (key === 'database' || key === 'db') return ` (Hydra's queue runner passes it to libpq, which only knows "dbname")`;
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const candidate of DBI_KEYS) {
-    const d = editDistance(key.toLowerCase(), candidate);
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
+  const best = closestWord(key.toLowerCase(), DBI_KEYS, 2);
   return best ? ` (did you mean ${quote(best)}?)` : ` (known keys: ${DBI_KEYS.join(', ')})`;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({length: b.length + 1}, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length]!;
 }
 
 /** Validates one value; `problem` receives a description that quotes the bad value. */

@@ -17,7 +17,8 @@
 //
 // What runs comes from the current hydra.conf only. A run row holds the command's identity (id, block, SHA-256
 // of its text), never text to execute: a row whose identity matches no configured command (edited, removed, or
-// inserted by someone with database access) is marked 'skipped' and logged, never run. Commands get a minimal
+// inserted by someone with database access) is marked 'skipped' and logged, never run; so is a row whose command
+// is configured but whose build that command's job pattern does not match. Commands get a minimal
 // environment (config/child-env.ts): no database URL or password unless the commandEnv setting names it.
 import {spawn, type ChildProcess} from 'node:child_process';
 import {existsSync} from 'node:fs';
@@ -27,6 +28,7 @@ import {join} from 'node:path';
 import type pg from 'pg';
 import {configuredCommand, matchesJob, type PostBuildCommand} from '../config/run-commands.js';
 import {childEnv} from '../config/child-env.js';
+import {escapeControl} from '../config/escape.js';
 import {BUILD_STATUS} from '../db/status.js';
 import {
   buildPayload,
@@ -194,6 +196,17 @@ export class PostBuildRunner {
     const payload = await buildPayload(this.o.pool, row.build, this.o.statusName);
     if (!payload) {
       await finishRun(this.o.pool, row.id, {status: 'failed', exitCode: null, signal: null, output: '', outputBytes: 0, error: `build ${row.build} no longer exists`});
+      return;
+    }
+    // The row names the build as well as the command: a configured command runs only for a build its job pattern
+    // matches, whoever queued the row.
+    const [project, jobset, job] = [payload.project, payload.jobset, payload.job].map(String) as [string, string, string];
+    if (!matchesJob(configured.matcher, project, jobset, job)) {
+      const error =
+        `not run: ${configured.source}'s job pattern "${configured.matcher}" does not match build ${row.build} ` +
+        `(${project}:${jobset}:${job})`;
+      await finishRun(this.o.pool, row.id, {status: 'skipped', exitCode: null, signal: null, output: '', outputBytes: 0, error});
+      this.o.log('warn', `post-build: run ${row.id} for build ${row.build} skipped: ${escapeControl(error)}`);
       return;
     }
     const dir = await mkdtemp(join(tmpdir(), 'hydra-ops-post-build-'));

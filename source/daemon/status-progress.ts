@@ -2,6 +2,7 @@
 // and whether the runner is stalled (work waits, a capable machine has a free slot, and nothing started or
 // finished for the threshold).
 import type {Scheduler} from '../scheduler/scheduler.js';
+import {capabilityKey} from '../scheduler/dispatcher.js';
 import {isAvailable, supportsStep} from '../scheduler/machines.js';
 import {DEFAULT_STALL_SECONDS, rfc3339, localSystem, machineList, waitingSteps} from './status-common.js';
 
@@ -37,7 +38,7 @@ export function restProgress(s: Scheduler, now = Date.now(), stallThresholdSecon
     const seen = new Set<string>();
     for (const step of waiting) {
       if (step.after > now) continue;
-      const key = `${step.platform}|${step.requiredFeatures.join(',')}|${step.preferLocal}`;
+      const key = capabilityKey(step);
       if (seen.has(key)) continue;
       seen.add(key);
       if (free.some((m) => supportsStep(m.spec, step, localSystem(s)))) {

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type {Scheduler} from '../scheduler/scheduler.js';
 import {PgListener} from '../db/listener.js';
+import type {ConnectionSettings} from '../db/scram-client.js';
 import {deleteSystemStatus, writeSystemStatus} from '../db/runner-sql.js';
 import {cppStatus} from './status-cpp.js';
 
@@ -12,7 +13,7 @@ export interface SystemStatusOptions {
   /** Query pool (default: the scheduler's). */
   pool?: pg.Pool;
   /** Settings of the dedicated LISTEN connection (default: the scheduler's). */
-  connection?: pg.ClientConfig;
+  connection?: ConnectionSettings;
   /** Periodic refresh (default 10 s; 0 disables). */
   refreshMs?: number;
   log?: (message: string) => void;
@@ -20,7 +21,7 @@ export interface SystemStatusOptions {
 
 export class SystemStatusPublisher {
   private readonly pool: pg.Pool;
-  private readonly connection: pg.ClientConfig;
+  private readonly connection: ConnectionSettings;
   private readonly refreshMs: number;
   private readonly log: (message: string) => void;
   private listener: PgListener | null = null;

@@ -1,7 +1,7 @@
 // Opening the database hydra-ops works on: a configured server, or the embedded one.
 import pg from 'pg';
 import {connectOrStart, type EmbeddedHandle} from './embedded.js';
-import {ScramOnlyClient} from './scram-client.js';
+import {newPool, type ConnectionSettings} from './scram-client.js';
 
 export type DatabaseTarget =
   | {kind: 'server'; config: pg.ClientConfig; source: string; description: string}
@@ -10,8 +10,8 @@ export type DatabaseTarget =
 
 export interface Database {
   pool: pg.Pool;
-  /** Settings for extra dedicated connections (the LISTEN client). */
-  connection: pg.ClientConfig;
+  /** Settings for extra dedicated connections (LISTEN, the runner lock, probes): make their clients with newClient. */
+  connection: ConnectionSettings;
   target: DatabaseTarget;
   embedded?: EmbeddedHandle;
   describe(): string;
@@ -37,7 +37,7 @@ export async function openDatabase(
   target: DatabaseTarget,
   opts: {poolSize?: number; applicationName?: string; log?: (line: string) => void} = {},
 ): Promise<Database> {
-  let connection: pg.ClientConfig;
+  let connection: ConnectionSettings;
   let embedded: EmbeddedHandle | undefined;
   if (target.kind === 'embedded') {
     try {
@@ -45,14 +45,14 @@ export async function openDatabase(
     } catch (e) {
       throw new DatabaseUnavailableError(e instanceof Error ? e.message : String(e));
     }
-    connection = {...embedded.connection};
+    // The embedded server, like the identity-checked first connection, must prove by SCRAM that it knows the
+    // password, on pooled and dedicated connections alike (scram-client.ts).
+    connection = {...embedded.connection, scramOnly: true};
   } else {
     connection = {...target.config};
   }
   connection.application_name = opts.applicationName ?? 'hydra-ops';
-  // Pooled connections to the embedded server, like the identity-checked first one, accept only a
-  // server that proves by SCRAM that it knows the password (scram-client.ts).
-  const pool = new pg.Pool({...connection, max: opts.poolSize ?? 10, ...(embedded ? {Client: ScramOnlyClient} : {})});
+  const pool = newPool(connection, {max: opts.poolSize ?? 10});
   pool.on('error', () => {
     /* idle client errors surface on the next query */
   });

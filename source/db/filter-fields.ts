@@ -3,6 +3,7 @@
 // (checked as JavaScript, made safe for PostgreSQL) and did-you-mean suggestions. The parser is filter-syntax.ts.
 import {BUILD_STATUS, BUSY_PHASES} from './status.js';
 import {FilterError, filterError, type FieldName, type FilterOp, type RegexValue} from './filter-ast.js';
+import {closestWord} from '../config/edit-distance.js';
 
 export type FieldKind = 'int' | 'string' | 'jobset' | 'status' | 'phase' | 'state' | 'duration' | 'bool';
 
@@ -57,34 +58,11 @@ export const INT_MAX = 2147483647;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({length: b.length + 1}, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length]!;
-}
-
 /** ` (did you mean "x"?)` for the closest candidate within a small edit distance, else ''. */
 export function suggestion(word: string, candidates: readonly string[]): string {
   const w = word.toLowerCase();
-  let best = '';
-  let bestDistance = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(w, c);
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  const limit = Math.max(1, Math.min(2, Math.floor(w.length / 3)));
-  return bestDistance <= limit ? ` (did you mean "${best}"?)` : '';
+  const best = closestWord(w, candidates, Math.max(1, Math.min(2, Math.floor(w.length / 3))));
+  return best === null ? '' : ` (did you mean "${best}"?)`;
 }
 
 const DURATION_UNITS: Record<string, number> = {s: 1, m: 60, h: 3600, d: 86400, w: 604800};

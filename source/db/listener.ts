@@ -3,7 +3,8 @@
 // disconnected are lost, so after every (re)connect it calls the resync hook: consumers re-read
 // the tables they care about instead of trusting the notification stream.
 import {EventEmitter} from 'node:events';
-import pg from 'pg';
+import type pg from 'pg';
+import {newClient, type ConnectionSettings} from './scram-client.js';
 
 export interface Notification {
   channel: string;
@@ -12,7 +13,7 @@ export interface Notification {
 
 export interface ListenerOptions {
   /** Connection settings for the dedicated client. */
-  connection: pg.ClientConfig;
+  connection: ConnectionSettings;
   channels: string[];
   /** Called after the first connect and after every reconnect, once LISTEN is active again. */
   onResync?: (reconnect: boolean) => void | Promise<void>;
@@ -56,7 +57,7 @@ export class PgListener extends EventEmitter {
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
-    const client = new pg.Client(this.options.connection);
+    const client = newClient(this.options.connection);
     let lost = false;
     const onLost = (err: Error) => {
       if (lost) return;

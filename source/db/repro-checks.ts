@@ -3,6 +3,7 @@
 //
 // outputs (jsonb array): {name, path, expected, got: [hash per round], differs, checkPath}.
 import type {Queryable} from './queryable.js';
+import {newestFirstPage} from './queries/sql.js';
 import type {ReproVerdict} from './schema/hydra-ops-migrations.js';
 
 export interface CheckOutputRecord {
@@ -122,23 +123,12 @@ export interface ListChecksOptions {
 
 /** Newest first. */
 export async function listChecks(db: Queryable, o: ListChecksOptions = {}): Promise<{checks: CheckRow[]; nextBefore: number | null}> {
-  const limit = o.limit ?? 50;
-  const conds: string[] = [];
-  const params: unknown[] = [];
-  const p = (v: unknown) => {
-    params.push(v);
-    return `$${params.length}`;
-  };
-  if (o.before !== undefined) conds.push(`id < ${p(o.before)}`);
-  if (o.verdict) conds.push(`verdict = ${p(o.verdict)}`);
-  if (o.build !== undefined) conds.push(`build = ${p(o.build)}`);
-  if (o.drvPath) conds.push(`drv_path = ${p(o.drvPath)}`);
-  const {rows} = await db.query<RawRow>(
-    `SELECT ${COLUMNS} FROM hydra_ops.repro_checks ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${p(limit + 1)}`,
-    params,
-  );
-  const checks = rows.slice(0, limit).map(toRow);
-  return {checks, nextBefore: rows.length > limit ? checks[checks.length - 1]!.id : null};
+  const {rows, nextBefore} = await newestFirstPage<RawRow>(db, 'hydra_ops.repro_checks', COLUMNS, o, (q) => {
+    if (o.verdict) q.where(`verdict = ${q.param(o.verdict)}`);
+    if (o.build !== undefined) q.where(`build = ${q.param(o.build)}`);
+    if (o.drvPath) q.where(`drv_path = ${q.param(o.drvPath)}`);
+  });
+  return {checks: rows.map(toRow), nextBefore};
 }
 
 export async function countChecks(db: Queryable): Promise<number> {

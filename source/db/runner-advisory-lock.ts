@@ -15,7 +15,8 @@
 import {createHash} from 'node:crypto';
 import {EventEmitter} from 'node:events';
 import {hostname} from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
+import {newClient, type ConnectionSettings} from './scram-client.js';
 import type {Queryable} from './queryable.js';
 
 export const RUNNER_LOCK_NAME = 'hydra-ops queue runner';
@@ -146,14 +147,14 @@ export class RunnerDbLock extends EventEmitter implements RunnerLockProof {
   backendPid: number | null = null;
 
   private constructor(
-    private readonly connection: pg.ClientConfig,
+    private readonly connection: ConnectionSettings,
     private readonly o: RunnerDbLockOptions,
   ) {
     super();
   }
 
   /** Takes the lock or throws RunnerDbLockBusyError naming the holder. */
-  static async acquire(connection: pg.ClientConfig, o: RunnerDbLockOptions = {}): Promise<RunnerDbLock> {
+  static async acquire(connection: ConnectionSettings, o: RunnerDbLockOptions = {}): Promise<RunnerDbLock> {
     const lock = new RunnerDbLock(connection, o);
     const r = await lock.tryOnce();
     if (r.ok) {
@@ -176,7 +177,7 @@ export class RunnerDbLock extends EventEmitter implements RunnerLockProof {
   }
 
   private async tryOnce(): Promise<{ok: true} | {ok: false; holder: RunnerLockSession | null}> {
-    const client = new pg.Client({...this.connection, application_name: this.applicationName, keepAlive: true});
+    const client = newClient(this.connection, {application_name: this.applicationName, keepAlive: true});
     client.on('error', (e) => this.onLost(client, e));
     client.on('end', () => this.onLost(client, new Error('connection ended')));
     try {
@@ -275,8 +276,3 @@ export class RunnerDbLock extends EventEmitter implements RunnerLockProof {
   }
 }
 
-/** Connection settings for a dedicated client, from a pool's options. */
-export function connectionOfPool(pool: pg.Pool): pg.ClientConfig {
-  const {max: _max, min: _min, idleTimeoutMillis: _i, ...rest} = pool.options as pg.PoolConfig;
-  return rest as pg.ClientConfig;
-}

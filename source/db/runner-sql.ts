@@ -6,6 +6,8 @@
 // with Hydra's C++ runner statement by statement.
 import type pg from 'pg';
 import type {Queryable} from './queryable.js';
+import {withTransaction} from './transaction.js';
+import type {NewBuildProduct} from './queries/builds.js';
 import {lockHeldCondition, type RunnerLockProof} from './runner-advisory-lock.js';
 
 export const BUSY = {
@@ -36,20 +38,8 @@ export const STATUS = {
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
-export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    client.release();
-  }
-}
+/** The runner's writes run in withTransaction (transaction.ts), re-exported here beside them. */
+export {withTransaction};
 
 export async function notify(db: Queryable, channel: string, payload = ''): Promise<void> {
   await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
@@ -237,21 +227,6 @@ export async function abortOrphanedStep(db: Queryable, lock: RunnerLockProof, bu
   await db.query(`UPDATE BuildSteps SET busy = 0, status = 3 WHERE build = $1 AND stepnr = $2 AND busy != 0 AND ${lockHeldCondition(3)}`, [build, stepnr, lock.backendPid]);
 }
 
-/** A BuildProducts row as the runner writes it (parsed from nix-support/hydra-build-products). */
-export interface BuildProduct {
-  productnr: number;
-  type: string;
-  subtype: string;
-  /** Regular files only, else null. */
-  fileSize: number | null;
-  /** Regular files only (lower-case base 16), else null. */
-  sha256hash: string | null;
-  path: string;
-  name: string;
-  /** As given in the products file, '' when absent. */
-  defaultPath: string;
-}
-
 /** A BuildMetrics row (nix-support/hydra-metrics). */
 export interface BuildMetric {
   name: string;
@@ -269,7 +244,7 @@ export interface SuccessInfo {
   releaseName: string | null;
   isCachedBuild: boolean;
   outputs: ReadonlyMap<string, string>;
-  products: readonly BuildProduct[];
+  products: readonly NewBuildProduct[];
   metrics: readonly BuildMetric[];
 }
 
@@ -290,7 +265,7 @@ export async function markSucceededBuild(client: pg.PoolClient | pg.ClientBase, 
     await client.query(
       `INSERT INTO BuildProducts (build, productnr, type, subtype, fileSize, sha256hash, path, name, defaultPath)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [buildId, p.productnr, p.type, p.subtype, p.fileSize, p.sha256hash, p.path, p.name, p.defaultPath],
+      [buildId, p.productnr, p.type, p.subtype, p.filesize, p.sha256hash, p.path, p.name, p.defaultpath],
     );
   }
   await client.query('DELETE FROM BuildMetrics WHERE build = $1', [buildId]);
@@ -314,7 +289,7 @@ export async function markSucceededBuild(client: pg.PoolClient | pg.ClientBase, 
 export async function earlierSuccess(
   db: Queryable,
   outputPath: string,
-): Promise<{id: number; buildstatus: number; releasename: string | null; closuresize: number | null; size: number | null; products: BuildProduct[]; metrics: BuildMetric[]} | null> {
+): Promise<{id: number; buildstatus: number; releasename: string | null; closuresize: number | null; size: number | null; products: NewBuildProduct[]; metrics: BuildMetric[]} | null> {
   const {rows} = await db.query(
     `SELECT b.id, b.buildStatus AS buildstatus, b.releaseName AS releasename, b.closureSize AS closuresize, b.size
        FROM Builds b JOIN BuildOutputs o ON b.id = o.build
@@ -325,7 +300,7 @@ export async function earlierSuccess(
   if (rows.length === 0) return null;
   const row = rows[0];
   const products = await db.query(
-    `SELECT productnr, type, subtype, fileSize AS "fileSize", sha256hash, path, name, coalesce(defaultPath, '') AS "defaultPath"
+    `SELECT productnr, type, subtype, fileSize AS filesize, sha256hash, path, name, coalesce(defaultPath, '') AS defaultpath
        FROM BuildProducts WHERE build = $1 ORDER BY productnr`,
     [row.id],
   );
@@ -334,7 +309,7 @@ export async function earlierSuccess(
     ...row,
     size: row.size === null ? null : Number(row.size),
     closuresize: row.closuresize === null ? null : Number(row.closuresize),
-    products: products.rows.map((p) => ({...p, fileSize: p.fileSize === null ? null : Number(p.fileSize)})),
+    products: products.rows.map((p) => ({...p, filesize: p.filesize === null ? null : Number(p.filesize)})),
     metrics: metrics.rows,
   };
 }

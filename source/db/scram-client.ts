@@ -87,3 +87,37 @@ export class ScramOnlyClient extends pg.Client {
     };
   }
 }
+
+/**
+ * Settings for connections to the database hydra-ops works on: node-postgres' own, plus whether the server must
+ * prove by SCRAM that it knows the password (the embedded server: set by connection.ts). The pool and every
+ * dedicated connection (LISTEN, the runner lock, probes) make their clients with newClient/newPool from the same
+ * settings, so none of them would send the password in cleartext or as MD5 to a server that asked.
+ */
+export interface ConnectionSettings extends pg.ClientConfig {
+  /** Every client is a ScramOnlyClient. */
+  scramOnly?: boolean;
+}
+
+function split(settings: ConnectionSettings): {config: pg.ClientConfig; Client: typeof pg.Client} {
+  const {scramOnly, ...config} = settings;
+  return {config, Client: scramOnly ? ScramOnlyClient : pg.Client};
+}
+
+/** A dedicated client for these settings (not connected). */
+export function newClient(settings: ConnectionSettings, extra: pg.ClientConfig = {}): pg.Client {
+  const {config, Client} = split(settings);
+  return new Client({...config, ...extra});
+}
+
+/** A pool whose clients are made as newClient makes them. */
+export function newPool(settings: ConnectionSettings, options: Omit<pg.PoolConfig, keyof pg.ClientConfig> = {}): pg.Pool {
+  const {config, Client} = split(settings);
+  return new pg.Pool({...config, ...options, Client});
+}
+
+/** The settings a pool made by newPool connects with (its size and timeouts left out). */
+export function settingsOfPool(pool: pg.Pool): ConnectionSettings {
+  const {max: _max, min: _min, idleTimeoutMillis: _i, Client, ...rest} = pool.options as pg.PoolConfig & {Client?: unknown};
+  return {...(rest as pg.ClientConfig), ...(Client === ScramOnlyClient ? {scramOnly: true} : {})};
+}

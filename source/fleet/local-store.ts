@@ -11,11 +11,12 @@
 // `idleMs` without one, so those roots do not pile up.
 
 import {PassThrough, type Readable} from 'node:stream';
-import {dumpLocalPath, EXPORT_MAGIC} from '../nix/nar.js';
-import {ServeClient, type ImportRecords} from '../nix/serve-client.js';
+import {dumpLocalPath} from '../nix/nar.js';
+import {exportRecords, writeExportEnd, type ImportRecords} from '../nix/export-format.js';
+import {ServeClient} from '../nix/serve-client.js';
 import {closureNarSize, queryClosure, queryPathInfos, queryValidPaths, storeDir, type PathInfo} from '../nix/store.js';
 import {isStorePath} from '../nix/store-path.js';
-import {WireWriter, sortedSet} from '../nix/wire.js';
+import {WireWriter} from '../nix/wire.js';
 import {execa} from 'execa';
 import {startLocalServe, type ServeTransport} from './local-transport.js';
 
@@ -63,23 +64,13 @@ export class StoreCommands implements CoordinatorStore {
     const w = new WireWriter(child.stdin!, {label: 'local nix-store --import'});
     let value: T;
     try {
-      value = await body({
-        sink: child.stdin!,
-        begin: async () => {
-          w.u64(1);
-          await w.flush();
-        },
-        commit: async (path, references, deriver) => {
-          w.u64(EXPORT_MAGIC).string(path).strings(sortedSet(references)).string(deriver ?? '').u64(0);
-          await w.flush();
-        },
-      });
+      value = await body(exportRecords(w, child.stdin!));
     } catch (error) {
       child.kill('SIGKILL');
       await child.catch(() => undefined);
       throw error;
     }
-    w.u64(0);
+    writeExportEnd(w);
     await w.end().catch(() => undefined);
     const r = await child;
     if (r.exitCode !== 0) {

@@ -4,7 +4,7 @@
 // BuildResult to a step status (docs/hydra-compat.md, "Running a step"), size limits, copying the outputs back and
 // reading their nix-support files.
 import type {Derivation} from '../nix/drv.js';
-import type {BuildProduct, BuildMetric} from '../nix/nix-support.js';
+import type {NewBuildProduct, BuildMetric} from '../nix/nix-support.js';
 import type {MachineSpec} from './machines-file.js';
 
 /** Busy phases the executor reports; the scheduler writes them as BuildSteps.busy 10/20/30/40/50. */
@@ -86,7 +86,7 @@ export interface StepResult {
   /** Realised outputs (success only). */
   outputs: Map<string, StepOutput>;
   /** Parsed nix-support data of the outputs (success only). */
-  products: BuildProduct[];
+  products: NewBuildProduct[];
   releaseName: string | null;
   metrics: BuildMetric[];
   /** Some output has nix-support/failed: the build gets status 6. */

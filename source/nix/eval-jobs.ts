@@ -10,7 +10,7 @@
 //   failing job is isolated with its own message;
 // - an expression that cannot even be listed (syntax error, missing file, not an attribute set) is a
 //   whole-expression error: NixEvalError carrying Nix's error text.
-import {dirname, isAbsolute, relative} from 'node:path';
+import {isAbsolute, relative} from 'node:path';
 import {escapeControl, hasControl} from '../config/escape.js';
 import {childEnv} from '../config/child-env.js';
 import {execa} from 'execa';
@@ -77,7 +77,7 @@ export interface EvalJobsOptions {
   nixInstantiate?: string;
 }
 
-/** The expression as a whole could not be evaluated; `nixMessage` is Nix's own error text. */
+/** The expression as a whole could not be evaluated; `nixMessage` is Nix's own error text, or why Nix was not run. */
 export class NixEvalError extends Error {
   constructor(
     readonly nixMessage: string,
@@ -153,13 +153,21 @@ export async function evalJobs(opts: EvalJobsOptions): Promise<EvalJobsResult> {
   let processes = 0;
   let extraBudget = opts.maxExtraProcesses ?? 64;
 
+  // Restricted to the declared inputs: an expression outside every path input (a nixExprPath with `..` or an
+  // absolute one) is refused, not given its own directory, which would make that directory readable.
+  if (!searchPath.some(([, p]) => within(opts.file, p))) {
+    const inputs = searchPath.map(([name, p]) => `${name} = ${p}`).join(', ') || 'none';
+    throw new NixEvalError(
+      `the expression ${opts.file} is outside the jobset's path inputs (${inputs}): restricted evaluation reads only the inputs, so the expression must be inside one of them`,
+    );
+  }
+
   const run = async (mode: 'full' | 'children', only: string[][] | null, strict: boolean): Promise<RunOutcome> => {
     const spec = JSON.stringify({file: opts.file, inputs: opts.inputs, mode, only, strict});
     // Restricted like Hydra's evaluator: only the jobset's inputs (the search path) may be read; no URIs, and
     // builtins.getEnv sees nothing (restricted mode returns "" — and the environment is minimal anyway).
     const args = ['--eval', '--strict', '--json', '--read-write-mode', '--option', 'restrict-eval', 'true', '--option', 'allowed-uris', ''];
     for (const [name, path] of searchPath) args.push('-I', `${name}=${path}`);
-    if (!searchPath.some(([, p]) => within(opts.file, p))) args.push('-I', `hydra-ops-expression=${dirname(opts.file)}`);
     args.push('-E', EVAL_JOBS_EXPR, '--argstr', 'spec', spec);
     processes += 1;
     let r;

@@ -1,12 +1,13 @@
-// NAR (Nix archive) streaming parser, Nix hash encodings (nix32 / base16) and the `nix-store --export` framing.
+// NAR (Nix archive) streaming parser and Nix hash encodings (nix32 / base16). The `nix-store --export` framing
+// around NARs is in export-format.ts.
 //
-// Longer than the other modules because it is one format family read and written together: the NAR parser
-// reports the NAR hash in Nix's encoding, and the export framing wraps NARs and reports their hash the same way.
+// Longer than the other modules because it is one format read together with its hash: the NAR parser reports
+// the NAR hash in Nix's encoding while it checks the archive's grammar.
 
 import {createHash, type Hash} from 'node:crypto';
-import {Writable, type Readable} from 'node:stream';
+import type {Readable, Writable} from 'node:stream';
 import {execa} from 'execa';
-import {ProtocolError, UnexpectedEofError, WireReader, WireWriter, sortedSet} from './wire.js';
+import {ProtocolError, UnexpectedEofError, WireReader} from './wire.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Hash encodings
@@ -389,38 +390,7 @@ export async function parseNarStream(source: Readable, options: NarParseOptions 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Export format (`nix-store --export` / `--import`, serve protocol ImportPaths)
-
-export const EXPORT_MAGIC = 0x4558494e;
-
-export interface ExportEntryResult {
-  narSize: number;
-  /** `sha256:<nix32>` of the NAR bytes sent. */
-  narHash: string;
-}
-
-/**
- * Write one export record: `1`, the NAR (streamed unchanged from `nar`), the export magic, the path, its
- * references (sorted set), the deriver ('' if none) and `0` (no legacy signature). The NAR is checked as it
- * passes (a truncated or malformed NAR raises before the trailer is written).
- */
-export async function writeExportEntry(
-  writer: WireWriter,
-  nar: Readable | AsyncIterable<Buffer>,
-  path: string,
-  references: Iterable<string>,
-  deriver?: string | null,
-): Promise<ExportEntryResult> {
-  writer.u64(1);
-  await writer.flush();
-  const source = new WireReader(nar as AsyncIterable<Buffer>, {label: `NAR of ${path}`});
-  // Forward bytes exactly as parsed so the receiver gets precisely one NAR.
-  const result = await parseNarInto(source, writer, path);
-  if (!(await source.atEof())) throw new NarError(`trailing data after the NAR of ${path}`, result.narSize);
-  writer.u64(EXPORT_MAGIC).string(path).strings(sortedSet(references)).string(deriver ?? '').u64(0);
-  await writer.flush();
-  return {narSize: result.narSize, narHash: result.narHash};
-}
+// A local path's NAR (the export framing around NARs is in export-format.ts)
 
 /**
  * The NAR of a path in the local store, from `nix-store --dump`. The process starts when iteration starts (so
@@ -448,21 +418,4 @@ export async function* dumpLocalPath(path: string, options: {nixStore?: string} 
       await child.catch(() => undefined);
     }
   }
-}
-
-/** Terminate an export stream (`0`). */
-export function writeExportEnd(writer: WireWriter): WireWriter {
-  return writer.u64(0);
-}
-
-async function parseNarInto(source: WireReader, writer: WireWriter, path: string): Promise<NarParseResult> {
-  const forward = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      writer.raw(chunk);
-      writer.flush().then(() => callback(), callback);
-    },
-  });
-  const result = await parseNar(source, {tee: forward, label: path});
-  await new Promise<void>((resolve, reject) => forward.end((error?: Error | null) => (error ? reject(error) : resolve())));
-  return result;
 }

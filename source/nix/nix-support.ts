@@ -10,7 +10,8 @@ import {createHash} from 'node:crypto';
 import {createReadStream} from 'node:fs';
 import {lstat, open} from 'node:fs/promises';
 import {canonPath, compareStorePaths, isWithin, storeDir as defaultStoreDir, storePathName} from './store-path.js';
-import type {BuildProduct, BuildMetric} from '../db/runner-sql.js';
+import type {BuildMetric} from '../db/runner-sql.js';
+import type {NewBuildProduct} from '../db/queries/builds.js';
 
 export type ProductFileType = 'regular' | 'directory' | 'symlink' | 'missing';
 
@@ -28,7 +29,8 @@ export interface ProductFileEntry {
  */
 export type ProductFileInfo = (path: string) => Promise<ProductFileEntry>;
 
-export type {BuildProduct, BuildMetric} from '../db/runner-sql.js';
+export type {BuildMetric} from '../db/runner-sql.js';
+export type {NewBuildProduct} from '../db/queries/builds.js';
 
 export interface ProductContext {
   /** Store directory (default: the local one). */
@@ -81,11 +83,11 @@ export function parseProductLine(line: string): {type: string; subtype: string; 
  * Products declared in a `hydra-build-products` file. Lines that do not match, paths that are relative, outside
  * the store, outside the build's outputs or not present are skipped. `firstNr` numbers the first product.
  */
-export async function parseBuildProducts(text: string, ctx: ProductContext, firstNr = 1): Promise<BuildProduct[]> {
+export async function parseBuildProducts(text: string, ctx: ProductContext, firstNr = 1): Promise<NewBuildProduct[]> {
   const dir = ctx.storeDir ?? defaultStoreDir();
   const outputs = ctx.outputs.map(canonPath);
   const cache = ctx.infoCache ?? new Map<string, Promise<ProductFileEntry>>();
-  const res: BuildProduct[] = [];
+  const res: NewBuildProduct[] = [];
   let dropped = 0;
   for (const line of nonEmptyLines(text)) {
     ctx.signal?.throwIfAborted();
@@ -111,11 +113,11 @@ export async function parseBuildProducts(text: string, ctx: ProductContext, firs
       productnr: firstNr + res.length,
       type: parsed.type,
       subtype: parsed.subtype,
-      fileSize: regular && info.size !== undefined ? info.size : null,
+      filesize: regular && info.size !== undefined ? info.size : null,
       sha256hash: regular && info.sha256 !== undefined ? info.sha256 : null,
       path,
       name,
-      defaultPath: parsed.defaultPath,
+      defaultpath: parsed.defaultPath,
     });
   }
   if (dropped > 0) ctx.onWarning?.(`${dropped} build product${dropped === 1 ? '' : 's'} dropped: a build records at most ${MAX_BUILD_PRODUCTS}`);
@@ -128,8 +130,8 @@ export async function parseBuildProducts(text: string, ctx: ProductContext, firs
  */
 export function defaultProducts(
   outputs: readonly {name: string; path: string; type: ProductFileType}[],
-): BuildProduct[] {
-  const res: BuildProduct[] = [];
+): NewBuildProduct[] {
+  const res: NewBuildProduct[] = [];
   const sorted = [...outputs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const o of sorted) {
     if (o.type !== 'directory') continue;
@@ -137,11 +139,11 @@ export function defaultProducts(
       productnr: res.length + 1,
       type: 'nix-build',
       subtype: o.name === 'out' ? '' : o.name,
-      fileSize: null,
+      filesize: null,
       sha256hash: null,
       path: o.path,
       name: storePathName(o.path),
-      defaultPath: '',
+      defaultpath: '',
     });
   }
   return res;
@@ -242,7 +244,7 @@ export interface NixSupportFs {
 }
 
 export interface NixSupportResult {
-  products: BuildProduct[];
+  products: NewBuildProduct[];
   releaseName: string | null;
   /** Keyed by metric name. */
   metrics: Map<string, BuildMetric>;

@@ -5,6 +5,7 @@ import type pg from 'pg';
 import type {RunnerSettings} from '../config/hydra-conf.js';
 import type {NixCallOptions} from '../nix/dest-store.js';
 import type {RunnerDbLock} from '../db/runner-advisory-lock.js';
+import type {ConnectionSettings} from '../db/scram-client.js';
 import type {StepExecutor} from '../fleet/step-api.js';
 import type {StepOrder} from './dispatcher.js';
 import type {LocalNixSettings} from '../fleet/machines-file.js';
@@ -28,7 +29,7 @@ export interface StepTiming {
 export interface SchedulerOptions {
   pool: pg.Pool;
   /** Settings for the dedicated LISTEN connection. */
-  connection: pg.ClientConfig;
+  connection: ConnectionSettings;
   dataDir: string;
   runner: RunnerSettings;
   executor: StepExecutor;

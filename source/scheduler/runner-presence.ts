@@ -11,7 +11,7 @@
 //   5. busy BuildSteps rows whose newest start is at most BUSY_RECENT_SEC old: someone is building,
 //      even if it shows no other sign (older busy rows are what a crash leaves; `unlock` clears them).
 // observeRunners() gathers the signals; otherRunner() and decideConsoleRunner() are pure.
-import pg from 'pg';
+import {newClient, type ConnectionSettings} from '../db/scram-client.js';
 import type {Queryable} from '../db/queryable.js';
 import {describeLockSession, runnerLockSession, type RunnerLockSession} from '../db/runner-advisory-lock.js';
 import {runnerLockHolder} from './runner-lock.js';
@@ -105,7 +105,7 @@ export function decideConsoleRunner(i: {
 export interface ObserveOptions {
   pool: Queryable;
   /** For the dump_status exchange (a dedicated LISTEN connection). */
-  connection: pg.ClientConfig;
+  connection: ConnectionSettings;
   dataDir: string;
   /** REST base URLs to try (`http://host:port`), with where they come from. */
   rest?: Array<{url: string; source: 'queue-runner-endpoint' | 'hydra-ops'}>;
@@ -145,8 +145,8 @@ async function statusRow(db: Queryable): Promise<StatusRow | null> {
 }
 
 /** NOTIFY dump_status and wait for status_dumped (as `hydra-queue-runner --status` does; docs/hydra-compat.md, "Status documents and metrics"). */
-async function dumpStatusAnswered(connection: pg.ClientConfig, waitMs: number): Promise<boolean> {
-  const client = new pg.Client({...connection, application_name: 'hydra-ops console probe'});
+async function dumpStatusAnswered(connection: ConnectionSettings, waitMs: number): Promise<boolean> {
+  const client = newClient(connection, {application_name: 'hydra-ops console probe'});
   client.on('error', () => {});
   try {
     await client.connect();

@@ -1,6 +1,7 @@
 // `hydra-ops demo`: the one command that shows hydra-ops working. Uses the configured database (by default the
 // embedded one), creates Hydra's schema if the database is empty, creates or refreshes the project `demo` with
-// the jobset `demo/main` (examples/demo/release.nix), evaluates it with the installed Nix, and opens the console
+// the jobset `demo/main` (examples/demo/release.nix) as the acting user through the guarded, audited actions
+// (actions/demo.ts), evaluates it with the installed Nix, and opens the console
 // with the in-process scheduler building on localhost. Without Nix it still sets up and opens, and says what to
 // install and what works without it.
 import type {Command} from 'commander';
@@ -12,6 +13,7 @@ import {setupDemo, DEMO_JOBSET, DEMO_PROJECT, type DemoResult} from '../../actio
 import {describeEval, evalJson} from './eval.js';
 import {intOption, refuseReadonly, runJobsetAction} from './jobset-support.js';
 import {loadConsole} from '../console-loader.js';
+import {actorOf, runAction} from '../acting.js';
 import {describeLocalNixProblem, diagnoseLocalNix} from '../../nix/local-nix.js';
 
 export const NO_NIX_MESSAGE = [
@@ -66,7 +68,11 @@ export function registerDemoCommands(program: Command, ctx: AppContext): void {
     .addHelpText(
       'after',
       '\nUses the configured database (default: the embedded PostgreSQL) and creates its schema when it is empty.\n' +
-        'Re-running refreshes the project and re-evaluates: an unchanged expression queues nothing new.\n' +
+        'Re-running refreshes the jobset and re-evaluates: an unchanged expression queues nothing new.\n' +
+        '\nAs the acting Hydra user, audited like project create, jobset create --replace and eval: the project is\n' +
+        'created owned by that user when missing (on a database with no Hydra user yet, the user is created as its\n' +
+        'first user, with no role); an existing demo project needs its owner, a member or an admin.\n' +
+        'Exit 4 when the user may not.\n' +
         '\nExamples:\n  hydra-ops demo\n  hydra-ops demo --slow-seconds 5 --no-console --json\n',
     )
     .action(async (opts: {slowSeconds?: string; console?: boolean}) => {
@@ -89,7 +95,7 @@ export function registerDemoCommands(program: Command, ctx: AppContext): void {
         if (nixUnusable) {
           process.stderr.write(`hydra-ops demo: the demo is set up but not evaluated: ${describeLocalNixProblem(localNix.problem!)}\n`);
         }
-        const r = await setupDemo(database.pool, {owner: ctx.config().hydraUser.value, slowSeconds, log, evaluate: !nixUnusable});
+        const r = await runAction(() => setupDemo(database.pool, actorOf(ctx), {slowSeconds, log, evaluate: !nixUnusable}));
         const failed = r.eval?.evalError != null;
         if (failed) ctx.exitCode = EXIT.failed;
 

@@ -11,7 +11,7 @@
 // nothing anywhere → {"status": "down"} and exit 0 (as `hydra-queue-runner --status` prints it);
 // a configured endpoint that does not answer and no row → {"status": "unreachable"}, exit 1.
 import type {Command} from 'commander';
-import pg from 'pg';
+import {newClient, type ConnectionSettings} from '../../db/scram-client.js';
 import type {AppContext} from '../context.js';
 import {EXIT, usageError} from '../exit-codes.js';
 import {formatDuration, printJson, printTable} from '../output.js';
@@ -53,8 +53,8 @@ function docStatus(doc: unknown): string {
 }
 
 /** Reads SystemStatus('queue-runner'), asking the runner to refresh it first. */
-async function systemStatus(connection: pg.ClientConfig, timeoutMs: number): Promise<{document: unknown; fresh: boolean} | null> {
-  const client = new pg.Client(connection);
+async function systemStatus(connection: ConnectionSettings, timeoutMs: number): Promise<{document: unknown; fresh: boolean} | null> {
+  const client = newClient(connection);
   await client.connect();
   try {
     const read = async () => (await client.query<{status: unknown}>("SELECT status FROM SystemStatus WHERE what = 'queue-runner'")).rows[0];

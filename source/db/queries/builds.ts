@@ -110,25 +110,36 @@ export async function buildOutputs(db: Queryable, id: number): Promise<BuildOutp
   return rows as BuildOutputRow[];
 }
 
-export interface BuildProductRow {
+/**
+ * A BuildProducts row, with Hydra's column names as PostgreSQL returns them: what the runner writes (from
+ * nix-support/hydra-build-products, without `build`, see NewBuildProduct) and what the readers get back.
+ */
+export interface BuildProduct {
   build: number;
   productnr: number;
   type: string;
   subtype: string;
+  /** Regular files only, else null. */
   filesize: number | null;
+  /** Regular files only (lower-case base 16), else null. */
   sha256hash: string | null;
+  /** Always set by hydra-ops; NULL only in rows written by others. */
   path: string | null;
   name: string;
+  /** As given in the products file ('' when absent); NULL only in rows written by others. */
   defaultpath: string | null;
 }
 
-export async function buildProducts(db: Queryable, id: number): Promise<BuildProductRow[]> {
+/** A product before it has a build: what nix-support parsing yields and the runner inserts for a build. */
+export type NewBuildProduct = Omit<BuildProduct, 'build'>;
+
+export async function buildProducts(db: Queryable, id: number): Promise<BuildProduct[]> {
   const {rows} = await db.query(
     `SELECT build, productnr, type, subtype, filesize::float8 AS filesize, sha256hash, path, name, defaultpath
      FROM BuildProducts WHERE build = $1 ORDER BY productnr`,
     [id],
   );
-  return rows as BuildProductRow[];
+  return rows as BuildProduct[];
 }
 
 export interface BuildMetricRow {

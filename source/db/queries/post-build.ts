@@ -2,6 +2,7 @@
 // description handed to the commands. Never writes Hydra's tables: notificationPendingSince is hydra-notify's.
 import type {Queryable} from '../queryable.js';
 import type {PostBuildStatus} from '../schema/hydra-ops-migrations.js';
+import {buildProducts} from './builds.js';
 
 export interface FinishedBuild {
   id: number;
@@ -157,11 +158,7 @@ export async function buildPayload(db: Queryable, id: number, statusName: (code:
   if (!b) return null;
   const [outputs, products, metrics, machine] = await Promise.all([
     db.query('SELECT name, path FROM BuildOutputs WHERE build = $1 ORDER BY name', [id]),
-    db.query(
-      `SELECT productnr, type, subtype, fileSize::float8 AS filesize, sha256hash, path, name, defaultPath AS defaultpath
-       FROM BuildProducts WHERE build = $1 ORDER BY productnr`,
-      [id],
-    ),
+    buildProducts(db, id),
     db.query('SELECT name, unit, value FROM BuildMetrics WHERE build = $1 ORDER BY name', [id]),
     db.query(
       `SELECT machine FROM BuildSteps WHERE build = $1 AND machine != '' ORDER BY (drvPath = $2) DESC, stepnr DESC LIMIT 1`,
@@ -191,7 +188,7 @@ export async function buildPayload(db: Queryable, id: number, statusName: (code:
     releaseName: b.releasename,
     machine: (machine.rows[0]?.machine as string | undefined) ?? null,
     outputs: outputs.rows.map((o) => ({name: o.name, path: o.path})),
-    products: products.rows.map((p) => ({
+    products: products.map((p) => ({
       productNr: p.productnr,
       type: p.type,
       subtype: p.subtype,

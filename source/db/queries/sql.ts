@@ -58,6 +58,27 @@ export class QueryBuilder {
   }
 }
 
+/**
+ * One newest-first page of a table keyed by `id` (keyset paging): rows with id below `before`, matching the
+ * conditions `where` adds to the builder, at most `limit` of them (default 50), and the `before` of the next page
+ * (null on the last). `columns` must select `id` as a number.
+ */
+export async function newestFirstPage<R extends {id: number}>(
+  db: Queryable,
+  table: string,
+  columns: string,
+  o: {limit?: number; before?: number},
+  where: (q: QueryBuilder) => void,
+): Promise<{rows: R[]; nextBefore: number | null}> {
+  const limit = o.limit ?? 50;
+  const q = new QueryBuilder();
+  if (o.before !== undefined) q.where(`id < ${q.param(o.before)}`);
+  where(q);
+  const {rows} = await db.query(`SELECT ${columns} FROM ${table} ${q.whereClause()} ORDER BY id DESC LIMIT ${q.param(limit + 1)}`, q.params);
+  const page = rows.slice(0, limit) as R[];
+  return {rows: page, nextBefore: rows.length > limit ? Number(page[page.length - 1]!.id) : null};
+}
+
 /** SQLSTATE invalid_regular_expression. */
 const INVALID_REGEX = '2201B';
 

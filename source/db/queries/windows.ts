@@ -137,6 +137,16 @@ function idKeyset(anchor: Anchor, params: unknown[]): {where: string; orderBy: s
   }
 }
 
+/** A window of `limit` rows of a table paged by id (idKeyset), in newest-first order. */
+async function pageById<R>(db: Queryable, table: string, columns: string, anchor: Anchor, limit: number): Promise<R[]> {
+  const params: unknown[] = [];
+  const k = idKeyset(anchor, params);
+  params.push(limit);
+  const {rows} = await db.query(`SELECT ${columns} FROM ${table} ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`, params);
+  if (k.reverse) rows.reverse();
+  return rows as R[];
+}
+
 /** Highest busy phase and a machine of each given build's running steps. */
 async function busyOf(db: Queryable, ids: number[]): Promise<Map<number, {busy: number; machine: string}>> {
   const busy = new Map<number, {busy: number; machine: string}>();
@@ -212,19 +222,16 @@ export interface AuditWindowRow {
 }
 
 /** A page of hydra_ops.audit_log, newest first. */
-export async function pageAuditLog(db: Queryable, anchor: Anchor, limit: number): Promise<AuditWindowRow[]> {
-  const params: unknown[] = [];
-  const k = idKeyset(anchor, params);
-  params.push(limit);
-  const {rows} = await db.query(
-    `SELECT id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, COALESCE(hydra_user, '') AS "hydraUser",
-            COALESCE(unix_user, '') AS "unixUser", action, COALESCE(scope, '') AS scope, COALESCE(target_count, 0) AS "targetCount",
-            result_count AS "resultCount", outcome, message
-       FROM hydra_ops.audit_log ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`,
-    params,
+export function pageAuditLog(db: Queryable, anchor: Anchor, limit: number): Promise<AuditWindowRow[]> {
+  return pageById(
+    db,
+    'hydra_ops.audit_log',
+    `id::float8 AS id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, COALESCE(hydra_user, '') AS "hydraUser",
+     COALESCE(unix_user, '') AS "unixUser", action, COALESCE(scope, '') AS scope, COALESCE(target_count, 0) AS "targetCount",
+     result_count AS "resultCount", outcome, message`,
+    anchor,
+    limit,
   );
-  if (k.reverse) rows.reverse();
-  return rows as AuditWindowRow[];
 }
 
 export async function countAuditLog(db: Queryable): Promise<number> {
@@ -254,13 +261,8 @@ const CHECK_COLUMNS = `id::float8 AS id, build, drv_path AS "drvPath", original_
             diff_log_path AS "diffLogPath", to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS "startedAt"`;
 
 /** A page of hydra_ops.repro_checks, newest first. */
-export async function pageReproChecks(db: Queryable, anchor: Anchor, limit: number): Promise<CheckWindowRow[]> {
-  const params: unknown[] = [];
-  const k = idKeyset(anchor, params);
-  params.push(limit);
-  const {rows} = await db.query(`SELECT ${CHECK_COLUMNS} FROM hydra_ops.repro_checks ${k.where} ORDER BY ${k.orderBy} LIMIT $${params.length}`, params);
-  if (k.reverse) rows.reverse();
-  return rows as CheckWindowRow[];
+export function pageReproChecks(db: Queryable, anchor: Anchor, limit: number): Promise<CheckWindowRow[]> {
+  return pageById(db, 'hydra_ops.repro_checks', CHECK_COLUMNS, anchor, limit);
 }
 
 /** The latest check of one build (highest id), or null. */

@@ -8,8 +8,8 @@
 // Identifiers are unquoted, so PostgreSQL folds them to lower case (`drvPath` is column `drvpath`), as in Hydra.
 // The script contains several statements and no bind parameters: run it with a single simple query.
 //
-// Longer than the other modules because it is Hydra's whole schema (version 87) as SQL text: one DDL script,
-// run as a unit.
+// Longer than the other modules because it is data, not logic: Hydra's whole schema (version 87) as SQL text,
+// one DDL script run as a unit.
 
 /** The Hydra schema version this script creates (the row it inserts into SchemaVersion). */
 export const HYDRA_SCHEMA_VERSION = 87;
