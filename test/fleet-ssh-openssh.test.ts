@@ -8,6 +8,7 @@ import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSy
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {startFleet, type Fleet} from './support/fleet.js';
+import {sshConfigText} from './support/ssh-config.js';
 import {runCli} from './support/cli.js';
 import {waitFor} from './support/wait.js';
 import {parseMachinesText, type MachineSpec} from '../source/fleet/machines-file.js';
@@ -69,7 +70,7 @@ test('an alias that exists only in the SSH configuration (HostName, Port, User, 
   const config = join(fleet.dir, 'ssh_config');
   writeFileSync(
     config,
-    [`Host farm-alias`, `  HostName 127.0.0.1`, `  Port ${b.port}`, `  User root`, `  IdentityFile ${fleet.clientKey}`, `  UserKnownHostsFile ${knownHosts}`, ''].join('\n'),
+    sshConfigText([{alias: 'farm-alias', port: b.port, identityFile: fleet.clientKey, knownHosts}]),
   );
   const machinesFile = join(fleet.dir, 'machines-alias');
   const line = `ssh://farm-alias ${system()} - 1 1 - - -`;
@@ -149,21 +150,10 @@ test('a builder reachable only through a bastion (ProxyJump) is reached over one
   const config = join(fleet.dir, 'ssh_config_jump');
   writeFileSync(
     config,
-    [
-      'Host jump-box',
-      '  HostName 127.0.0.1',
-      `  Port ${bastion.port}`,
-      '  User root',
-      `  IdentityFile ${bastion.clientKey}`,
-      `  UserKnownHostsFile ${knownHosts}`,
-      'Host hidden-builder',
-      '  HostName 127.0.0.1',
-      `  Port ${b.port}`,
-      '  User root',
-      `  IdentityFile ${fleet.clientKey}`,
-      '  ProxyJump jump-box',
-      '',
-    ].join('\n'),
+    sshConfigText([
+      {alias: 'jump-box', port: bastion.port, identityFile: bastion.clientKey, knownHosts},
+      {alias: 'hidden-builder', port: b.port, identityFile: fleet.clientKey, proxyJump: 'jump-box'},
+    ]),
   );
   const pin = b64(b.hostKeyLine);
   // Directly, the builder is not there.

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import {writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {runnerRig, mkPrelude, type RunnerRig} from './support/runner-rig.js';
+import {sshConfigText} from './support/ssh-config.js';
 import {defaultRunnerSettings} from '../source/config/hydra-conf.js';
 import {parseMachinesText, type MachineSpec} from '../source/fleet/machines-file.js';
 import {FleetExecutor} from '../source/fleet/step-runner.js';
@@ -56,28 +57,11 @@ test('scheduled steps build on a builder named only by an SSH alias (ssh -G) and
     const config = join(fleet.dir, 'routes_ssh_config');
     writeFileSync(
       config,
-      [
-        'Host farm-alias',
-        '  HostName 127.0.0.1',
-        `  Port ${open.port}`,
-        '  User root',
-        `  IdentityFile ${fleet.clientKey}`,
-        `  UserKnownHostsFile ${knownHosts}`,
-        'Host jump-box',
-        '  HostName 127.0.0.1',
-        `  Port ${bastion.port}`,
-        '  User root',
-        `  IdentityFile ${bastion.clientKey}`,
-        `  UserKnownHostsFile ${knownHosts}`,
-        'Host hidden-builder',
-        '  HostName 127.0.0.1',
-        `  Port ${hidden.port}`,
-        '  User root',
-        `  IdentityFile ${fleet.clientKey}`,
-        `  UserKnownHostsFile ${knownHosts}`,
-        '  ProxyJump jump-box',
-        '',
-      ].join('\n'),
+      sshConfigText([
+        {alias: 'farm-alias', port: open.port, identityFile: fleet.clientKey, knownHosts},
+        {alias: 'jump-box', port: bastion.port, identityFile: bastion.clientKey, knownHosts},
+        {alias: 'hidden-builder', port: hidden.port, identityFile: fleet.clientKey, knownHosts, proxyJump: 'jump-box'},
+      ]),
     );
     const pool = (file: string) => {
       const p = new SshConnectionPool({connectTimeoutMs: 10_000, sshConfigFile: file});
