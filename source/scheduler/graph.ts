@@ -45,6 +45,13 @@ export type LoadResult =
   | {kind: 'cached-failure'; drvPath: string; outputs: Map<string, string | null>; toplevel: boolean; system: string}
   | {kind: 'queued'; newSteps: Step[]; newRunnable: Step[]};
 
+/** A derivation read while loading a build, with its outputs (outputPathMap, computed once). */
+interface Loaded {
+  path: string;
+  drv: Derivation;
+  outputs: Map<string, string | null>;
+}
+
 /** A load's result and the substitutions made while loading (recorded for the build being loaded, as in Hydra). */
 export type LoadOutcome = LoadResult & {substituted: Substitution[]};
 
@@ -93,7 +100,7 @@ export class StepGraph {
       this.attach(build, attached);
       return {kind: 'queued', newSteps: [], newRunnable: []};
     }
-    const drafts = new Map<string, Derivation>();
+    const drafts = new Map<string, Loaded>();
     const seen = new Set<string>([build.drvPath]);
     let frontier = [build.drvPath];
     while (frontier.length > 0) {
@@ -115,15 +122,16 @@ export class StepGraph {
         if (d.path === build.drvPath && isPermanentDrvError(d.error)) return {kind: 'missing-drv', drvPath: d.path, message};
         throw new Error(`cannot read ${d.path}: ${message}`);
       }
-      const loaded = drvs as Array<{path: string; drv: Derivation}>;
-      const staticOutputs = loaded.flatMap(({drv}) => [...outputPathMap(drv).values()].filter((p): p is string => p !== null));
+      // Each derivation's outputs once: every decision below (failed, valid, substitutable, published) reads them.
+      const loaded: Loaded[] = (drvs as Array<{path: string; drv: Derivation}>).map(({path, drv}) => ({path, drv, outputs: outputPathMap(drv)}));
+      const staticOutputs = loaded.flatMap(({outputs}) => [...outputs.values()].filter((p): p is string => p !== null));
       const failed = new Set(await store.failedPathsAmong(staticOutputs));
       if (failed.size > 0) {
-        const hit = loaded.find(({drv}) => [...outputPathMap(drv).values()].some((p) => p !== null && failed.has(p)))!;
+        const hit = loaded.find(({outputs}) => [...outputs.values()].some((p) => p !== null && failed.has(p)))!;
         return {
           kind: 'cached-failure',
           drvPath: hit.path,
-          outputs: outputPathMap(hit.drv),
+          outputs: hit.outputs,
           toplevel: hit.path === build.drvPath,
           system: hit.drv.platform,
         };
@@ -132,10 +140,11 @@ export class StepGraph {
       if (store.substitute) await this.substituteMissing(loaded, valid, store.substitute.bind(store), substituted);
       if (store.publish) await this.publishValid(loaded, valid, store.publish.bind(store), substituted);
       const next: string[] = [];
-      for (const {path, drv} of loaded) {
-        const outputs = [...outputPathMap(drv).values()];
+      for (const l of loaded) {
+        const {path, drv} = l;
+        const outputs = [...l.outputs.values()];
         if (outputs.length > 0 && outputs.every((p) => p !== null && valid.has(p))) continue;
-        drafts.set(path, drv);
+        drafts.set(path, l);
         for (const input of drv.inputDrvs.keys()) {
           if (seen.has(input) || this.steps.has(input)) continue;
           seen.add(input);
@@ -149,12 +158,12 @@ export class StepGraph {
     // Loads run concurrently: a derivation another load registered meanwhile is reused, not duplicated.
     const resolved = new Map<string, Step>();
     const created: Step[] = [];
-    for (const [path, drv] of drafts) {
+    for (const [path, l] of drafts) {
       const existing = this.steps.get(path);
       if (existing && !existing.finished) {
         resolved.set(path, existing);
       } else {
-        const step = this.makeStep(path, drv);
+        const step = this.makeStep(path, l.drv, l.outputs);
         resolved.set(path, step);
         created.push(step);
       }
@@ -192,14 +201,15 @@ export class StepGraph {
    * path (content-addressed) are left to be built.
    */
   private async substituteMissing(
-    loaded: Array<{path: string; drv: Derivation}>,
+    loaded: Loaded[],
     valid: Set<string>,
     substitute: NonNullable<GraphStore['substitute']>,
     substituted: Substitution[],
   ): Promise<void> {
     const wanted: Array<{path: string; missing: Map<string, string>}> = [];
-    for (const {path, drv} of loaded) {
-      const outputs = [...outputPathMap(drv)];
+    for (const l of loaded) {
+      const path = l.path;
+      const outputs = [...l.outputs];
       if (outputs.length === 0 || outputs.some(([, p]) => p === null)) continue;
       const missing = new Map(outputs.filter(([, p]) => !valid.has(p!)) as Array<[string, string]>);
       if (missing.size > 0 && !this.steps.has(path)) wanted.push({path, missing});
@@ -221,14 +231,15 @@ export class StepGraph {
    * instead (its outputs leave `valid`), and a substitution recorded for it is dropped. One call per graph level.
    */
   private async publishValid(
-    loaded: Array<{path: string; drv: Derivation}>,
+    loaded: Loaded[],
     valid: Set<string>,
     publish: NonNullable<GraphStore['publish']>,
     substituted: Substitution[],
   ): Promise<void> {
     const done: Array<{path: string; outputs: Array<[string, string]>}> = [];
-    for (const {path, drv} of loaded) {
-      const outputs = [...outputPathMap(drv)];
+    for (const l of loaded) {
+      const path = l.path;
+      const outputs = [...l.outputs];
       if (outputs.length > 0 && outputs.every(([, p]) => p !== null && valid.has(p)) && !this.steps.has(path)) {
         done.push({path, outputs: outputs as Array<[string, string]>});
       }
@@ -256,12 +267,12 @@ export class StepGraph {
     propagatePriorities(build);
   }
 
-  private makeStep(path: string, drv: Derivation): Step {
+  private makeStep(path: string, drv: Derivation, drvOutputs: ReadonlyMap<string, string | null>): Step {
     const features = requiredSystemFeatures(drv);
     const preferLocal = preferLocalBuild(drv) && this.canBuildLocally(drv.platform, features);
     // Long-lived strings are detached from the .drv text (model.ts, detached) and repeated ones shared.
     const outputs = new Map<string, string | null>();
-    for (const [name, out] of outputPathMap(drv)) outputs.set(intern(name), out === null ? null : detached(out));
+    for (const [name, out] of drvOutputs) outputs.set(intern(name), out === null ? null : detached(out));
     return new Step(detached(path), drv, intern(drv.platform), features.length === 0 ? NO_FEATURES : features.map(intern), preferLocal, isDeterministic(drv), intern(systemType(drv, features, preferLocal)), outputs);
   }
 
