@@ -34,6 +34,13 @@ async function outputOf(drvPath: string): Promise<string> {
   return outputPathMap(await readDrv(drvPath)).get('out')!;
 }
 
+/** Builds `drv` locally, publishes its output signed to the `file://` cache, then deletes it from the local store. */
+async function onlyInCache(drv: string, out: string, cache: string, secret: string): Promise<void> {
+  await execa('nix-store', ['--realise', drv, '--option', 'build-users-group', '', '--option', 'substituters', '']);
+  await execa('nix', [...NIX, 'copy', '--to', `file://${cache}?secret-key=${secret}`, out]);
+  await execa('nix-store', ['--delete', out]);
+}
+
 async function stepRows(rig: RunnerRig, build: number) {
   const r = await rig.pool.query(
     `SELECT s.stepnr, s.type, s.busy, s.status, s.errormsg, s.drvpath, s.starttime, s.stoptime, o.name, o.path
@@ -142,9 +149,7 @@ test('use-substitutes: outputs in a file:// substituter are substituted (type 1 
     const libOut = await outputOf(libDrv!);
     const appOut = await outputOf(appDrv!);
     // Build the lib, publish it signed to the cache, then remove it from the local store.
-    await execa('nix-store', ['--realise', libDrv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
-    await execa('nix', [...NIX, 'copy', '--to', `file://${cache}?secret-key=${keys.secret}`, libOut]);
-    await execa('nix-store', ['--delete', libOut]);
+    await onlyInCache(libDrv!, libOut, cache, keys.secret);
     assert.equal((await queryValidPaths([libOut])).size, 0, 'the lib is gone from the local store');
 
     const nix = {options: [['substituters', `file://${cache}`], ['trusted-public-keys', keys.pub], ['require-sigs', 'true']] as Array<[string, string]>};
@@ -185,9 +190,7 @@ test('use-substitutes off: the same cached output is built, not substituted', {t
     const cache = join(rig.nix.dir, 'subst-cache');
     const [drv] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "nosubst" [] "echo built here > $out") ]`);
     const out = await outputOf(drv!);
-    await execa('nix-store', ['--realise', drv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
-    await execa('nix', [...NIX, 'copy', '--to', `file://${cache}?secret-key=${keys.secret}`, out]);
-    await execa('nix-store', ['--delete', out]);
+    await onlyInCache(drv!, out, cache, keys.secret);
     const nix = {options: [['substituters', `file://${cache}`], ['trusted-public-keys', keys.pub]] as Array<[string, string]>};
     const {ids, rows} = await buildWith(rig, [drv!], [rig.localhost()], {runner: runner(rig, {useSubstitutes: false}), nix});
     assert.equal(rows.get(ids[0]!)!.buildstatus, 0);
@@ -305,9 +308,7 @@ test('use-substitutes: paths are substituted in chunks, so 50 000 of them do not
     const cache = join(rig.nix.dir, 'subst-cache');
     const [drv] = await rig.nix.instantiate(`${mkPrelude(rig.nix.nonce)} [ (mk "subst-chunked" [] "echo chunked > $out") ]`);
     const out = await outputOf(drv!);
-    await execa('nix-store', ['--realise', drv!, '--option', 'build-users-group', '', '--option', 'substituters', '']);
-    await execa('nix', [...NIX, 'copy', '--to', `file://${cache}?secret-key=${keys.secret}`, out]);
-    await execa('nix-store', ['--delete', out]);
+    await onlyInCache(drv!, out, cache, keys.secret);
     // About 2.3 MB of arguments, above Linux's limit for one command line; the one real path comes last.
     const letters = '0123456789abcdfghijklmnpqrsvwxyz';
     const absent = Array.from({length: 50_000}, (_, i) => {
