@@ -54,14 +54,14 @@ function lastLines(text: string, n = 6): string {
   return lines.slice(-n).join('; ') || 'no message';
 }
 
-async function run(cmd: string, args: string[], o: NixCallOptions): Promise<{ok: boolean; stderr: string; exitCode?: number}> {
+async function run(cmd: string, args: string[], o: NixCallOptions): Promise<{ok: boolean; stdout: string; stderr: string; exitCode?: number}> {
   const r = await execa(cmd, args, {
     reject: false,
     stdin: 'ignore',
     env: {...o.env},
     ...(o.signal ? {cancelSignal: o.signal} : {}),
   });
-  return {ok: !r.failed, stderr: String(r.stderr ?? r.message ?? ''), exitCode: r.exitCode};
+  return {ok: !r.failed, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? r.message ?? ''), exitCode: r.exitCode};
 }
 
 /**
@@ -71,10 +71,12 @@ async function run(cmd: string, args: string[], o: NixCallOptions): Promise<{ok:
  * caches never check). Throws DestStoreError with Nix's message.
  */
 export async function copyClosureTo(uri: string, paths: readonly string[], o: NixCallOptions & {checkSigs: boolean}): Promise<void> {
-  if (paths.length === 0) return;
-  const r = await run('nix', [...NIX_COMMAND, 'copy', ...(o.checkSigs ? [] : ['--no-check-sigs']), ...optionArgs(o), '--to', uri, ...paths], o);
-  if (!r.ok) {
-    throw new DestStoreError(`cannot copy ${paths.length} output(s) to the destination store ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
+  // In chunks like the other store calls: a wide graph level would not fit on one command line.
+  for (const chunk of chunks([...new Set(paths)])) {
+    const r = await run('nix', [...NIX_COMMAND, 'copy', ...(o.checkSigs ? [] : ['--no-check-sigs']), ...optionArgs(o), '--to', uri, ...chunk], o);
+    if (!r.ok) {
+      throw new DestStoreError(`cannot copy ${chunk.length} output(s) to the destination store ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
+    }
   }
 }
 
@@ -86,14 +88,9 @@ export async function copyClosureTo(uri: string, paths: readonly string[], o: Ni
 export async function missingPathsIn(uri: string, paths: readonly string[], o: NixCallOptions = {}): Promise<Set<string>> {
   const missing = new Set<string>();
   for (const chunk of chunks([...new Set(paths)])) {
-    const r = await execa('nix-store', ['--store', uri, ...optionArgs(o), '--check-validity', '--print-invalid', ...chunk], {
-      reject: false,
-      stdin: 'ignore',
-      env: {...o.env},
-      ...(o.signal ? {cancelSignal: o.signal} : {}),
-    });
-    if (r.failed) throw new DestStoreError(`cannot query the destination store ${displayStoreUri(uri)}: ${lastLines(String(r.stderr ?? r.message ?? ''))}`);
-    for (const line of String(r.stdout).split('\n')) if (line !== '') missing.add(line);
+    const r = await run('nix-store', ['--store', uri, ...optionArgs(o), '--check-validity', '--print-invalid', ...chunk], o);
+    if (!r.ok) throw new DestStoreError(`cannot query the destination store ${displayStoreUri(uri)}: ${lastLines(r.stderr)}`);
+    for (const line of r.stdout.split('\n')) if (line !== '') missing.add(line);
   }
   return missing;
 }

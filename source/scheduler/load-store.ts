@@ -81,9 +81,12 @@ class LoadStore {
     const uri = this.o.runner.storeUri;
     const nix = this.o.nix ?? {};
     const theirs = paths.filter((p) => this.publishing.has(p));
-    const others = [...new Set(theirs.map((p) => this.publishing.get(p)!))];
     const missing = await this.destMissing.filter(paths.filter((p) => !this.publishing.has(p)));
-    const mine = [...missing].filter((p) => !this.publishing.has(p));
+    // Another load may have started copying some of these while the destination was being asked: wait for it too.
+    const mine: string[] = [];
+    for (const p of missing) (this.publishing.has(p) ? theirs : mine).push(p);
+    const others = [...new Set(theirs.map((p) => this.publishing.get(p)).filter((r) => r !== undefined))];
+    const waited = theirs.length > 0;
     const copied = new Set<string>();
     const failed = new Set<string>();
     if (mine.length > 0) {
@@ -99,9 +102,9 @@ class LoadStore {
         for (const p of mine) if (this.publishing.get(p) === run) this.publishing.delete(p);
       }
     }
-    if (others.length > 0) {
+    if (waited) {
       await Promise.allSettled(others);
-      for (const p of await missingPathsIn(uri, theirs, nix)) failed.add(p);
+      for (const p of await this.destMissing.filter(theirs)) failed.add(p);
     }
     return {copied, failed};
   }
