@@ -1,6 +1,6 @@
 // One dispatch round (docs/hydra-compat.md, "Dispatch order"): order the runnable steps, then hand each to the best
 // available machine that supports it. Pure: no database, no I/O.
-import type {Step} from './model.js';
+import {intern, type Step} from './model.js';
 import {compareMachines, isAvailable, supportsStep, type RunnerMachine} from './machines.js';
 import {SlotLease} from './slot-lease.js';
 
@@ -119,14 +119,7 @@ export function sortRunnable(steps: Step[], order: StepOrder = 'rdeps'): Step[] 
 
 /** Key of the machines a step can use: steps with the same key compete for the same machines. */
 export function capabilityKey(step: Step): string {
-  return (step.capabilityKey ??= internKey(`${step.platform}|${step.requiredFeatures.join(',')}|${step.preferLocal ? 1 : 0}`));
-}
-
-const keys = new Map<string, string>();
-function internKey(key: string): string {
-  let k = keys.get(key);
-  if (k === undefined) keys.set(key, (k = key));
-  return k;
+  return (step.capabilityKey ??= intern(`${step.platform}|${step.requiredFeatures.join(',')}|${step.preferLocal ? 1 : 0}`));
 }
 
 /**
