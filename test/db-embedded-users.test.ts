@@ -18,6 +18,7 @@ import {newClient, newPool, settingsOfPool, ScramRequiredError} from '../source/
 import {RunnerDbLock} from '../source/db/runner-advisory-lock.js';
 import {PgListener} from '../source/db/listener.js';
 import {cliArgs, type CliResult} from './support/cli.js';
+import {freePort} from './support/free-port.js';
 
 const run = promisify(execFile);
 const NOBODY = 65534;
@@ -26,17 +27,6 @@ function tempBase(label: string): string {
   const base = mkdtempSync(join(tmpdir(), `hydra-ops-${label}-`));
   chmodSync(base, 0o755);
   return base;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as {port: number}).port;
-      s.close(() => res(port));
-    });
-  });
 }
 
 /** The CLI as `uid` (root: as is; nobody: through setpriv with its own HOME). */

@@ -6,7 +6,6 @@ import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {execFileSync} from 'node:child_process';
 import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
-import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -19,19 +18,9 @@ import {initSchema} from '../source/db/schema.js';
 import {readDrv, outputPathMap} from '../source/nix/drv.js';
 import {runnerLockHolder} from '../source/scheduler/runner-lock.js';
 import {waitFor, pgrep} from './support/wait.js';
+import {freePort} from './support/free-port.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as {port: number}).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function tmux(...args: string[]): string {
   return execFileSync('tmux', args, {encoding: 'utf8'});

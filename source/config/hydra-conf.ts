@@ -6,10 +6,11 @@
 // Warnings explain every place where the two views disagree about a runner key (inside a block,
 // from an include, written without `=`, quoted, inside a comment) and flag deprecated keys.
 
-import {availableParallelism, userInfo} from 'node:os';
+import {availableParallelism} from 'node:os';
 import {resolve} from 'node:path';
 import {quote} from './errors.js';
 import type {Env} from './dbi.js';
+import {loginName} from './login-name.js';
 import {fail, readFile, where, type ConfEntry, type FlatLine, type State} from './hydra-conf-reader.js';
 
 export type {ConfEntry};
@@ -101,12 +102,6 @@ export const DEFAULT_MAX_UNSUPPORTED_TIME = 120;
 
 // ---------------------------------------------------------------------------------------
 // Defaults
-
-function loginName(env: Env): string {
-  // Hydra reads $LOGNAME; without it, the user this process runs as (a plain user's roots must land in the
-  // per-user directory the nix-daemon made for that user, not in root's).
-  return env.LOGNAME || env.USER || userInfo().username;
-}
 
 /** Runner settings when hydra.conf sets nothing. */
 export function defaultRunnerSettings(opts: HydraConfOptions = {}): RunnerSettings {

@@ -7,9 +7,9 @@
 // > the embedded server in <data dir>/pg. Empty environment variables count as unset.
 
 import {existsSync, statSync} from 'node:fs';
-import {userInfo} from 'node:os';
 import {join, resolve} from 'node:path';
 import {ConfigError, quote} from './errors.js';
+import {loginName} from './login-name.js';
 import {dbiToUrl, describeDbi, parseDatabaseUrl, parseHydraDbi, type DbiConfig, type Env} from './dbi.js';
 import {embeddedPgDir, resolveDataDir, type DataDirChoice, type DataDirOptions} from './data-dir.js';
 import {defaultRunnerSettings, parseHydraConf, runnerKeyWarnings, type HydraConf, type RunnerField, type RunnerSettings} from './hydra-conf.js';
@@ -239,7 +239,7 @@ export function resolveConfig(opts: ResolveOptions): ResolvedConfig {
   if (set(flags.user)) hydraUser = {value: flags.user, source: '--user'};
   else if (set(env.HYDRA_OPS_USER)) hydraUser = {value: env.HYDRA_OPS_USER, source: 'HYDRA_OPS_USER'};
   else if (settings.hasSetting('hydraUser')) hydraUser = {value: settings.getSetting('hydraUser')!, source: 'settings'};
-  else hydraUser = {value: env.LOGNAME || env.USER || userInfo().username, source: 'OS login name'};
+  else hydraUser = {value: loginName(env), source: 'OS login name'};
 
   return {
     database,

@@ -38,9 +38,6 @@ export const STATUS = {
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
-/** The runner's writes run in withTransaction (transaction.ts), re-exported here beside them. */
-export {withTransaction};
-
 export async function notify(db: Queryable, channel: string, payload = ''): Promise<void> {
   await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
 }

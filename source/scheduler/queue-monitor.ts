@@ -5,6 +5,7 @@ import {Build, DAY, Jobset, propagatePriorities} from './model.js';
 import type {LoadOutcome} from './graph.js';
 import * as sql from '../db/runner-sql.js';
 import {STATUS, nowSeconds} from '../db/runner-sql.js';
+import {withTransaction} from '../db/transaction.js';
 import {Coalesced} from './coalesce.js';
 import type {SchedulerContext} from './context.js';
 import type {Outcomes} from './outcomes.js';
@@ -228,7 +229,7 @@ export class QueueMonitor {
    */
   private async recordSubstitutions(buildId: number, result: LoadOutcome): Promise<void> {
     const {ctx} = this;
-    await sql.withTransaction(ctx.pool, async (c) => {
+    await withTransaction(ctx.pool, async (c) => {
       for (const s of result.substituted) {
         for (const [name, path] of s.outputs) {
           await sql.insertBuildStep(c, {build: buildId, type: 1, drvPath: s.drvPath, busy: 0, status: STATUS.success, startTime: s.startTime, stopTime: s.stopTime, system: null, machine: '', outputs: [[name, path]]});

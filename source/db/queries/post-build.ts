@@ -2,7 +2,7 @@
 // description handed to the commands. Never writes Hydra's tables: notificationPendingSince is hydra-notify's.
 import type {Queryable} from '../queryable.js';
 import type {PostBuildStatus} from '../schema/hydra-ops-migrations.js';
-import {buildProducts} from './builds.js';
+import {buildOutputs, buildProducts} from './builds.js';
 
 export interface FinishedBuild {
   id: number;
@@ -157,7 +157,7 @@ export async function buildPayload(db: Queryable, id: number, statusName: (code:
   const b = rows[0];
   if (!b) return null;
   const [outputs, products, metrics, machine] = await Promise.all([
-    db.query('SELECT name, path FROM BuildOutputs WHERE build = $1 ORDER BY name', [id]),
+    buildOutputs(db, id),
     buildProducts(db, id),
     db.query('SELECT name, unit, value FROM BuildMetrics WHERE build = $1 ORDER BY name', [id]),
     db.query(
@@ -187,7 +187,7 @@ export async function buildPayload(db: Queryable, id: number, statusName: (code:
     license: b.license,
     releaseName: b.releasename,
     machine: (machine.rows[0]?.machine as string | undefined) ?? null,
-    outputs: outputs.rows.map((o) => ({name: o.name, path: o.path})),
+    outputs: outputs.map((o) => ({name: o.name, path: o.path})),
     products: products.map((p) => ({
       productNr: p.productnr,
       type: p.type,
