@@ -72,7 +72,10 @@ export class RunnerReadings {
   /** Queued builds per system (every system seen in the last hour: 0 when it has none queued now). */
   private sampleQueues(rows: readonly {system: string; queued: number}[], now: number): void {
     const queued = new Map(rows.map((r) => [r.system, r.queued]));
-    for (const system of new Set([...queued.keys(), ...this.queueSeries.keys().filter((k) => k !== '')])) this.queueSeries.add(system, queued.get(system) ?? 0, now);
+    // A system with nothing queued gets its 0 only while it had builds queued in the last hour; otherwise its
+    // samples age out and prune() drops it.
+    const recent = this.queueSeries.keys().filter((k) => k !== '' && this.queueSeries.get(k, now).some((v) => v !== null && v > 0));
+    for (const system of new Set([...queued.keys(), ...recent])) this.queueSeries.add(system, queued.get(system) ?? 0, now);
     this.queueSeries.prune(now);
   }
 
